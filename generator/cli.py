@@ -1,0 +1,70 @@
+"""Command-line interface: a thin shell over the stage functions.
+
+``python -m generator run …`` runs the whole night; ``python -m generator <stage> …``
+runs one stage on the artifacts of the previous one. Each stage module adds its
+own subcommand through ``add_cli(subparsers)`` so its flags sit beside its code.
+User errors print one line (``error: <problem> (fix: <fix>)``) and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+
+from . import __version__
+from .config import load_config
+from .errors import UserError
+
+STAGE_MODULES = ("ingest", "base_model", "train", "sample", "curate", "render", "publish", "pipeline")
+
+
+def _config_command(args, config) -> int:
+    print(json.dumps(config.as_dict(mask_secrets=True), indent=2, sort_keys=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m generator",
+        description="Nightly Netflix-style description generator: ingest a catalog, fine-tune GPT-2 "
+        "(gpt-2-simple), generate, curate, render a static gallery and publish it.",
+        epilog="Settings come from generator/defaults.toml < --profile < --config FILE < "
+        "GENERATOR_<SECTION>__<KEY> environment variables < flags. See README.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="TOML file overriding generator/defaults.toml")
+    common.add_argument("--profile", metavar="NAME", help="named profile: tiny, small, 124M, 355M, or one of your config file")
+    common.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subparsers.common = common  # stage modules pass it as a parent parser
+
+    config_parser = subparsers.add_parser("config", parents=[common], help="print the effective configuration (secrets masked)")
+    config_parser.set_defaults(func=_config_command)
+    for name in STAGE_MODULES:
+        importlib.import_module(f"generator.{name}").add_cli(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        config = load_config(profile=args.profile, config_file=args.config)
+        return int(args.func(args, config) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (fix: run the same command again; stages resume or redo their work)", file=sys.stderr)
+        return 130
