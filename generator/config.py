@@ -63,8 +63,19 @@ class PathSettings:
     def models_root(self) -> Path:
         return self.resolve(self.models_dir)
 
-    def stage_dir(self, stage: str) -> Path:
-        return Path(self.workdir).expanduser() / stage
+    def night_dir(self, night: str) -> Path:
+        """Per-night stage artifacts: <workdir>/nights/<night>/<stage>/…"""
+        return Path(self.workdir).expanduser() / "nights" / night
+
+    @property
+    def archive_root(self) -> Path:
+        """Each night's kept samples and report, kept across nights for the archive and history."""
+        return Path(self.workdir).expanduser() / "archive"
+
+    @property
+    def site_root(self) -> Path:
+        """The rendered site, re-rendered in place each night (unchanged files are not rewritten)."""
+        return Path(self.workdir).expanduser() / "site"
 
 
 @dataclasses.dataclass

@@ -4,6 +4,7 @@ Outputs, in the ingest directory:
   catalog.jsonl  every kept title: show_id, type, title, genres, description, split, control
   train.txt      gpt-2-simple training text, one ``<|startoftext|>…<|endoftext|>`` per line
   val.txt        the held-out descriptions in the same format
+  source.csv     the exact catalog bytes read (the night's snapshot)
 and ``ingest.manifest.json`` beside it with counts and the catalog's content hash.
 """
 
@@ -21,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from . import END_TOKEN, START_TOKEN
-from .artifacts import atomic_write_text, read_manifest, sha256_text, write_jsonl, write_manifest
+from .artifacts import atomic_write_bytes, atomic_write_text, read_manifest, sha256_text, write_jsonl, write_manifest
 from .errors import UserError
 
 REQUIRED_COLUMN = "description"
@@ -228,6 +229,9 @@ def ingest(source: str, out_dir: str | Path, settings: IngestSettings | None = N
     # The hash covers what training sees (settings included), so an unchanged
     # catalog re-read from elsewhere still counts as unchanged.
     training_hash = sha256_text(f"conditional={settings.conditional}\n" + train_text)
+    # Keep the exact bytes read: later stages (curate's copy check) and re-runs use
+    # this snapshot, not a source that may have changed since.
+    atomic_write_bytes(out_dir / "source.csv", raw)
     atomic_write_text(out_dir / "train.txt", train_text)
     atomic_write_text(out_dir / "val.txt", "".join(val_lines))
     write_jsonl(out_dir / "catalog.jsonl", records)
@@ -252,7 +256,7 @@ def ingest(source: str, out_dir: str | Path, settings: IngestSettings | None = N
         median_words=sorted(words)[len(words) // 2],
         types=sorted({e.type for e in entries if e.type}),
         genres=genres,
-        outputs={"train": str(out_dir / "train.txt"), "val": str(out_dir / "val.txt"),
+        outputs={"snapshot": str(out_dir / "source.csv"), "train": str(out_dir / "train.txt"), "val": str(out_dir / "val.txt"),
                  "catalog": str(out_dir / "catalog.jsonl")},
     )
 

@@ -1,0 +1,210 @@
+"""Base model: a pretrained GPT-2, or a small one bootstrapped offline.
+
+Both end up in gpt-2-simple's own layout, ``<models_dir>/<name>/``::
+
+    encoder.json  vocab.bpe  hparams.json  checkpoint  model.ckpt.{index,data-*}
+
+so the very same ``gpt2.finetune`` / ``gpt2.generate`` code serves a laptop CPU,
+the tests and a GPU worker. Pretrained models (124M, 355M, ...) come from a
+local folder or ``gpt2.download_gpt2``; offline, ``bootstrap`` trains a
+byte-level BPE on the catalog (HF ``tokenizers``) and initialises GPT-2 weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from .artifacts import atomic_write_json, atomic_write_text, read_manifest, write_manifest
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+MODEL_FILES = ("encoder.json", "vocab.bpe", "hparams.json", "checkpoint")
+PRETRAINED_NAMES = ("124M", "355M", "774M", "1558M")
+
+
+@dataclasses.dataclass
+class ModelSettings:
+    name: str = "tiny"
+    source: str = "bootstrap"
+    download: bool = True
+    vocab_size: int = 4096
+    n_ctx: int = 1024
+    n_embd: int = 128
+    n_head: int = 4
+    n_layer: int = 2
+    seed: int = 1234
+
+    def validate(self) -> None:
+        if self.source not in ("bootstrap", "pretrained"):
+            raise UserError(f"model.source must be 'bootstrap' or 'pretrained', got {self.source!r}",
+                            "set model.source in your config")
+        if self.n_embd % self.n_head:
+            raise UserError(f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})",
+                            "pick a width that is a multiple of the head count")
+        if self.n_ctx != 1024:
+            # gpt2.finetune samples 1024-token windows whatever the model's context is.
+            raise UserError(f"model.n_ctx must be 1024 for gpt-2-simple fine-tuning, got {self.n_ctx}",
+                            "leave model.n_ctx at 1024; make the model small with n_embd/n_layer instead")
+
+    @property
+    def hparams(self) -> dict:
+        return {"n_vocab": self.vocab_size + 1, "n_ctx": self.n_ctx, "n_embd": self.n_embd,
+                "n_head": self.n_head, "n_layer": self.n_layer}
+
+
+def is_complete(model_dir: Path) -> bool:
+    return all((model_dir / name).is_file() for name in MODEL_FILES)
+
+
+def ensure_base_model(models_root: str | Path, settings: ModelSettings, corpus_path: str | Path | None = None) -> dict:
+    """Make sure ``<models_root>/<name>`` holds a usable base model; return its manifest.
+
+    An existing complete model is reused as is (a base model must not change
+    under a checkpoint trained from it).
+    """
+    settings.validate()
+    models_root = Path(models_root)
+    model_dir = models_root / settings.name
+    if is_complete(model_dir):
+        manifest_file = models_root / f"{settings.name}.manifest.json"
+        return read_manifest(model_dir) if manifest_file.is_file() else {
+            "stage": "base_model", "name": settings.name, "path": str(model_dir), "created": False,
+            "hparams": json.loads((model_dir / "hparams.json").read_text())}
+    if settings.source == "pretrained":
+        return _download_pretrained(models_root, settings)
+    if corpus_path is None:
+        raise UserError(f"base model {settings.name!r} does not exist yet", "run ingest first so it can be bootstrapped from the catalog")
+    return bootstrap(models_root, settings, corpus_path)
+
+
+def _download_pretrained(models_root: Path, settings: ModelSettings) -> dict:
+    model_dir = models_root / settings.name
+    where = f"{model_dir}/ (encoder.json, vocab.bpe, hparams.json, checkpoint, model.ckpt.*)"
+    if not settings.download:
+        raise UserError(f"pretrained GPT-2 {settings.name!r} not found in {model_dir}",
+                        f"place gpt-2-simple's files in {where}, or enable model.download")
+    from .tf_runtime import import_gpt2
+
+    gpt2 = import_gpt2()
+    models_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{settings.name}.", dir=models_root))
+    try:
+        gpt2.download_gpt2(model_dir=str(staging), model_name=settings.name)
+        if not is_complete(staging / settings.name):
+            raise OSError("incomplete download")
+    except Exception as exc:  # requests raises many kinds; all mean "no model"
+        shutil.rmtree(staging, ignore_errors=True)
+        raise UserError(
+            f"could not download GPT-2 {settings.name!r} ({type(exc).__name__}: {str(exc)[:120]})",
+            f"place gpt-2-simple's files in {where}, or use --profile tiny to bootstrap a model offline",
+        ) from None
+    (staging / settings.name).chmod(0o755)
+    shutil.move(str(staging / settings.name), str(model_dir))
+    shutil.rmtree(staging, ignore_errors=True)
+    return write_manifest(model_dir, "base_model", name=settings.name, source="pretrained", path=str(model_dir),
+                          created=True, hparams=json.loads((model_dir / "hparams.json").read_text()))
+
+
+def _corpus_lines(corpus_path: Path):
+    with open(corpus_path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield line
+
+
+def train_tokenizer(corpus_path: str | Path, vocab_size: int) -> tuple[dict, list[tuple[str, str]]]:
+    """Train a GPT-2 style byte-level BPE; returns (encoder, merges) in gpt-2-simple's format.
+
+    The markers <|startoftext|>/<|endoftext|> are deliberately *not* special
+    tokens: gpt-2-simple's encoder has no special-token handling, so they are
+    ordinary text split by GPT-2's regex (``<|``, ``endoftext``, ``|>``) and the
+    BPE learns cheap tokens for those pieces.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_corpus_lines(Path(corpus_path)), trainer=trainer)
+    state = json.loads(tokenizer.to_str())["model"]
+    encoder = dict(state["vocab"])
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
+    # gpt-2-simple looks the id of <|endoftext|> up when sampling without a prefix.
+    encoder.setdefault("<|endoftext|>", len(encoder))
+    return encoder, merges
+
+
+def bootstrap(models_root: str | Path, settings: ModelSettings, corpus_path: str | Path) -> dict:
+    """Create ``<models_root>/<name>``: tokenizer from the corpus plus freshly initialised GPT-2 weights."""
+    from .tf_runtime import import_tf
+
+    models_root = Path(models_root)
+    model_dir = models_root / settings.name
+    models_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{settings.name}.", dir=models_root))
+    try:
+        encoder, merges = train_tokenizer(corpus_path, settings.vocab_size)
+        hparams = {**settings.hparams, "n_vocab": len(encoder)}
+        atomic_write_json(staging / "encoder.json", encoder)
+        atomic_write_text(staging / "vocab.bpe", "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+        atomic_write_json(staging / "hparams.json", hparams)
+
+        tf = import_tf()
+        from gpt_2_simple.src import model as gpt2_model
+
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.compat.v1.set_random_seed(settings.seed)
+            params = gpt2_model.default_hparams()
+            params.override_from_dict(hparams)
+            context = tf.compat.v1.placeholder(tf.int32, [1, None])
+            gpt2_model.model(hparams=params, X=context)
+            variables = [v for v in tf.compat.v1.trainable_variables() if "model" in v.name]
+            saver = tf.compat.v1.train.Saver(var_list=variables)
+            with tf.compat.v1.Session(graph=graph) as sess:
+                sess.run(tf.compat.v1.global_variables_initializer())
+                saver.save(sess, str(staging / "model.ckpt"), write_meta_graph=False)
+        # TF writes absolute paths into the "checkpoint" state file; make it relative so the folder can move.
+        atomic_write_text(staging / "checkpoint",
+                          'model_checkpoint_path: "model.ckpt"\nall_model_checkpoint_paths: "model.ckpt"\n')
+        parameters = sum(int(v.shape.num_elements()) for v in variables)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    staging.chmod(0o755)  # mkdtemp makes it private; workers on a shared volume must read it
+    if model_dir.exists():  # a half-made folder from an older crash; never a complete one (checked above)
+        shutil.rmtree(model_dir)
+    staging.rename(model_dir)
+    log.info("bootstrapped base model %s: vocab %d, %d parameters", model_dir, len(encoder), parameters)
+    return write_manifest(model_dir, "base_model", name=settings.name, source="bootstrap", path=str(model_dir),
+                          created=True, hparams=hparams, parameters=parameters, corpus=str(corpus_path))
+
+
+def add_cli(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "base-model", parents=[subparsers.common],
+        help="fetch a pretrained GPT-2 or bootstrap a small one offline",
+        description="Make MODELS_DIR/NAME hold a base model in gpt-2-simple's layout: a pretrained GPT-2 "
+        "(local or downloaded) or, with source=bootstrap, a BPE tokenizer trained on --corpus plus fresh weights.",
+    )
+    parser.add_argument("--models-dir", metavar="DIR", help="base models root (default: paths.models_dir)")
+    parser.add_argument("--corpus", metavar="TRAIN.txt", help="training text to learn the tokenizer from (bootstrap)")
+    parser.set_defaults(func=_cli)
+
+
+def _cli(args, config) -> int:
+    manifest = ensure_base_model(args.models_dir or config.paths.models_root, config.model, args.corpus)
+    print(f"base model {manifest['name']} ready at {manifest['path']}")
+    return 0

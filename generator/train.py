@@ -1,0 +1,301 @@
+"""Train: gpt-2-simple ``finetune`` of the base model on the ingested training text.
+
+Checkpoints live in gpt-2-simple's layout at ``<checkpoint_dir>/<run_name>/``.
+A night trains ``steps`` more steps on top of what the run already has; a
+``train_state.json`` written before training records the night's target step,
+so a training killed partway (SIGKILL, preempted GPU) resumes from its last
+saved checkpoint up to the same target instead of starting over or overshooting.
+The manifest (``<run_name>.manifest.json`` beside the run) reports the train
+loss curve and the held-out validation loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import re
+import time
+from pathlib import Path
+
+from .artifacts import atomic_write_json, atomic_write_text, read_manifest, write_manifest
+from .base_model import ModelSettings, ensure_base_model
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+_STEP = re.compile(r"model-(\d+)$")
+
+
+@dataclasses.dataclass
+class TrainSettings:
+    run_name: str = "nightly"
+    steps: int = 1000
+    batch_size: int = 1
+    learning_rate: float = 0.0001
+    accumulate_gradients: int = 1
+    optimizer: str = "adam"
+    save_every: int = 100
+    max_checkpoints: int = 1
+    only_train_transformer_layers: bool = False
+    use_memory_saving_gradients: bool = False
+    multi_gpu: bool = False
+    val_max_tokens: int = 50000
+    threads: int = 0
+    seed: int = 1234
+    # Promotion gate: a new checkpoint goes live only if its validation loss is at
+    # most (1 + margin) x the live checkpoint's loss on the same held-out text.
+    promotion_margin: float = 0.02
+
+    def validate(self) -> None:
+        if self.steps < 0:
+            raise UserError(f"train.steps must be >= 0, got {self.steps}", "pass --steps 0 or more")
+        if self.optimizer not in ("adam", "sgd"):
+            raise UserError(f"train.optimizer must be 'adam' or 'sgd', got {self.optimizer!r}", "fix train.optimizer")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.run_name):
+            raise UserError(f"train.run_name {self.run_name!r} is not a plain name", "use letters, digits, '-', '_' or '.'")
+        if self.save_every < 1 or self.batch_size < 1:
+            raise UserError("train.save_every and train.batch_size must be >= 1", "fix them in your config")
+
+
+def checkpoint_step(run_dir: str | Path) -> int:
+    """The step of the latest complete checkpoint in ``run_dir`` (0 if none).
+
+    Reads TensorFlow's ``checkpoint`` state file, which TF rewrites atomically
+    only after the checkpoint's data files are complete.
+    """
+    state = Path(run_dir) / "checkpoint"
+    if not state.is_file():
+        return 0
+    match = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', state.read_text(), re.M)
+    step = _STEP.search(match.group(1)) if match else None
+    return int(step.group(1)) if step else 0
+
+
+def _repair_counter(run_dir: Path) -> int:
+    """Make gpt-2-simple's ``counter`` file agree with the latest checkpoint.
+
+    gpt-2-simple writes ``counter`` non-atomically after each save, so a kill at
+    the wrong moment can leave it empty or ahead of the checkpoint.
+    """
+    step = checkpoint_step(run_dir)
+    if step:
+        atomic_write_text(run_dir / "counter", f"{step}\n")
+    return step
+
+
+def _check_same_base(run_dir: Path, model_dir: Path) -> None:
+    for name in ("hparams.json", "encoder.json"):
+        ours, base = run_dir / name, model_dir / name
+        if ours.is_file() and base.is_file() and ours.read_bytes() != base.read_bytes():
+            raise UserError(
+                f"checkpoint run {run_dir} was trained from a different base model than {model_dir} ({name} differs)",
+                "use another --run-name for this profile, or remove that checkpoint folder",
+            )
+
+
+def read_loss_curve(run_dir: str | Path, max_points: int = 300) -> list[list[float]]:
+    """[[step, loss], ...] from the TensorBoard events gpt-2-simple writes into the run."""
+    from .tf_runtime import import_tf
+
+    tf = import_tf()
+    points: dict[int, float] = {}
+    for events in sorted(Path(run_dir).glob("events.out.tfevents.*")):
+        try:
+            for event in tf.compat.v1.train.summary_iterator(str(events)):
+                for value in event.summary.value:
+                    if value.tag == "loss":
+                        loss = value.simple_value if value.HasField("simple_value") else float(
+                            tf.make_ndarray(value.tensor))
+                        points[int(event.step)] = float(loss)
+        except Exception:  # a truncated events file from a killed run: keep what was read
+            log.warning("skipping unreadable events file %s", events)
+    curve = sorted(points.items())
+    if len(curve) > max_points:
+        stride = len(curve) / max_points
+        curve = [curve[int(i * stride)] for i in range(max_points)] + [curve[-1]]
+    return [[step, round(loss, 5)] for step, loss in curve]
+
+
+def evaluate_loss(run_dir: str | Path, text_path: str | Path, max_tokens: int = 50000, threads: int = 0) -> float | None:
+    """Mean next-token cross-entropy of the run's latest checkpoint on a text file.
+
+    The text is encoded with the run's own encoder and cut into ``n_ctx``-token
+    windows; None when the file is empty.
+    """
+    import numpy as np
+
+    from .tf_runtime import import_tf, new_session
+    from gpt_2_simple.src import encoder as gpt2_encoder
+    from gpt_2_simple.src import model as gpt2_model
+
+    run_dir = Path(run_dir)
+    text = Path(text_path).read_text(encoding="utf-8")
+    if not text.strip():
+        return None
+    enc = gpt2_encoder.get_encoder(str(run_dir))
+    tokens = enc.encode(text)[:max_tokens]
+    if len(tokens) < 2:
+        return None
+    tf = import_tf()
+    sess = new_session(threads)
+    try:
+        hparams = gpt2_model.default_hparams()
+        hparams.override_from_dict(json.loads((run_dir / "hparams.json").read_text()))
+        window = hparams.n_ctx
+        context = tf.compat.v1.placeholder(tf.int32, [1, None])
+        logits = gpt2_model.model(hparams=hparams, X=context)["logits"]
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=context[:, 1:], logits=logits[:, :-1])
+        saver = tf.compat.v1.train.Saver(var_list=[v for v in tf.compat.v1.trainable_variables() if "model" in v.name])
+        checkpoint = tf.train.latest_checkpoint(str(run_dir))
+        if checkpoint is None:
+            raise UserError(f"no checkpoint in {run_dir}", "train first")
+        saver.restore(sess, checkpoint)
+        total, count = 0.0, 0
+        for start in range(0, len(tokens) - 1, window - 1):
+            chunk = tokens[start:start + window]
+            if len(chunk) < 2:
+                break
+            values = sess.run(losses, feed_dict={context: [chunk]})
+            total += float(np.sum(values))
+            count += values.size
+        return round(total / count, 5)
+    finally:
+        sess.close()
+
+
+def train(ingest_dir: str | Path, checkpoint_root: str | Path, models_root: str | Path,
+          model_settings: ModelSettings | None = None, settings: TrainSettings | None = None) -> dict:
+    """Fine-tune ``settings.steps`` more steps; returns the manifest written beside the run."""
+    model_settings = model_settings or ModelSettings()
+    settings = settings or TrainSettings()
+    settings.validate()
+    ingest_dir = Path(ingest_dir)
+    ingest_manifest = read_manifest(ingest_dir, "ingest")
+    train_text = ingest_dir / "train.txt"
+    val_text = ingest_dir / "val.txt"
+    base = ensure_base_model(models_root, model_settings, corpus_path=train_text)
+    model_dir = Path(models_root) / model_settings.name
+
+    run_dir = Path(checkpoint_root) / settings.run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _check_same_base(run_dir, model_dir)
+    current = _repair_counter(run_dir)
+
+    # The night's target survives a crash, so a restart finishes the same night's work.
+    state_path = run_dir / "train_state.json"
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    resuming = (state.get("catalog_hash") == ingest_manifest["catalog_hash"]
+                and state.get("steps") == settings.steps and current < state.get("target_step", -1)
+                and not state.get("finished"))
+    if resuming:
+        start_step, target_step = state["start_step"], state["target_step"]
+        log.info("resuming training at step %d of %d..%d", current, start_step, target_step)
+    else:
+        start_step, target_step = current, current + settings.steps
+        state = {"catalog_hash": ingest_manifest["catalog_hash"], "steps": settings.steps,
+                 "start_step": start_step, "target_step": target_step, "finished": False}
+        atomic_write_json(state_path, state)
+
+    remaining = target_step - current
+    started = time.monotonic()
+    if remaining > 0:
+        _finetune(train_text, model_settings, models_root, checkpoint_root, settings, remaining, seed=settings.seed + current)
+    elapsed = time.monotonic() - started
+    final_step = _repair_counter(run_dir)
+    if final_step < target_step:
+        raise RuntimeError(f"training stopped at step {final_step}, before its target {target_step}")
+    atomic_write_json(state_path, {**state, "finished": True})
+    from .sample import write_generation_info
+
+    generation_info = write_generation_info(run_dir, train_text)
+
+    curve = read_loss_curve(run_dir)
+    night_curve = [point for point in curve if point[0] > start_step]
+    train_loss = round(sum(p[1] for p in night_curve[-20:]) / len(night_curve[-20:]), 5) if night_curve else None
+    val_loss = evaluate_loss(run_dir, val_text, settings.val_max_tokens, settings.threads)
+    return write_manifest(
+        run_dir, "train",
+        run_dir=str(run_dir), run_name=settings.run_name, checkpoint_root=str(checkpoint_root),
+        base_model={"name": model_settings.name, "source": model_settings.source, "path": str(model_dir),
+                    "hparams": base.get("hparams")},
+        catalog_hash=ingest_manifest["catalog_hash"], start_step=start_step, step=final_step,
+        steps=final_step - start_step, resumed=resuming, seconds=round(elapsed, 2),
+        steps_per_second=round(remaining / elapsed, 3) if remaining and elapsed else None,
+        train_loss=train_loss, val_loss=val_loss, loss_curve=curve, max_tokens=generation_info["max_tokens"],
+        settings=dataclasses.asdict(settings),
+    )
+
+
+def _finetune(train_text: Path, model_settings: ModelSettings, models_root, checkpoint_root,
+              settings: TrainSettings, steps: int, seed: int) -> None:
+    import numpy as np
+
+    from .tf_runtime import import_gpt2, import_tf, new_session
+
+    tf = import_tf()
+    gpt2 = import_gpt2()
+    # gpt-2-simple's Sampler draws windows with `random`; seed it so a night is repeatable.
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    sess = new_session(settings.threads)
+    tf.compat.v1.set_random_seed(seed)
+    try:
+        gpt2.finetune(
+            sess,
+            dataset=str(train_text),
+            steps=steps,
+            model_name=model_settings.name,
+            model_dir=str(models_root),
+            combine=50000,
+            batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            accumulate_gradients=settings.accumulate_gradients,
+            restore_from="latest",
+            run_name=settings.run_name,
+            checkpoint_dir=str(checkpoint_root),
+            sample_every=10**9,  # its samples go to ./samples; generation is our own stage
+            save_every=settings.save_every,
+            print_every=max(1, min(100, steps // 10)),
+            max_checkpoints=settings.max_checkpoints,
+            use_memory_saving_gradients=settings.use_memory_saving_gradients,
+            only_train_transformer_layers=settings.only_train_transformer_layers,
+            optimizer=settings.optimizer,
+            multi_gpu=settings.multi_gpu,
+        )
+    except AssertionError as exc:
+        if "too small" in str(exc):
+            raise UserError("the catalog is too small to train on (gpt-2-simple samples 1024-token windows)",
+                            "use a catalog of at least ~100 descriptions") from None
+        raise
+    finally:
+        sess.close()
+
+
+def add_cli(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", parents=[subparsers.common],
+        help="fine-tune the base model on ingested text (gpt-2-simple finetune)",
+        description="Fine-tune STEPS more steps into CHECKPOINT_DIR/RUN_NAME (resuming a killed run), "
+        "bootstrapping the base model first if the profile asks for it.",
+    )
+    parser.add_argument("--ingest", required=True, metavar="DIR", help="ingest output directory")
+    parser.add_argument("--checkpoint-dir", required=True, metavar="DIR", help="checkpoint root")
+    parser.add_argument("--models-dir", metavar="DIR", help="base models root (default: paths.models_dir)")
+    parser.add_argument("--run-name", metavar="NAME")
+    parser.add_argument("--steps", type=int, metavar="N")
+    parser.add_argument("--batch-size", type=int, metavar="B")
+    parser.add_argument("--learning-rate", type=float, metavar="LR")
+    parser.set_defaults(func=_cli)
+
+
+def _cli(args, config) -> int:
+    from .config import with_overrides
+
+    config = with_overrides(config, train={"run_name": args.run_name, "steps": args.steps,
+                                           "batch_size": args.batch_size, "learning_rate": args.learning_rate})
+    models_root = args.models_dir or config.paths.models_root
+    manifest = train(args.ingest, args.checkpoint_dir, models_root, config.model, config.train)
+    print(f"trained to step {manifest['step']} (+{manifest['steps']}): train loss {manifest['train_loss']}, "
+          f"validation loss {manifest['val_loss']} -> {manifest['run_dir']}")
+    return 0
