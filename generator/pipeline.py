@@ -347,7 +347,83 @@ def run_night(config: Config, catalog: str, night: str | None = None, target: st
     return json.loads(Path(result["report_path"]).read_text())
 
 
+# --- configuration from a DAG run's params, and one step in a fresh interpreter ---------------
+
+PARAM_OVERRIDES = {
+    # DAG param -> (config section, key)
+    "steps": ("train", "steps"),
+    "samples": ("generate", "samples"),
+    "temperature": ("generate", "temperature"),
+    "top_k": ("generate", "top_k"),
+    "top_p": ("generate", "top_p"),
+    "seed": ("generate", "seed"),
+    "conditions": ("generate", "conditions"),
+    "backend": ("generate", "backend"),
+    "base_model": ("model", "name"),
+}
+
+
+def config_from_params(params: dict):
+    """The effective config of a DAG run: defaults < profile < GENERATOR_* env < the run's params."""
+    from .config import load_config
+
+    overrides: dict = {}
+    for param, (section, key) in PARAM_OVERRIDES.items():
+        value = params.get(param)
+        if value is not None and value != "":
+            overrides.setdefault(section, {})[key] = value
+    config = load_config(profile=params.get("profile") or None, overrides=overrides)
+    for section in (config.train, config.generate, config.model):
+        section.validate()
+    return config
+
+
+STEPS = {
+    "train": lambda config, night, **kw: step_train(config, night),
+    "generate": lambda config, night, **kw: step_generate(config, night, kw.get("shard", 0), kw.get("shards", 1)),
+}
+
+
+def run_step_subprocess(name: str, params: dict, night: str, **kwargs) -> dict:
+    """Run a TensorFlow step in a fresh Python interpreter and return its result.
+
+    Airflow's task runner forks, and CUDA does not survive a fork: GPU steps must
+    start TensorFlow in a new process. Its output goes to the task log as is; its
+    result comes back through a small JSON file.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=f"step-{name}-") as scratch:
+        result_file = Path(scratch) / "result.json"
+        command = [sys.executable, "-m", "generator", "step", name, "--night", night, "--params", json.dumps(params),
+                   "--kwargs", json.dumps(kwargs), "--result-file", str(result_file)]
+        process = subprocess.run(command)
+        if process.returncode != 0:
+            raise RuntimeError(f"step {name} failed with exit code {process.returncode} (its output is above)")
+        return json.loads(result_file.read_text())
+
+
+def _step_cli(args, config) -> int:
+    params = json.loads(args.params)
+    result = STEPS[args.name](config_from_params(params), _validate_night(args.night), **json.loads(args.kwargs))
+    atomic_write_json(args.result_file, result)
+    return 0
+
+
 def add_cli(subparsers) -> None:
+    step = subparsers.add_parser(
+        "step", parents=[subparsers.common],
+        help="(internal) run one TensorFlow step of the night for a DAG task, printing JSON",
+    )
+    step.add_argument("name", choices=sorted(STEPS))
+    step.add_argument("--night", required=True)
+    step.add_argument("--params", default="{}", help="the DAG run's params as JSON")
+    step.add_argument("--kwargs", default="{}", help="step arguments as JSON")
+    step.add_argument("--result-file", required=True, help="where to write the step's JSON result")
+    step.set_defaults(func=_step_cli)
+
     parser = subparsers.add_parser(
         "run", parents=[subparsers.common],
         help="run the whole night: ingest, train, promote, generate, curate, render, publish, report",

@@ -1,0 +1,131 @@
+import json
+
+import pytest
+
+from generator import END_TOKEN, START_TOKEN
+from generator.errors import UserError
+from generator.ingest import IngestSettings, control_prefix, ingest, is_validation, load_catalog, split_control
+
+from conftest import assert_clean_error, run_cli, shared_csv
+
+HEADER = "show_id,type,title,director,cast,country,date_added,release_year,rating,duration,listed_in,description\n"
+
+
+def write(tmp_path, text, name="catalog.csv", encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def row(n, description, kind="Movie", genres="Dramas, Comedies"):
+    return f's{n},{kind},Title {n},,,,"May 1, 2020",2020,TV-MA,90 min,"{genres}","{description}"\n'
+
+
+def test_wraps_each_description_with_markers_and_control_prefix(tmp_path):
+    csv_path = write(tmp_path, HEADER + row(1, "A  chef\tmoves to Paris and  opens a tiny bakery.")
+                     + row(2, "Two rivals share a flat.", kind="TV Show", genres="TV Comedies"))
+    manifest = ingest(str(csv_path), tmp_path / "out", IngestSettings(validation_fraction=0.0))
+    lines = (tmp_path / "out" / "train.txt").read_text().splitlines()
+    assert lines == [
+        f"{START_TOKEN}[Movie] [Dramas] A chef moves to Paris and opens a tiny bakery.{END_TOKEN}",
+        f"{START_TOKEN}[TV Show] [TV Comedies] Two rivals share a flat.{END_TOKEN}",
+    ]
+    assert manifest["kept"] == 2 and manifest["max_words"] == 10
+    assert (tmp_path / "out.manifest.json").is_file()
+    assert (tmp_path / "out" / "source.csv").read_bytes() == csv_path.read_bytes()
+
+
+def test_unconditional_text_has_no_prefix(tmp_path):
+    csv_path = write(tmp_path, HEADER + row(1, "A chef moves to Paris."))
+    ingest(str(csv_path), tmp_path / "out", IngestSettings(validation_fraction=0.0, conditional=False))
+    assert (tmp_path / "out" / "train.txt").read_text() == f"{START_TOKEN}A chef moves to Paris.{END_TOKEN}\n"
+
+
+def test_tolerates_bom_and_spaced_header_and_drops_empty_and_duplicates(tmp_path):
+    header = "\ufeff show_id , type ,title,director,cast,country,date_added,release_year,rating,duration,listed_in, Description \n"
+    text = header + row(1, "A chef moves to Paris.") + row(2, "") + row(3, "a chef moves to  Paris.") + row(4, "Too short")
+    manifest = ingest(str(write(tmp_path, text)), tmp_path / "out", IngestSettings(validation_fraction=0.0))
+    assert manifest["kept"] == 1
+    assert manifest["dropped"] == {"empty": 1, "duplicate": 1, "too_short": 1}
+
+
+def test_markers_inside_descriptions_are_removed(tmp_path):
+    text = HEADER + row(1, f"A chef {END_TOKEN} moves to {START_TOKEN}Paris today.")
+    ingest(str(write(tmp_path, text)), tmp_path / "out", IngestSettings(validation_fraction=0.0, conditional=False))
+    assert (tmp_path / "out" / "train.txt").read_text().count(END_TOKEN) == 1
+
+
+def test_split_is_deterministic_and_by_content(tmp_path, sample_catalog):
+    first = ingest(str(sample_catalog), tmp_path / "a")
+    second = ingest(str(sample_catalog), tmp_path / "b")
+    assert (tmp_path / "a" / "val.txt").read_bytes() == (tmp_path / "b" / "val.txt").read_bytes()
+    assert first["catalog_hash"] == second["catalog_hash"] and first["val_count"] > 0
+    assert is_validation("same text", 0.5) == is_validation("same text", 0.5)
+
+
+def test_catalog_hash_changes_with_content(tmp_path):
+    one = ingest(str(write(tmp_path, HEADER + row(1, "A chef moves to Paris."), "one.csv")), tmp_path / "one",
+                 IngestSettings(validation_fraction=0.0))
+    two = ingest(str(write(tmp_path, HEADER + row(1, "A baker moves to Rome."), "two.csv")), tmp_path / "two",
+                 IngestSettings(validation_fraction=0.0))
+    assert one["catalog_hash"] != two["catalog_hash"]
+
+
+def test_control_prefix_round_trip():
+    assert control_prefix("TV Show", "Comedies") == "[TV Show] [Comedies] "
+    assert split_control("[TV Show] [Comedies] A man.") == ("TV Show", "Comedies", "A man.")
+    assert split_control("[Dramas] A man.") == (None, "Dramas", "A man.")
+    assert split_control("A man [sic].") == (None, None, "A man [sic].")
+
+
+@pytest.mark.parametrize("content, needle", [
+    (None, "not found"),
+    ("", "empty"),
+    ("show_id,title\ns1,Foo\n", "no 'description' column"),
+    (HEADER, "no usable descriptions"),
+])
+def test_bad_catalogs_raise_clear_errors(tmp_path, content, needle):
+    path = tmp_path / "missing.csv" if content is None else write(tmp_path, content)
+    with pytest.raises(UserError, match=needle):
+        ingest(str(path), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_utf8_catalog_is_a_clear_cli_error(tmp_path):
+    path = write(tmp_path, HEADER + row(1, "Un café à Paris, où tout commence."), encoding="utf-16")
+    result = run_cli("ingest", "--catalog", str(path), "--out", str(tmp_path / "out"))
+    assert_clean_error(result, "not UTF-8", "fix:")
+
+
+def test_reads_catalog_over_http(tmp_path, sample_catalog):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(sample_catalog.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/{sample_catalog.name}"
+        assert len(load_catalog(url)) == len(load_catalog(str(sample_catalog)))
+        with pytest.raises(UserError, match="could not download"):
+            load_catalog(f"http://127.0.0.1:{server.server_port}/nope.csv")
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("year, titles", [(2020, 7787), (2021, 8807)])
+def test_real_snapshots(tmp_path, year, titles):
+    manifest = ingest(str(shared_csv(year)), tmp_path / "out")
+    assert manifest["rows"] == titles
+    assert manifest["kept"] > titles * 0.98
+    assert 10 <= manifest["median_words"] <= 30 and manifest["max_words"] <= 60
+    assert set(manifest["types"]) == {"Movie", "TV Show"}
+    records = [json.loads(line) for line in (tmp_path / "out" / "catalog.jsonl").read_text().splitlines()]
+    assert all(r["genres"] for r in records)
+
+
+def test_real_refresh_changes_hash(tmp_path):
+    old = ingest(str(shared_csv(2020)), tmp_path / "old")
+    new = ingest(str(shared_csv(2021)), tmp_path / "new")
+    assert old["catalog_hash"] != new["catalog_hash"]
