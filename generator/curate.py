@@ -1,8 +1,581 @@
-"""Curate stage (being written): see issue "Curation"."""
+"""Curate: publish only novel, well-formed, distinct descriptions.
+
+``curate(samples, catalog, out)`` reads samples JSONL (generate's output) and
+checks every sample against these rules, in this order; the first rule a
+sample fails is its ``reason`` (with a short ``detail``) in the rejected file:
+
+1. ``unterminated``   generation hit its length cap before ``<|endoftext|>``
+                      (``"terminated": false``; a line without the field counts as terminated).
+2. ``length``         fewer than ``min_words`` or more than ``max_words`` words, or
+                      outside ``min_chars``..``max_chars`` characters.
+3. ``malformed``      leftover markers (``<|startoftext|>``/``<|endoftext|>`` fragments, a
+                      ``[Movie]``-style control prefix: real descriptions never use square
+                      brackets), U+FFFD or mojibake (broken UTF-8), control/invisible characters,
+                      an odd number of double quotes, unbalanced brackets, or no terminal
+                      punctuation (``require_terminal_punctuation``).
+4. ``degenerate``     a word repeated more than ``max_word_run`` times in a row, a doubled
+                      function word ("the the"), a phrase of ``repeat_ngram`` words that occurs
+                      twice, or fewer than ``min_distinct_ratio`` distinct words.
+5. ``copy``           shares a run of ``copy_ngram`` consecutive words with any description of
+                      the *full* catalog (training and validation), after normalisation (case,
+                      accents, apostrophes and punctuation ignored). Exact: hashed n-grams,
+                      each hit confirmed against the catalog text.
+6. ``near-duplicate`` word-shingle Jaccard similarity >= ``near_duplicate_threshold`` with a
+                      sample already kept tonight (the first one wins) or a description
+                      published on an earlier night (``history_path``). Candidates come from
+                      datasketch's MinHash LSH; each is confirmed with the exact Jaccard.
+7. ``blocklist``      contains a word or phrase of the blocklist file.
+
+Outputs: the kept samples (``out_path``: every original field plus ``id``, and
+``rank`` when ranked), the rejected ones (``<out stem>.rejected.jsonl`` unless
+given: plus ``id``, ``reason``, ``detail``) and ``<out stem>.manifest.json``
+(counts per reason, kept rate, settings).
+
+``id`` is the first 12 hex digits of the SHA-256 of the text in Unicode NFC
+with whitespace collapsed, so a description keeps its permalink across
+re-renders and re-runs. Curation is deterministic and idempotent: curating the
+kept output again keeps all of it, unchanged.
+"""
+
+from __future__ import annotations
+
 import dataclasses
+import hashlib
+import json
+import logging
+import math
+import re
+import time
+import unicodedata
+import zlib
+from pathlib import Path
+from typing import Iterable
+
+from .artifacts import atomic_open, read_jsonl, write_jsonl, write_manifest
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+RULES = ("unterminated", "length", "malformed", "degenerate", "copy", "near-duplicate", "blocklist")
+DEFAULT_BLOCKLIST = Path(__file__).with_name("data") / "blocklist.txt"
 
 
 @dataclasses.dataclass
 class CurateSettings:
     min_words: int = 8
     max_words: int = 80
+    min_chars: int = 30
+    max_chars: int = 600
+    require_terminal_punctuation: bool = True
+    max_word_run: int = 2
+    repeat_ngram: int = 4
+    min_distinct_ratio: float = 0.5
+    copy_ngram: int = 8
+    near_duplicate_threshold: float = 0.7
+    shingle_words: int = 2
+    num_perm: int = 64
+    blocklist_file: str = ""
+    rank_by: str = "logprob"
+
+    def validate(self) -> None:
+        def bad(key: str, fix: str) -> UserError:
+            return UserError(f"curate.{key} = {getattr(self, key)!r} is out of range", fix)
+
+        if self.min_words < 1:
+            raise bad("min_words", "set curate.min_words to 1 or more")
+        if self.max_words < self.min_words:
+            raise bad("max_words", "set curate.max_words >= curate.min_words")
+        if self.min_chars < 0 or self.max_chars < self.min_chars:
+            raise bad("max_chars", "use 0 <= curate.min_chars <= curate.max_chars")
+        if self.max_word_run < 1:
+            raise bad("max_word_run", "set curate.max_word_run to 1 or more")
+        if self.repeat_ngram < 0:
+            raise bad("repeat_ngram", "set curate.repeat_ngram to 0 (off) or a phrase length such as 4")
+        if not 0.0 <= self.min_distinct_ratio <= 1.0:
+            raise bad("min_distinct_ratio", "use a fraction such as 0.5")
+        if self.copy_ngram < 1:
+            raise bad("copy_ngram", "set curate.copy_ngram to a word count such as 8")
+        if not 0.0 < self.near_duplicate_threshold <= 1.0:
+            raise bad("near_duplicate_threshold", "use a Jaccard similarity in (0, 1] such as 0.7")
+        if self.shingle_words < 1:
+            raise bad("shingle_words", "set curate.shingle_words to 1 or more")
+        if not 16 <= self.num_perm <= 1024:
+            raise bad("num_perm", "use 16..1024 permutations, e.g. 64")
+
+
+# --- text normalisation and ids ---------------------------------------------------------------
+
+_APOSTROPHES = re.compile(r"['’‘`´ʼ]")
+_WORD = re.compile(r"[^\W_]+")
+_COMBINING = re.compile(r"[\u0300-\u036f]")  # accents, once NFKD has split them off their letters
+
+
+def normalised_words(text: str) -> list[str]:
+    """Words for comparisons: case-folded, accents and apostrophes dropped, split on punctuation.
+
+    "Don't", "DONT" and "dont" are the same word; "well-known" is "well known".
+    """
+    text = text.casefold()
+    if not text.isascii():
+        text = _COMBINING.sub("", unicodedata.normalize("NFKD", text))
+    return _WORD.findall(_APOSTROPHES.sub("", text))
+
+
+def sample_id(text: str) -> str:
+    """Stable id of a description: first 12 hex of SHA-256 of its NFC, whitespace-collapsed text."""
+    canonical = " ".join(unicodedata.normalize("NFC", text).split())
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+
+
+def ngrams(words: list[str], n: int) -> Iterable[tuple[str, ...]]:
+    return zip(*(words[k:] for k in range(n)))
+
+
+# --- per-sample rules: each returns a detail string when the sample fails ---------------------
+
+def check_unterminated(record: dict) -> str | None:
+    terminated = record.get("terminated", True)
+    if terminated is not None and not terminated:
+        return "no <|endoftext|> before the length cap"
+    return None
+
+
+def check_length(text: str, settings: CurateSettings) -> str | None:
+    words = len(text.split())
+    if not settings.min_words <= words <= settings.max_words:
+        return f"{words} words (allowed {settings.min_words}-{settings.max_words})"
+    chars = len(text.strip())
+    if not settings.min_chars <= chars <= settings.max_chars:
+        return f"{chars} characters (allowed {settings.min_chars}-{settings.max_chars})"
+    return None
+
+
+_MARKER = re.compile(r"<\||\|>|(?:startof|endof)text|\[[^\[\]]{0,60}\]", re.IGNORECASE)
+# UTF-8 bytes decoded as Latin-1/cp1252: "Ã©" for "é", "â€™" for "’".
+_MOJIBAKE = re.compile("Ã[\u0080-\u00bf]|â€|Â[\u00a0-\u00bf]")
+_QUOTES = re.compile('["“”]')
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_BRACKETS = re.compile(r"[()\[\]{}]")
+_CLOSERS = {")": "(", "]": "[", "}": "{"}
+_TRAILING_CLOSERS = "\"”’')]} "
+TERMINAL = ".!?…"
+
+
+def check_malformed(text: str, settings: CurateSettings) -> str | None:
+    marker = _MARKER.search(text)
+    if marker:
+        return f"leftover marker {marker.group(0)!r}"
+    if "\ufffd" in text or _MOJIBAKE.search(text):
+        return "broken UTF-8 (replacement character or mojibake)"
+    # Control, format (zero-width), surrogate, private-use and unassigned characters:
+    # ingest strips them from the catalog, so a sample carrying one is broken output.
+    bad = _control_character(text)
+    if bad:
+        return f"control or invisible character U+{ord(bad):04X}"
+    if len(_QUOTES.findall(text)) % 2:
+        return "unbalanced double quotes"
+    if not _brackets_balanced(text):
+        return "unbalanced brackets"
+    last = text.rstrip(_TRAILING_CLOSERS)[-1:]
+    if settings.require_terminal_punctuation and (not last or last not in TERMINAL):
+        return "no terminal punctuation"
+    return None
+
+
+def _control_character(text: str) -> str | None:
+    if text.isascii():  # the common case, without a Unicode lookup per character
+        match = _ASCII_CONTROL.search(text)
+        return match.group(0) if match else None
+    return next((ch for ch in sorted(set(text)) if unicodedata.category(ch)[0] == "C"), None)
+
+
+def _brackets_balanced(text: str) -> bool:
+    stack: list[str] = []
+    for ch in _BRACKETS.findall(text):
+        if ch in "([{":
+            stack.append(ch)
+        elif ch in _CLOSERS:
+            if not stack or stack.pop() != _CLOSERS[ch]:
+                return False
+    return not stack
+
+
+# "the the" is GPT-2's most common glitch; real text doubles these words only by mistake.
+# ("that that" and "had had" are good English, and names like "Llama Llama" are real.)
+FUNCTION_WORDS = frozenset(
+    "a an the of to in on at by for with from and or but is are was his her their its".split())
+
+
+def check_degenerate(words: list[str], settings: CurateSettings) -> str | None:
+    run = 1
+    for previous, word in zip(words, words[1:]):
+        run = run + 1 if word == previous else 1
+        if run > settings.max_word_run:
+            return f"{word!r} repeated {run} times in a row"
+        if run == 2 and word in FUNCTION_WORDS:
+            return f"doubled {word!r}"
+    n = settings.repeat_ngram
+    if n and len(words) >= 2 * n:
+        seen: set[tuple[str, ...]] = set()
+        for gram in ngrams(words, n):
+            if gram in seen:
+                return f"phrase {' '.join(gram)!r} repeated"
+            seen.add(gram)
+    if words:
+        ratio = len(set(words)) / len(words)
+        if ratio < settings.min_distinct_ratio:
+            return f"only {ratio:.0%} distinct words (minimum {settings.min_distinct_ratio:.0%})"
+    return None
+
+
+# --- copy: exact n-gram overlap with the full catalog -----------------------------------------
+
+class CopyIndex:
+    """Every normalised ``n``-word run of the catalog, keyed by hash.
+
+    A hash hit is confirmed against the catalog description it came from, so
+    the check is exact (no false positives, no misses), and the index stays a
+    dict of ints (a few MB for the whole Netflix catalog).
+    """
+
+    def __init__(self, entries: list, n: int):
+        self.n = n
+        self.entries = entries
+        self._index: dict[int, int] = {}
+        for position, entry in enumerate(entries):
+            words = normalised_words(entry.description)
+            # A description shorter than n words is matched whole.
+            grams = ngrams(words, n) if len(words) >= n else [tuple(words)]
+            for gram in grams:
+                self._index.setdefault(hash(gram), position)
+
+    def find(self, words: list[str]) -> tuple[tuple[str, ...], object] | None:
+        """The first shared run of words and the catalog entry it comes from, if any."""
+        grams = ngrams(words, self.n) if len(words) >= self.n else [tuple(words)]
+        for gram in grams:
+            position = self._index.get(hash(gram))
+            if position is not None:
+                entry = self.entries[position]
+                if self._contains(normalised_words(entry.description), gram):
+                    return gram, entry
+        return None
+
+    def _contains(self, words: list[str], gram: tuple[str, ...]) -> bool:
+        if len(gram) < self.n:
+            return tuple(words) == gram
+        return gram in set(ngrams(words, self.n))
+
+
+def check_copy(words: list[str], index: CopyIndex) -> str | None:
+    found = index.find(words)
+    if found is None:
+        return None
+    gram, entry = found
+    phrase = " ".join(gram)
+    title = f"{entry.title!r} ({entry.show_id})" if entry.title or entry.show_id else "a catalog description"
+    return f"shares {phrase!r} with {title}"
+
+
+# --- near-duplicates: MinHash LSH candidates, exact Jaccard decision --------------------------
+
+def shingles(words: list[str], k: int) -> set[str]:
+    """The set of ``k``-word runs (a text shorter than ``k`` words is one shingle)."""
+    if len(words) <= k:
+        return {" ".join(words)}
+    return {" ".join(gram) for gram in ngrams(words, k)}
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+class NearDuplicateIndex:
+    """Kept descriptions, queried for ones too similar to a new sample.
+
+    MinHash (datasketch, crc32 shingle hashes: deterministic across processes,
+    unlike Python's ``hash``) finds candidates through LSH banding; the LSH runs
+    at a slightly lower threshold than the rule, and every candidate is
+    confirmed with the exact Jaccard of the word-shingle sets, so the decision
+    is exact and symmetric (which makes curation idempotent).
+    """
+
+    def __init__(self, settings: CurateSettings):
+        from datasketch import MinHash, MinHashLSH
+
+        self.k = settings.shingle_words
+        self.threshold = settings.near_duplicate_threshold
+        # One MinHash, cleared and refilled per sample: building a MinHash object costs
+        # more than hashing a description's shingles into it. The LSH keeps only band
+        # hashes, never the object.
+        self._minhash = MinHash(num_perm=settings.num_perm, seed=1, hashfunc=zlib.crc32)
+        self._sketched: set[str] | None = None
+        self._lsh = MinHashLSH(threshold=max(0.1, self.threshold - 0.1), num_perm=settings.num_perm)
+        self._texts: list[str] = []
+        self._labels: list[str] = []
+
+    def _sketch(self, shingle_set: set[str]):
+        if self._sketched is not shingle_set:
+            self._minhash.clear()
+            self._minhash.update_batch([s.encode("utf-8") for s in shingle_set])
+            self._sketched = shingle_set
+        return self._minhash
+
+    def find(self, shingle_set: set[str]) -> tuple[str, float] | None:
+        """The most similar kept description at or above the threshold, as (label, jaccard)."""
+        best = None
+        for key in sorted(self._lsh.query(self._sketch(shingle_set))):
+            similarity = jaccard(shingle_set, shingles(normalised_words(self._texts[key]), self.k))
+            if similarity >= self.threshold and (best is None or similarity > best[1]):
+                best = (self._labels[key], similarity)
+        return best
+
+    def add(self, text: str, label: str, shingle_set: set[str]) -> None:
+        key = len(self._texts)
+        self._texts.append(text)
+        self._labels.append(label)
+        self._lsh.insert(key, self._sketch(shingle_set), check_duplication=False)  # keys are unique by construction
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+
+# --- blocklist --------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Blocklist:
+    """Whole words, word prefixes (``entry*``) and phrases, all normalised like the copy check."""
+
+    path: str
+    words: frozenset = frozenset()
+    prefixes: tuple = ()
+    phrases: tuple = ()
+
+    def find(self, words: list[str]) -> str | None:
+        for word in words:
+            if word in self.words:
+                return word
+            if self.prefixes and word.startswith(self.prefixes):
+                return word
+        if self.phrases:
+            padded = f" {' '.join(words)} "
+            for phrase in self.phrases:
+                if f" {phrase} " in padded:
+                    return phrase
+        return None
+
+
+def load_blocklist(path: str | Path | None = None) -> Blocklist:
+    """Read a blocklist file (the shipped default when ``path`` is empty)."""
+    path = Path(path).expanduser() if path else DEFAULT_BLOCKLIST
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"blocklist file not found: {path}",
+                        "set curate.blocklist_file to an existing file, or empty for the default") from None
+    except UnicodeDecodeError:
+        raise UserError(f"blocklist file {path} is not UTF-8 text", "save it as UTF-8, one word per line") from None
+    words, prefixes, phrases = set(), set(), set()
+    for line in lines:
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        prefix = entry.endswith("*")
+        normalised = normalised_words(entry.rstrip("*"))
+        if not normalised:
+            continue
+        if len(normalised) > 1:
+            phrases.add(" ".join(normalised))
+        elif prefix:
+            prefixes.add(normalised[0])
+        else:
+            words.add(normalised[0])
+    return Blocklist(str(path), frozenset(words), tuple(sorted(prefixes)), tuple(sorted(phrases)))
+
+
+def check_blocklist(words: list[str], blocklist: Blocklist) -> str | None:
+    found = blocklist.find(words)
+    return f"contains blocked {found!r}" if found else None
+
+
+# --- the stage --------------------------------------------------------------------------------
+
+def default_rejected_path(out_path: str | Path) -> Path:
+    out_path = Path(out_path)
+    return out_path.with_name(f"{out_path.stem}.rejected.jsonl")
+
+
+def read_history(history_path: str | Path | None) -> list[dict]:
+    """Descriptions published on earlier nights; a missing file means none yet (first night)."""
+    if not history_path or not Path(history_path).is_file():
+        return []
+    return list(read_jsonl(history_path))
+
+
+class Curator:
+    """The rules with their indexes; ``judge`` one sample at a time, in input order."""
+
+    def __init__(self, catalog: list, settings: CurateSettings, blocklist: Blocklist,
+                 history: Iterable[dict] = ()):
+        self.settings = settings
+        self.copies = CopyIndex(catalog, settings.copy_ngram)
+        self.near = NearDuplicateIndex(settings)
+        self.blocklist = blocklist
+        for record in history:
+            words = normalised_words(record["text"])
+            night = record.get("night")
+            label = f"a description published on {night}" if night else "a previously published description"
+            self.near.add(record["text"], label, shingles(words, settings.shingle_words))
+        self.history_count = len(self.near)
+
+    def judge(self, record: dict, sample_key: str) -> tuple[str, str] | None:
+        """``(reason, detail)`` of the first failing rule, or None when kept (then it joins the index)."""
+        settings, text = self.settings, record["text"]
+        detail = check_unterminated(record)
+        if detail:
+            return "unterminated", detail
+        detail = check_length(text, settings)
+        if detail:
+            return "length", detail
+        detail = check_malformed(text, settings)
+        if detail:
+            return "malformed", detail
+        words = normalised_words(text)
+        detail = check_degenerate(words, settings)
+        if detail:
+            return "degenerate", detail
+        detail = check_copy(words, self.copies)
+        if detail:
+            return "copy", detail
+        shingle_set = shingles(words, settings.shingle_words)
+        found = self.near.find(shingle_set)
+        if found:
+            label, similarity = found
+            return "near-duplicate", f"Jaccard {similarity:.2f} with {label}"
+        detail = check_blocklist(words, self.blocklist)
+        if detail:
+            return "blocklist", detail
+        self.near.add(text, f"kept sample {sample_key}", shingle_set)
+        return None
+
+
+def rank(kept: list[dict], field: str) -> bool:
+    """Order kept samples by a numeric field, highest first (ties and missing values keep input order).
+
+    Adds ``rank`` (1 = best). Returns False, changing nothing, when no sample has the field.
+    """
+    def score(record: dict):
+        value = record.get(field)
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return value if numeric else None
+
+    if not field or not any(score(r) is not None for r in kept):
+        return False
+    kept.sort(key=lambda r: (score(r) is None, -(score(r) or 0.0)))
+    for position, record in enumerate(kept, start=1):
+        record["rank"] = position
+    return True
+
+
+def curate(samples_path: str | Path, catalog_source: str, out_path: str | Path,
+           settings: CurateSettings | None = None, history_path: str | Path | None = None,
+           rejected_path: str | Path | None = None) -> dict:
+    """Run the curate stage; returns its manifest (also written as ``<out stem>.manifest.json``).
+
+    ``catalog_source`` is the full catalog CSV (path, http(s) or s3 URI), training and
+    validation descriptions alike. ``history_path`` is optional JSONL of descriptions
+    published on earlier nights (objects with ``text``, optionally ``night``).
+    """
+    from .ingest import load_catalog
+
+    settings = settings or CurateSettings()
+    settings.validate()
+    started = time.perf_counter()
+    out_path = Path(out_path)
+    rejected_path = Path(rejected_path) if rejected_path else default_rejected_path(out_path)
+    # Check the small inputs first; a bad samples line fails the stage mid-way, but
+    # every write is atomic, so nothing is left behind.
+    if not Path(samples_path).is_file():
+        raise UserError(f"samples file not found: {samples_path}", "pass the JSONL written by the generate stage")
+    catalog = load_catalog(str(catalog_source))
+    history = read_history(history_path)
+    blocklist = load_blocklist(settings.blocklist_file)
+
+    curator = Curator(catalog, settings, blocklist, history)
+    kept: list[dict] = []
+    counts = dict.fromkeys(RULES, 0)
+    total = 0
+    # Rejected samples stream straight to disk; only the kept ones stay in memory (for ranking).
+    with atomic_open(rejected_path, "w") as rejected_file:
+        for record in read_jsonl(samples_path):
+            total += 1
+            key = sample_id(record["text"])
+            verdict = curator.judge(record, key)
+            record["id"] = key
+            if verdict is None:
+                record.pop("rank", None)  # a rank from an earlier curation is recomputed, not kept stale
+                kept.append(record)
+            else:
+                record["reason"], record["detail"] = verdict
+                counts[record["reason"]] += 1
+                rejected_file.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+        ranked = rank(kept, settings.rank_by)
+        write_jsonl(out_path, kept)
+    seconds = time.perf_counter() - started
+    log.info("curated %d samples: kept %d in %.1fs", total, len(kept), seconds)
+    return write_manifest(
+        out_path, "curate",
+        input=total,
+        kept=len(kept),
+        kept_rate=round(len(kept) / total, 4) if total else 0.0,
+        rejected=counts,
+        rules=list(RULES),
+        ranked_by=settings.rank_by if ranked else None,
+        catalog=str(catalog_source),
+        catalog_descriptions=len(catalog),
+        history=curator.history_count,
+        blocklist=blocklist.path,
+        settings=dataclasses.asdict(settings),
+        seconds=round(seconds, 2),
+        outputs={"kept": str(out_path), "rejected": str(rejected_path)},
+    )
+
+
+def add_cli(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "curate", parents=[subparsers.common],
+        help="keep only novel, well-formed, distinct samples",
+        description="Check samples against the rules unterminated, length, malformed, degenerate, copy "
+        "(against the full catalog), near-duplicate and blocklist, in that order. Writes the kept samples "
+        "(with a stable id) to OUT.jsonl, the rejected ones with their reason to OUT.rejected.jsonl, and "
+        "OUT.manifest.json with counts per reason.",
+    )
+    parser.add_argument("--samples", required=True, metavar="IN.jsonl", help="samples JSONL from generate")
+    parser.add_argument("--catalog", required=True, metavar="CSV",
+                        help="the full catalog CSV (path, http(s):// URL or s3:// URI) for the copy check")
+    parser.add_argument("--out", required=True, metavar="OUT.jsonl", help="kept samples JSONL to write")
+    parser.add_argument("--rejected", metavar="FILE", help="rejected samples JSONL (default OUT.rejected.jsonl)")
+    parser.add_argument("--history", metavar="FILE",
+                        help="JSONL of descriptions published on earlier nights (near-duplicate check); "
+                        "a missing file means none")
+    parser.add_argument("--blocklist", metavar="FILE", help="blocklist file replacing the shipped default")
+    parser.add_argument("--min-words", type=int, metavar="N")
+    parser.add_argument("--max-words", type=int, metavar="N")
+    parser.add_argument("--copy-ngram", type=int, metavar="N", help="words in a row that make a copy")
+    parser.add_argument("--near-duplicate-threshold", type=float, metavar="J", help="Jaccard similarity, e.g. 0.7")
+    parser.add_argument("--rank-by", metavar="FIELD", help='numeric field ordering kept samples, "" for input order')
+    parser.set_defaults(func=_cli)
+
+
+def _cli(args, config) -> int:
+    from .config import with_overrides
+
+    config = with_overrides(config, curate={
+        "blocklist_file": args.blocklist, "min_words": args.min_words, "max_words": args.max_words,
+        "copy_ngram": args.copy_ngram, "near_duplicate_threshold": args.near_duplicate_threshold,
+        "rank_by": args.rank_by})
+    manifest = curate(args.samples, args.catalog, args.out, config.curate,
+                      history_path=args.history, rejected_path=args.rejected)
+    reasons = ", ".join(f"{reason} {count}" for reason, count in manifest["rejected"].items() if count)
+    print(f"kept {manifest['kept']} of {manifest['input']} samples ({manifest['kept_rate']:.0%}) -> {args.out}"
+          + (f"; rejected: {reasons}" if reasons else ""))
+    return 0
