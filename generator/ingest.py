@@ -68,20 +68,26 @@ def control_prefix(kind: str, genre: str) -> str:
     return " ".join(parts) + " " if parts else ""
 
 
-_CONTROL = re.compile(r"^\s*(?:\[(?P<a>[^\[\]]{1,60})\])?\s*(?:\[(?P<b>[^\[\]]{1,60})\])?\s*")
+_BRACKET = re.compile(r"\s*\[([^\[\]]{1,60})\]")
 KNOWN_TYPES = ("Movie", "TV Show")
 
 
 def split_control(text: str) -> tuple[str | None, str | None, str]:
-    """Parse a leading control prefix; returns (type, genre, description)."""
-    match = _CONTROL.match(text)
-    kind, genre = match.group("a"), match.group("b")
-    if kind and kind not in KNOWN_TYPES:
-        # A single bracket that is not a type is a genre: "[Comedies] ...".
-        kind, genre = None, kind if genre is None else None
-        if genre is None:
-            return None, None, text.strip()
-    return kind, genre, text[match.end():].strip()
+    """Parse a leading control prefix; returns (type, genre, description).
+
+    Only the contract's shape is accepted: an optional ``[Movie]``/``[TV Show]``
+    then an optional ``[<genre>]``. Anything else (a repeated or misplaced
+    bracket the model wrote) stays in the text, for curate to judge.
+    """
+    kind = genre = None
+    position = 0
+    match = _BRACKET.match(text, position)
+    if match and match.group(1) in KNOWN_TYPES:
+        kind, position = match.group(1), match.end()
+        match = _BRACKET.match(text, position)
+    if match and match.group(1) not in KNOWN_TYPES:
+        genre, position = match.group(1).strip(), match.end()
+    return kind, genre, text[position:].strip()
 
 
 def clean_text(value: str) -> str:
@@ -203,8 +209,16 @@ def is_validation(description: str, fraction: float) -> bool:
 
 
 def training_line(entry: CatalogEntry, conditional: bool) -> str:
+    """One line of training text: ``<|startoftext|> [<type>] [<genre>] <description><|endoftext|>``.
+
+    The space after the start marker is deliberate: GPT-2's pre-tokenizer glues
+    runs of punctuation together, so ``|>[`` would become one BPE token in
+    training while a generation prefix ending in ``|>`` cannot produce it, and
+    the model would answer the prefix with a fresh ``<|startoftext|>``. With the
+    space, ``|>`` is a token of its own in both places.
+    """
     prefix = control_prefix(entry.type, entry.main_genre) if conditional else ""
-    return f"{START_TOKEN}{prefix}{entry.description}{END_TOKEN}\n"
+    return f"{START_TOKEN}{' ' + prefix if prefix else ''}{entry.description}{END_TOKEN}\n"
 
 
 def ingest(source: str, out_dir: str | Path, settings: IngestSettings | None = None) -> dict:

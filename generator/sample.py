@@ -117,7 +117,8 @@ def plan_conditions(settings: GenerateSettings) -> list[tuple[str, int]]:
     for position, condition in enumerate(conditions):
         count = base + (1 if position < extra else 0)
         if count:
-            prefix = START_TOKEN + (condition.strip() + " " if condition.strip() else "")
+            # No trailing space: in training text the space belongs to the next word's token.
+            prefix = START_TOKEN + (" " + condition.strip() if condition.strip() else "")
             plan.append((prefix, count))
     return plan
 

@@ -16,18 +16,18 @@ def read(path):
 
 
 def test_parse_sample_cuts_at_end_marker_and_strips_prefix():
-    prefix = START_TOKEN + "[TV Show] [Comedies] "
-    record = parse_sample(prefix + "Two exes open a bakery.<|endoftext|>\n<|startoftext|>junk", prefix)
+    prefix = START_TOKEN + " [TV Show] [Comedies]"
+    record = parse_sample(prefix + " Two exes open a bakery.<|endoftext|>\n<|startoftext|>junk", prefix)
     assert record == {"text": "Two exes open a bakery.", "terminated": True, "type": "TV Show", "genre": "Comedies"}
     unterminated = parse_sample(START_TOKEN + "A long road with no", START_TOKEN)
     assert unterminated["terminated"] is False and unterminated["text"] == "A long road with no"
     # Unconditioned prefix, model wrote its own control prefix.
-    assert parse_sample(START_TOKEN + "[Movie] [Dramas] A man." + END_TOKEN, START_TOKEN)["genre"] == "Dramas"
+    assert parse_sample(START_TOKEN + " [Movie] [Dramas] A man." + END_TOKEN, START_TOKEN)["genre"] == "Dramas"
 
 
 def test_plan_conditions_splits_any_count():
     settings = GenerateSettings(samples=7, conditions=["[Movie]", "[TV Show] [Comedies]"])
-    assert plan_conditions(settings) == [(START_TOKEN + "[Movie] ", 4), (START_TOKEN + "[TV Show] [Comedies] ", 3)]
+    assert plan_conditions(settings) == [(START_TOKEN + " [Movie]", 4), (START_TOKEN + " [TV Show] [Comedies]", 3)]
     assert plan_conditions(GenerateSettings(samples=5)) == [(START_TOKEN, 5)]
 
 

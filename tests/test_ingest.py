@@ -27,8 +27,8 @@ def test_wraps_each_description_with_markers_and_control_prefix(tmp_path):
     manifest = ingest(str(csv_path), tmp_path / "out", IngestSettings(validation_fraction=0.0))
     lines = (tmp_path / "out" / "train.txt").read_text().splitlines()
     assert lines == [
-        f"{START_TOKEN}[Movie] [Dramas] A chef moves to Paris and opens a tiny bakery.{END_TOKEN}",
-        f"{START_TOKEN}[TV Show] [TV Comedies] Two rivals share a flat.{END_TOKEN}",
+        f"{START_TOKEN} [Movie] [Dramas] A chef moves to Paris and opens a tiny bakery.{END_TOKEN}",
+        f"{START_TOKEN} [TV Show] [TV Comedies] Two rivals share a flat.{END_TOKEN}",
     ]
     assert manifest["kept"] == 2 and manifest["max_words"] == 10
     assert (tmp_path / "out.manifest.json").is_file()
