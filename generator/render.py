@@ -1,8 +1,831 @@
-"""Render stage (being written): see issue "The gallery readers browse"."""
+"""Render: kept descriptions (+ the night's report) -> a static gallery site.
+
+``render(samples, out_dir)`` turns curate's kept JSONL into a small static site
+with Jinja2 (autoescape on) and the templates and assets in ``site_templates/``:
+
+  index.html                 home: the newest night's picks, what this is, ways to browse
+  all/index.html, page-N     every description of the newest night, paginated
+  type/<slug>/, genre/<slug>/ one paginated listing per type and per genre; genre/index.html lists them
+  d/<id>.html                permalink per description (stable across nights: the id comes from the text)
+  random/<k>.html            pre-rendered redirects to a description (the no-JavaScript "random" link)
+  search/index.html          client-side search over a compact prebuilt index (assets/search-index.*.js)
+  about/index.html           model card: catalog snapshot, model, training, loss curve, curation chart
+  nights/index.html          the archive; nights/<date>/ each night's gallery and model card
+  feed.xml, sitemap.xml, robots.txt, 404.html, assets/<name>.<hash8>.<ext> (fingerprinted)
+
+Every link is relative and names a file (``…/index.html``), so the same tree works
+from a file:// path, under an S3 prefix and behind any static HTTP server. Absolute
+URLs (feed, sitemap, OpenGraph, canonical) need ``base_url`` and are left out without it.
+
+Output is deterministic (no render-time clock anywhere) and incremental: each file
+is compared with what is on disk and only written, atomically, when its bytes
+differ; files no longer produced are removed. So an unchanged night rewrites
+nothing and the publisher uploads only what changed.
+
+With ``archive_dir`` (a directory kept across nights) the night's kept samples and
+report are stored as ``<archive_dir>/<night>/kept.jsonl`` and ``report.json``, and
+every archived night is rendered under ``nights/<night>/``.
+"""
+
+from __future__ import annotations
+
 import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import re
+import tempfile
+import time
+import unicodedata
+import uuid
+import zlib
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+from xml.sax.saxutils import escape as xml_escape
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup, escape
+
+from .artifacts import atomic_write_bytes, atomic_write_json, manifest_path, read_jsonl, read_manifest, sha256_text, write_manifest
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "site_templates"
+NIGHT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SITEMAP_LIMIT = 50_000  # URLs per sitemap file (sitemaps.org protocol)
+TYPE_LABELS = {"Movie": "Movies", "TV Show": "TV Shows"}
 
 
 @dataclasses.dataclass
 class RenderSettings:
+    # Site name in headers, titles and the feed.
     site_title: str = "Netflix-ish: descriptions nobody wrote"
+    # One line under the title on the home page and in meta descriptions.
+    tagline: str = "Made-up film and series descriptions, written every night by GPT-2 fine-tuned on Netflix's catalog."
+    # Descriptions per listing page (all, per type, per genre, per night).
     page_size: int = 48
+    # Absolute URL the site is served from (https://example.org/gallery); used for the feed,
+    # sitemap, canonical and OpenGraph URLs. Empty: relative links only, no sitemap.
+    base_url: str = ""
+    # Descriptions featured on the home page (the newest night's best-ranked).
+    home_picks: int = 12
+    # Nights linked from the home page (the archive page lists them all).
+    archive_nights: int = 7
+    # Pre-rendered random redirect pages for the no-JavaScript "random description" link.
+    random_pages: int = 64
+    # Entries in the Atom feed (the newest night's first descriptions).
+    feed_entries: int = 50
+    # Jinja2 templates and assets; empty = the shipped site_templates/.
+    templates_dir: str = ""
+
+    def validate(self) -> None:
+        positive = {"page_size": self.page_size, "random_pages": self.random_pages, "feed_entries": self.feed_entries}
+        for key, value in positive.items():
+            if value < 1:
+                raise UserError(f"render.{key} must be at least 1, got {value}", f"set render.{key} to 1 or more")
+        for key in ("home_picks", "archive_nights"):
+            if getattr(self, key) < 0:
+                raise UserError(f"render.{key} must be 0 or more, got {getattr(self, key)}", f"set render.{key} >= 0")
+        if self.base_url and not re.match(r"^https?://[^\s/]+", self.base_url):
+            raise UserError(f"render.base_url must be an http(s) URL, got {self.base_url!r}",
+                            "use e.g. https://example.org/gallery, or leave it empty")
+        if self.templates_dir and not Path(self.templates_dir).is_dir():
+            raise UserError(f"render.templates_dir {self.templates_dir} is not a directory",
+                            "point it at a copy of site_templates/ or leave it empty")
+
+
+@dataclasses.dataclass
+class Item:
+    """One description as the site shows it."""
+    id: str
+    text: str
+    type: str | None
+    genre: str | None
+    night: str
+    number: int  # 1-based position in its night (the curated rank order)
+
+
+@dataclasses.dataclass
+class Night:
+    date: str
+    items: list[Item]
+    report: dict
+
+    @property
+    def prefix(self) -> str:
+        return f"nights/{self.date}/"
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+def _clean_label(value) -> str | None:
+    """A type or genre as shown: a non-empty single-line string, else None."""
+    if not isinstance(value, str):
+        return None
+    value = " ".join(value.split())
+    return value or None
+
+
+def load_items(records: Iterable[dict], night: str, source: str) -> tuple[list[Item], int]:
+    """Records -> items in file order; drops repeated ids. Returns (items, duplicates)."""
+    items, seen, duplicates = [], set(), 0
+    for record in records:
+        text = record["text"].strip()
+        key = record.get("id")
+        if key is None or key == "":
+            key = sha256_text(record["text"])[:12]
+        key = str(key)
+        if not SAFE_ID.match(key):
+            raise UserError(f"{source}: id {key!r} is not a safe permalink name",
+                            "use ids of letters, digits, '-' and '_' (curate writes 12 hex digits), or omit id")
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        items.append(Item(key, text, _clean_label(record.get("type")), _clean_label(record.get("genre")),
+                          night, len(items) + 1))
+    return items, duplicates
+
+
+def check_night(night: str) -> str:
+    if night == "undated":
+        return night
+    try:
+        if NIGHT_RE.match(night) and dt.date.fromisoformat(night):
+            return night
+    except ValueError:
+        pass
+    raise UserError(f"bad night {night!r}", "pass the night's date as YYYY-MM-DD")
+
+
+def read_report(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"report file not found: {path}", "pass the night's report.json, or leave --report out") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"report {path} is not valid JSON: {exc}", "pass the report.json the pipeline wrote") from None
+    if not isinstance(report, dict):
+        raise UserError(f"report {path} must be a JSON object", "pass the report.json the pipeline wrote")
+    return report
+
+
+def archive_night(archive_dir: Path, night: str, samples_path: Path, report: dict | None) -> None:
+    """Keep this night's kept samples (and report) in the archive, atomically, unless already identical."""
+    night_dir = archive_dir / night
+    kept = night_dir / "kept.jsonl"
+    data = samples_path.read_bytes()  # already validated line by line by the caller
+    if not kept.is_file() or kept.read_bytes() != data:
+        atomic_write_bytes(kept, data)
+    if report is not None:
+        report_path = night_dir / "report.json"
+        new = json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        if not report_path.is_file() or report_path.read_text(encoding="utf-8") != new:
+            atomic_write_json(report_path, report)
+
+
+def load_archive(archive_dir: Path) -> list[Night]:
+    nights = []
+    if not archive_dir.is_dir():
+        return nights
+    for night_dir in sorted(archive_dir.iterdir()):
+        kept = night_dir / "kept.jsonl"
+        if not (NIGHT_RE.match(night_dir.name) and kept.is_file()):
+            continue
+        items, _ = load_items(read_jsonl(kept), night_dir.name, str(kept))
+        report_path = night_dir / "report.json"
+        report = read_report(report_path) if report_path.is_file() else {}
+        nights.append(Night(night_dir.name, items, report))
+    return nights
+
+
+# --- output: write only what changed ----------------------------------------------------------------
+
+class SiteWriter:
+    """Writes site files atomically, skipping files whose bytes are already on disk."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.produced: set[str] = set()
+        self.sitemap: list[str] = []
+        self.written = self.unchanged = self.bytes = 0
+        self._dirs: set[Path] = set()
+
+    def write(self, rel: str, data: str | bytes, indexable: bool = False) -> None:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if rel in self.produced:
+            raise AssertionError(f"render produced {rel} twice")
+        self.produced.add(rel)
+        self.bytes += len(data)
+        if indexable:
+            self.sitemap.append(rel)
+        path = self.root / rel
+        try:
+            if path.stat().st_size == len(data) and path.read_bytes() == data:
+                self.unchanged += 1
+                return
+        except FileNotFoundError:
+            pass
+        parent = path.parent
+        if parent not in self._dirs:
+            parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(parent)
+        # Temp file + rename: a reader (or a crash) sees the old file or the new one, never half.
+        # No fsync per file (100k fsyncs would dominate the render); finish() syncs once.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self.written += 1
+
+    def finish(self) -> int:
+        """Remove files not produced this time (and emptied folders); returns how many were removed."""
+        removed = 0
+        for dirpath, dirnames, filenames in os.walk(self.root, topdown=False):
+            base = Path(dirpath)
+            for name in filenames:
+                rel = (base / name).relative_to(self.root).as_posix()
+                if rel not in self.produced:
+                    (base / name).unlink()
+                    removed += 1
+            if base != self.root and not any(base.iterdir()):
+                base.rmdir()
+        if self.written or removed:
+            os.sync()  # one flush for every rename above
+        return removed
+
+
+# --- presentation helpers -------------------------------------------------------------------------
+
+def slugify(label: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:60].strip("-")
+    return slug or "x-" + hashlib.sha256(label.encode("utf-8")).hexdigest()[:8]
+
+
+def unique_slugs(labels: Iterable[str]) -> dict[str, str]:
+    """Label -> slug, unique and deterministic (sorted labels claim slugs first)."""
+    slugs, used = {}, set()
+    for label in sorted(set(labels)):
+        slug = base = slugify(label)
+        number = 2
+        while slug in used:
+            slug, number = f"{base}-{number}", number + 1
+        used.add(slug)
+        slugs[label] = slug
+    return slugs
+
+
+def root_of(rel: str) -> str:
+    """Relative prefix from a page at ``rel`` back to the site root."""
+    return "../" * rel.count("/")
+
+
+def fmt_number(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return "—" if value is None else ("yes" if value else "no")
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def excerpt(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:.") + "…"
+
+
+def night_label(date: str) -> str:
+    """2026-11-25 -> "Wednesday 25 November 2026" (English names whatever the locale)."""
+    if not NIGHT_RE.match(date):
+        return date
+    day = dt.date.fromisoformat(date)
+    weekdays = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+    months = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+              "October", "November", "December")
+    return f"{weekdays[day.weekday()]} {day.day} {months[day.month - 1]} {day.year}"
+
+
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def xml_text(value) -> str:
+    """Drop the characters XML 1.0 forbids (the feed must parse); escaping is left to autoescape."""
+    return _XML_INVALID.sub("", str(value))
+
+
+def _num(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def loss_curve_svg(points) -> str | None:
+    """Inline SVG line chart of [[step, loss], …]; None without at least two valid points."""
+    clean = []
+    for point in points or []:
+        if isinstance(point, (list, tuple)) and len(point) >= 2 and _num(point[0]) is not None and _num(point[1]) is not None:
+            clean.append((_num(point[0]), _num(point[1])))
+    if len(clean) < 2:
+        return None
+    clean.sort()
+    width, height, left, right, top, bottom = 640, 260, 56, 16, 16, 40
+    xs, ys = [p[0] for p in clean], [p[1] for p in clean]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    if x1 == x0:
+        x1 = x0 + 1
+    if y1 == y0:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+    pad = (y1 - y0) * 0.08
+    y0, y1 = y0 - pad, y1 + pad
+
+    def sx(x):
+        return left + (x - x0) / (x1 - x0) * (width - left - right)
+
+    def sy(y):
+        return top + (y1 - y) / (y1 - y0) * (height - top - bottom)
+
+    path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in clean)
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="loss-title loss-desc">',
+             '<title id="loss-title">Training loss by step</title>',
+             f'<desc id="loss-desc">{len(clean)} points from step {fmt_number(int(xs[0]))} (loss {ys[0]:.3f}) '
+             f'to step {fmt_number(int(xs[-1]))} (loss {ys[-1]:.3f}).</desc>']
+    for i in range(5):
+        y = y0 + (y1 - y0) * i / 4
+        parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{sy(y):.1f}" y2="{sy(y):.1f}"/>')
+        parts.append(f'<text class="tick" x="{left - 6}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:.2f}</text>')
+    for i in range(5):
+        x = x0 + (x1 - x0) * i / 4
+        parts.append(f'<text class="tick" x="{sx(x):.1f}" y="{height - bottom + 18}" text-anchor="middle">'
+                     f'{int(round(x)):,}</text>')
+    parts.append(f'<text class="axis-label" x="{(left + width - right) / 2:.0f}" y="{height - 4}" '
+                 f'text-anchor="middle">step</text>')
+    parts.append(f'<polyline class="line" points="{path}"/>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def rejection_chart_svg(rejected: dict, kept) -> str | None:
+    """Inline SVG horizontal bars: kept and each rejection reason, with counts."""
+    rows = [("kept", int(kept), "bar-kept")] if _num(kept) is not None else []
+    counts = [(str(reason), int(count)) for reason, count in (rejected or {}).items() if _num(count) is not None]
+    rows += [(reason, count, "bar") for reason, count in sorted(counts, key=lambda rc: (-rc[1], rc[0]))]
+    if not rows:
+        return None
+    width, label_w, row_h = 640, 150, 30
+    height = row_h * len(rows) + 8
+    top = max(count for _, count, _ in rows) or 1
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="rej-title">',
+             '<title id="rej-title">Kept samples and rejections by reason</title>']
+    for i, (label, count, cls) in enumerate(rows):
+        y = 4 + i * row_h
+        bar = (width - label_w - 70) * count / top
+        parts.append(f'<text class="tick" x="{label_w - 8}" y="{y + 19}" text-anchor="end">{escape(label)}</text>')
+        parts.append(f'<rect class="{cls}" x="{label_w}" y="{y + 4}" width="{max(bar, 1):.1f}" height="{row_h - 10}" rx="3"/>')
+        parts.append(f'<text class="value" x="{label_w + max(bar, 1) + 6:.1f}" y="{y + 19}">{count:,}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def model_card(report: dict, night: Night) -> dict:
+    """The report, flattened into labelled rows for the template; absent keys are skipped."""
+    def section(data, fields):
+        rows = []
+        for key, label in fields:
+            value = (data or {}).get(key)
+            if value is None or value == "" or value == []:
+                continue
+            if isinstance(value, list):
+                value = ", ".join(str(v) for v in value)
+            rows.append((label, fmt_number(value) if not isinstance(value, str) else value))
+        return rows
+
+    report = report if isinstance(report, dict) else {}
+    get = lambda key: report.get(key) if isinstance(report.get(key), dict) else {}  # noqa: E731
+    catalog, model, train, generate, curate = (get(k) for k in ("catalog", "model", "train", "generate", "curate"))
+    catalog_rows = section(catalog, [("source", "Source"), ("rows", "Rows read"), ("kept", "Descriptions used"),
+                                     ("train_count", "Training"), ("val_count", "Validation"),
+                                     ("catalog_hash", "Content hash (SHA-256)"), ("changed", "Changed since last night")])
+    model_rows = section({**model, "profile": report.get("profile")},
+                         [("name", "Base model"), ("source", "Source"), ("profile", "Profile"),
+                          ("live_release", "Live release"), ("live_step", "Live checkpoint step")])
+    train_rows = []
+    if train.get("skipped"):
+        train_rows.append(("This night", f"no training ({train.get('reason') or 'skipped'})"))
+    elif train.get("reason"):
+        train_rows.append(("Decision", str(train["reason"])))
+    train_rows += section(train, [("steps", "Steps this night"), ("total_steps", "Total steps"),
+                                  ("train_loss", "Training loss"), ("val_loss", "Validation loss"),
+                                  ("live_val_loss", "Previous live validation loss"), ("promoted", "Promoted")])
+    generate_rows = section(generate, [("samples", "Samples generated"), ("terminated", "Finished (end token)"),
+                                       ("length", "Max new tokens"), ("temperature", "Temperature"),
+                                       ("top_k", "Top-k"), ("top_p", "Top-p"), ("seed", "Seed"),
+                                       ("backend", "Sampler"), ("conditions", "Conditions")])
+    kept = curate.get("kept", len(night.items) if not curate else None)
+    curate_rows = section({**curate, "kept": kept}, [("input", "Samples checked"), ("kept", "Kept")])
+    if _num(curate.get("kept_rate")) is not None:
+        curate_rows.append(("Kept rate", f"{curate['kept_rate']:.1%}"))
+    rejected = curate.get("rejected") if isinstance(curate.get("rejected"), dict) else {}
+    return {
+        "catalog": catalog_rows, "model": model_rows, "train": train_rows, "generate": generate_rows,
+        "curate": curate_rows,
+        "rejected": sorted(((str(k), v) for k, v in rejected.items() if _num(v) is not None), key=lambda kv: (-kv[1], kv[0])),
+        "loss_svg": loss_curve_svg(train.get("loss_curve")),
+        "rejection_svg": rejection_chart_svg(rejected, kept) if (rejected or curate) else None,
+        "has_report": bool(report),
+    }
+
+
+# --- the site -------------------------------------------------------------------------------------
+
+class Site:
+    def __init__(self, settings: RenderSettings, writer: SiteWriter, nights: list[Night]):
+        self.settings = settings
+        self.writer = writer
+        self.nights = nights
+        self.current = nights[-1]
+        self.base_url = settings.base_url.rstrip("/")
+        templates = Path(settings.templates_dir) if settings.templates_dir else TEMPLATES_DIR
+        if not (templates / "base.html").is_file():
+            raise UserError(f"no site templates in {templates}", "restore site_templates/ or set render.templates_dir")
+        self.templates = templates
+        self.env = Environment(loader=FileSystemLoader(str(templates)), autoescape=True, trim_blocks=True,
+                               lstrip_blocks=True, keep_trailing_newline=True, undefined=StrictUndefined)
+        self.env.filters["num"] = fmt_number
+        self.env.filters["excerpt"] = excerpt
+        self.env.filters["night"] = night_label
+        self.env.filters["xmltext"] = xml_text
+        items = self.current.items
+        self.type_slugs = unique_slugs(i.type for i in items if i.type)
+        self.genre_slugs = unique_slugs(i.genre for i in items if i.genre)
+        self.type_counts = Counter(i.type for i in items if i.type)
+        self.genre_counts = Counter(i.genre for i in items if i.genre)
+        self.assets: dict[str, str] = {}
+        self._cards: dict[tuple[str, str], str] = {}
+        self.card_template = self.env.get_template("_card.html")
+
+    # links ---------------------------------------------------------------------------------------
+    def absolute(self, rel: str) -> str:
+        return f"{self.base_url}/{rel}" if self.base_url else ""
+
+    def type_href(self, label: str) -> str:
+        return f"type/{self.type_slugs[label]}/index.html" if label in self.type_slugs else ""
+
+    def genre_href(self, label: str) -> str:
+        return f"genre/{self.genre_slugs[label]}/index.html" if label in self.genre_slugs else ""
+
+    def random_href(self, rel: str) -> str:
+        count = min(self.settings.random_pages, len(self.current.items))
+        return f"random/{zlib.crc32(rel.encode()) % count}.html" if count else ""
+
+    # assets --------------------------------------------------------------------------------------
+    def add_asset(self, name: str, data: bytes) -> str:
+        stem, ext = name.rsplit(".", 1)
+        rel = f"assets/{stem}.{hashlib.sha256(data).hexdigest()[:8]}.{ext}"
+        self.writer.write(rel, data)
+        self.assets[name] = rel
+        return rel
+
+    def build_assets(self) -> None:
+        for path in sorted((self.templates / "assets").iterdir()):
+            if path.is_file() and not path.name.startswith("."):
+                self.add_asset(path.name, path.read_bytes())
+        ids = [item.id for item in self.current.items]
+        self.add_asset("ids.js", ("window.galleryIds=" + _js_json(ids) + ";\n").encode())
+        types = sorted(self.type_slugs)
+        genres = sorted(self.genre_slugs)
+        type_index = {label: i for i, label in enumerate(types)}
+        genre_index = {label: i for i, label in enumerate(genres)}
+        index = {
+            "types": [[label, self.type_href(label)] for label in types],
+            "genres": [[label, self.genre_href(label)] for label in genres],
+            "items": [[i.id, i.text, type_index.get(i.type, -1), genre_index.get(i.genre, -1)]
+                      for i in self.current.items],
+        }
+        self.add_asset("search-index.js", ("window.gallerySearch=" + _js_json(index) + ";\n").encode())
+
+    # pages ---------------------------------------------------------------------------------------
+    def page(self, rel: str, template: str, indexable: bool = True, **context) -> None:
+        root = root_of(rel)
+        context.setdefault("description", self.settings.tagline)
+        html = self.env.get_template(template).render(
+            site=self.settings, root=root, rel=rel, assets=self.assets, canonical=self.absolute(rel),
+            base_url=self.base_url, current=self.current, random_href=root + self.random_href(rel),
+            nav=context.pop("nav", ""), **context)
+        self.writer.write(rel, html, indexable=indexable)
+
+    def card(self, item: Item, root: str) -> str:
+        key = (item.id, root)
+        html = self._cards.get(key)
+        if html is None:
+            html = Markup(self.card_template.render(
+                item=item, root=root, type_href=self.type_href(item.type) if item.type and item.night == self.current.date else "",
+                genre_href=self.genre_href(item.genre) if item.genre and item.night == self.current.date else ""))
+            self._cards[key] = html
+        return html
+
+    def listing(self, base: str, items: list[Item], title: str, intro: str, nav: str, heading_extra: dict | None = None):
+        """A paginated listing at ``<base>index.html``, ``<base>page-N.html``."""
+        size = self.settings.page_size
+        pages = max(1, math.ceil(len(items) / size))
+
+        def href(number: int) -> str:
+            return f"{base}index.html" if number == 1 else f"{base}page-{number}.html"
+
+        for number in range(1, pages + 1):
+            rel = href(number)
+            root = root_of(rel)
+            chunk = items[(number - 1) * size: number * size]
+            window = sorted({1, pages, *range(max(1, number - 2), min(pages, number + 2) + 1)})
+            links, previous = [], 0
+            for n in window:
+                if n - previous > 1:
+                    links.append(None)  # a gap: "…"
+                links.append((n, root + href(n)))
+                previous = n
+            pager = {"page": number, "pages": pages, "links": links,
+                     "prev": root + href(number - 1) if number > 1 else "",
+                     "next": root + href(number + 1) if number < pages else ""}
+            self.page(rel, "listing.html", title=title if number == 1 else f"{title}, page {number}",
+                      heading=title, intro=intro, cards=[self.card(i, root) for i in chunk], pager=pager,
+                      first=(number - 1) * size + 1, total=len(items), nav=nav, **(heading_extra or {}))
+
+    def permalinks(self) -> int:
+        """One page per description; a description on several nights belongs to the newest."""
+        owner: dict[str, Night] = {}
+        for night in self.nights:
+            for item in night.items:
+                owner[item.id] = night
+        count = 0
+        for night in self.nights:
+            items = night.items
+            for index, item in enumerate(items):
+                if owner[item.id] is not night:
+                    continue
+                rel = f"d/{item.id}.html"
+                root = "../"
+                prev_item = items[index - 1] if index > 0 else None
+                next_item = items[index + 1] if index + 1 < len(items) else None
+                is_current = night is self.current
+                self.page(rel, "description.html", title=excerpt(item.text, 60), description=excerpt(item.text, 200),
+                          item=item, night=night, total=len(items), og_type="article",
+                          type_href=root + self.type_href(item.type) if is_current and item.type in self.type_slugs else "",
+                          genre_href=root + self.genre_href(item.genre) if is_current and item.genre in self.genre_slugs else "",
+                          night_href=root + (night.prefix + "index.html" if night.date != "undated" else "all/index.html"),
+                          prev_href=f"{prev_item.id}.html" if prev_item else "",
+                          next_href=f"{next_item.id}.html" if next_item else "",
+                          prev_text=excerpt(prev_item.text, 70) if prev_item else "",
+                          next_text=excerpt(next_item.text, 70) if next_item else "")
+                count += 1
+        return count
+
+    def random_pages(self) -> None:
+        items = self.current.items
+        count = min(self.settings.random_pages, len(items))
+        if not count:
+            return
+        # Spread the targets over the whole night, in an order that changes with the night (not per render).
+        chosen = random.Random(f"{self.current.date}:{len(items)}").sample(range(len(items)), count)
+        for k, index in enumerate(chosen):
+            target = f"../d/{items[index].id}.html"
+            self.page(f"random/{k}.html", "redirect.html", indexable=False, title="A random description",
+                      target=target, robots="noindex")
+
+    def home(self) -> None:
+        items = self.current.items
+        recent = [n for n in reversed(self.nights) if n.date != "undated"][: self.settings.archive_nights]
+        self.page("index.html", "index.html", title="", picks=[self.card(i, "") for i in items[: self.settings.home_picks]],
+                  count=len(items), pages=max(1, math.ceil(len(items) / self.settings.page_size)),
+                  types=self.browse_types(""), genres=self.browse_genres("")[:12], genre_total=len(self.genre_slugs),
+                  recent=recent, nav="home")
+
+    def browse_types(self, root: str):
+        return [(TYPE_LABELS.get(label, label), root + self.type_href(label), self.type_counts[label])
+                for label in sorted(self.type_slugs, key=lambda l: (-self.type_counts[l], l))]
+
+    def browse_genres(self, root: str):
+        return [(label, root + self.genre_href(label), self.genre_counts[label])
+                for label in sorted(self.genre_slugs, key=lambda l: (-self.genre_counts[l], l))]
+
+    def browse(self) -> None:
+        items = self.current.items
+        night_line = f"from the night of {night_label(self.current.date)}" if self.current.date != "undated" else ""
+        self.listing("all/", items, "All descriptions", f"{len(items):,} descriptions {night_line}".strip(), nav="all")
+        for label, slug in self.type_slugs.items():
+            chosen = [i for i in items if i.type == label]
+            self.listing(f"type/{slug}/", chosen, TYPE_LABELS.get(label, label),
+                         f"{len(chosen):,} made-up {TYPE_LABELS.get(label, label).lower()} {night_line}".strip(),
+                         nav="browse")
+        for label, slug in self.genre_slugs.items():
+            chosen = [i for i in items if i.genre == label]
+            self.listing(f"genre/{slug}/", chosen, label, f"{len(chosen):,} made-up descriptions in {label} {night_line}".strip(),
+                         nav="browse")
+        self.page("genre/index.html", "browse.html", title="Browse by type and genre", nav="browse",
+                  types=self.browse_types("../"), genres=self.browse_genres("../"), count=len(items))
+
+    def search(self) -> None:
+        self.page("search/index.html", "search.html", title="Search", nav="search", count=len(self.current.items),
+                  index_src="../" + self.assets["search-index.js"], search_src="../" + self.assets["search.js"])
+
+    def about(self) -> None:
+        for night in self.nights:
+            card = model_card(night.report, night)
+            context = dict(card=card, night=night, count=len(night.items), nav="about",
+                           types=Counter(i.type or "untyped" for i in night.items).most_common(),
+                           genres=Counter(i.genre or "no genre" for i in night.items).most_common(12))
+            if night is self.current:
+                self.page("about/index.html", "about.html", title="About the model", **context)
+            if night.date != "undated":
+                self.page(f"{night.prefix}about.html", "about.html", title=f"Model card, {night.date}", **context)
+
+    def archive(self) -> None:
+        dated = [n for n in reversed(self.nights) if n.date != "undated"]
+        for night in dated:
+            card_link = "about.html"
+            self.listing(night.prefix, night.items, f"Night of {night_label(night.date)}",
+                         f"{len(night.items):,} descriptions kept that night.", nav="archive",
+                         heading_extra={"night_about": card_link, "archived": night is not self.current})
+        self.page("nights/index.html", "nights.html", title="Archive", nav="archive",
+                  nights=[(n, f"{n.date}/index.html", len(n.items)) for n in dated])
+
+    def not_found(self) -> None:
+        # Served at any depth, so its links resolve from the root: through <base> when the site's URL is known.
+        self.page("404.html", "404.html", indexable=False, title="Page not found", robots="noindex",
+                  base_href=f"{self.base_url}/" if self.base_url else "")
+
+    def feed(self) -> None:
+        items = self.current.items[: self.settings.feed_entries]
+        updated = f"{self.current.date}T00:00:00Z" if self.current.date != "undated" else "1970-01-01T00:00:00Z"
+        entries = [{"item": i, "title": excerpt(i.text, 70), "href": f"d/{i.id}.html", "abs": self.absolute(f"d/{i.id}.html"),
+                    "urn": uuid.uuid5(uuid.NAMESPACE_URL, f"netflixish:description:{i.id}").urn} for i in items]
+        xml = self.env.get_template("feed.xml").render(
+            site=self.settings, base_url=self.base_url, updated=updated, entries=entries, current=self.current,
+            feed_id=uuid.uuid5(uuid.NAMESPACE_URL, f"netflixish:feed:{self.settings.site_title}").urn)
+        self.writer.write("feed.xml", xml)
+
+    def sitemap_and_robots(self) -> None:
+        robots = "User-agent: *\nAllow: /\nDisallow: /random/\n"
+        if self.base_url:
+            urls = sorted(self.writer.sitemap)
+            lastmod = self.current.date if NIGHT_RE.match(self.current.date) else ""
+            chunks = [urls[i: i + SITEMAP_LIMIT] for i in range(0, len(urls), SITEMAP_LIMIT)] or [[]]
+            if len(chunks) == 1:
+                self.writer.write("sitemap.xml", _urlset(self.base_url, chunks[0]))
+            else:
+                for number, chunk in enumerate(chunks, start=1):
+                    self.writer.write(f"sitemaps/sitemap-{number}.xml", _urlset(self.base_url, chunk))
+                lines = ['<?xml version="1.0" encoding="UTF-8"?>',
+                         '<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">']
+                for number in range(1, len(chunks) + 1):
+                    lines.append(f"<sitemap><loc>{xml_escape(self.base_url)}/sitemaps/sitemap-{number}.xml</loc>"
+                                 + (f"<lastmod>{lastmod}</lastmod>" if lastmod else "") + "</sitemap>")
+                lines.append("</sitemapindex>\n")
+                self.writer.write("sitemap.xml", "\n".join(lines))
+            robots += f"Sitemap: {self.base_url}/sitemap.xml\n"
+        self.writer.write("robots.txt", robots)
+
+    def build(self) -> dict:
+        self.build_assets()
+        self.home()
+        self.browse()
+        count = self.permalinks()
+        self.random_pages()
+        self.search()
+        self.about()
+        self.archive()
+        self.not_found()
+        self.feed()
+        self.sitemap_and_robots()
+        return {"permalinks": count}
+
+
+def _js_json(value) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    # Valid JSON, but older JS engines end a string at these two characters.
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _urlset(base_url: str, rels: list[str]) -> str:
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>', '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">']
+    lines += [f"<url><loc>{xml_escape(base_url)}/{xml_escape(rel)}</loc></url>" for rel in rels]
+    lines.append("</urlset>\n")
+    return "\n".join(lines)
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Render removes files it did not produce, so it only works in an empty folder or its own site."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file", "pass a directory for the site")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        try:
+            previous = read_manifest(out_dir)
+        except (UserError, ValueError):
+            previous = {}
+        if previous.get("stage") != "render":
+            raise UserError(f"{out_dir} is not empty and holds no site rendered before (no {manifest_path(out_dir).name})",
+                            "pass a new or empty directory: render deletes files it did not produce")
+
+
+def render(samples_path, out_dir, settings: RenderSettings | None = None, night: str | None = None,
+           report: dict | None = None, archive_dir=None) -> dict:
+    """Render the gallery for ``samples_path`` (curated kept JSONL) into ``out_dir``; returns the manifest."""
+    started = time.perf_counter()
+    settings = settings or RenderSettings()
+    settings.validate()
+    samples_path, out_dir = Path(samples_path), Path(out_dir)
+    if report is not None and not isinstance(report, dict):
+        raise UserError("the report must be a JSON object", "pass the report.json the pipeline wrote")
+    night = check_night(night or (report or {}).get("night") or "undated")
+    items, duplicates = load_items(read_jsonl(samples_path), night, str(samples_path))
+    _check_out_dir(out_dir)
+
+    if archive_dir is not None:
+        if night == "undated":
+            raise UserError("archiving a night needs its date", "pass --night YYYY-MM-DD (or a report with \"night\")")
+        archive_dir = Path(archive_dir)
+        archive_night(archive_dir, night, samples_path, report)
+        nights = load_archive(archive_dir)
+    else:
+        nights = [Night(night, items, report or {})]
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    writer = SiteWriter(out_dir)
+    site = Site(settings, writer, nights)
+    built = site.build()
+    removed = writer.finish()
+    seconds = time.perf_counter() - started
+    current = site.current
+    log.info("rendered %d pages (%d written, %d unchanged, %d removed) in %.1fs -> %s",
+             len(writer.produced), writer.written, writer.unchanged, removed, seconds, out_dir)
+    return write_manifest(
+        out_dir, "render",
+        night=current.date,
+        rendered_night=night,
+        descriptions=len(current.items),
+        duplicates_dropped=duplicates,
+        permalinks=built["permalinks"],
+        nights=[n.date for n in nights],
+        pages=len(writer.produced),
+        written=writer.written,
+        unchanged=writer.unchanged,
+        removed=removed,
+        bytes=writer.bytes,
+        types=dict(sorted(site.type_counts.items())),
+        genres=dict(sorted(site.genre_counts.items())),
+        base_url=site.base_url,
+        seconds=round(seconds, 2),
+        outputs={"site": str(out_dir), "home": str(out_dir / "index.html")},
+    )
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+
+def add_cli(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "render", parents=[subparsers.common],
+        help="render the static gallery",
+        description="Render curated kept samples into a static gallery site in --out: home, pages, a permalink "
+        "per description, type and genre pages, search, model card, archive, feed, sitemap. Only files whose "
+        "bytes changed are written; files no longer produced are removed. Writes <out>.manifest.json beside it.",
+    )
+    parser.add_argument("--samples", required=True, metavar="KEPT.jsonl", help="kept samples JSONL from curate")
+    parser.add_argument("--out", required=True, metavar="DIR", help="site directory (new, empty, or rendered before)")
+    parser.add_argument("--night", metavar="YYYY-MM-DD", help="the night's date (default: the report's, else undated)")
+    parser.add_argument("--report", metavar="FILE", help="the night's report.json for the model card")
+    parser.add_argument("--archive", metavar="DIR",
+                        help="archive kept across nights: stores this night there and renders every archived night")
+    parser.add_argument("--base-url", metavar="URL", help="absolute URL the site is served from (feed, sitemap, og tags)")
+    parser.add_argument("--page-size", type=int, metavar="N", help="descriptions per listing page")
+    parser.add_argument("--site-title", metavar="TEXT", help="site name")
+    parser.set_defaults(func=_cli)
+
+
+def _cli(args, config) -> int:
+    from .config import with_overrides
+
+    config = with_overrides(config, render={"base_url": args.base_url, "page_size": args.page_size,
+                                            "site_title": args.site_title})
+    report = read_report(args.report) if args.report else None
+    manifest = render(args.samples, args.out, config.render, night=args.night, report=report, archive_dir=args.archive)
+    print(f"rendered {manifest['descriptions']} descriptions of night {manifest['night']}: {manifest['pages']} files "
+          f"({manifest['written']} written, {manifest['unchanged']} unchanged, {manifest['removed']} removed) "
+          f"-> {Path(args.out) / 'index.html'}")
+    return 0
