@@ -22,8 +22,8 @@ its metadata (``x-amz-meta-headers``) differs.
 
 Order (each phase finishes before the next starts, so readers never meet a broken page):
   assets   every non-HTML file except listings (fingerprinted assets, images, fonts, the web manifest)
-  pages    HTML pages that link to no page that is new in this publish (new item pages, edited pages)
-  indexes  HTML pages that link to a new page (pagination, genre pages…), then feeds, sitemap and data
+  pages    new HTML pages, and changed ones that link to no new page (item pages, edited pages)
+  indexes  changed HTML pages that link to a new page (pagination, genre pages…), feeds, sitemap, data
   home     the root index.html
   deletes  remote files no longer in the site, capped by ``max_deletes``
 A new page is reachable only through a page published after it, and every page a
@@ -290,9 +290,11 @@ def assign_phases(uploads: list["Upload"], new_keys: set[str]) -> None:
         if f.key == "index.html":
             upload.phase = "home"
         elif f.is_html:
-            links = page_links(f.key, f.path.read_bytes()) & new_html
-            links.discard(f.key)
-            upload.phase = "indexes" if links else "pages"
+            # A new page is unreachable until a page published after it links to it, so new pages
+            # go first whatever they link to; a page readers can already open waits for the new
+            # pages it links to.
+            waits = f.key not in new_keys and page_links(f.key, f.path.read_bytes()) & new_html
+            upload.phase = "indexes" if waits else "pages"
         elif f.is_listing:
             upload.phase = "indexes"
         else:
