@@ -60,6 +60,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "site_templates"
 NIGHT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SITEMAP_LIMIT = 50_000  # URLs per sitemap file (sitemaps.org protocol)
+RANDOM_IDS = "random/ids.js"  # the newest night's ids, for the client-side random pick
 TYPE_LABELS = {"Movie": "Movies", "TV Show": "TV Shows"}
 
 
@@ -265,8 +266,25 @@ class SiteWriter:
             if base != self.root and not any(base.iterdir()):
                 base.rmdir()
         if self.written or removed:
-            os.sync()  # one flush for every rename above
+            _syncfs(self.root)  # one flush for every rename above
         return removed
+
+
+def _syncfs(path: Path) -> None:
+    """Flush the filesystem holding ``path`` (Linux syncfs), else everything (os.sync)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if libc.syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    except (OSError, AttributeError):
+        pass
+    os.sync()
 
 
 # --- presentation helpers -------------------------------------------------------------------------
@@ -456,7 +474,47 @@ def model_card(report: dict, night: Night) -> dict:
 
 # --- the site -------------------------------------------------------------------------------------
 
+@dataclasses.dataclass
+class View:
+    """One night's gallery at a base folder: "" for the newest night, "nights/<date>/" for every dated night."""
+    night: Night
+    base: str
+    all_base: str  # where the paginated listing of every description lives
+    type_slugs: dict[str, str]
+    genre_slugs: dict[str, str]
+    type_counts: Counter
+    genre_counts: Counter
+
+    @classmethod
+    def of(cls, night: Night, base: str, all_base: str) -> "View":
+        items = night.items
+        return cls(night, base, all_base,
+                   unique_slugs(i.type for i in items if i.type), unique_slugs(i.genre for i in items if i.genre),
+                   Counter(i.type for i in items if i.type), Counter(i.genre for i in items if i.genre))
+
+    def type_href(self, label: str | None) -> str:
+        return f"{self.base}type/{self.type_slugs[label]}/index.html" if label in self.type_slugs else ""
+
+    def genre_href(self, label: str | None) -> str:
+        return f"{self.base}genre/{self.genre_slugs[label]}/index.html" if label in self.genre_slugs else ""
+
+    def types(self, root: str):
+        return [(TYPE_LABELS.get(label, label), root + self.type_href(label), self.type_counts[label])
+                for label in sorted(self.type_slugs, key=lambda l: (-self.type_counts[l], l))]
+
+    def genres(self, root: str):
+        return [(label, root + self.genre_href(label), self.genre_counts[label])
+                for label in sorted(self.genre_slugs, key=lambda l: (-self.genre_counts[l], l))]
+
+
 class Site:
+    """Builds every file of the site through a SiteWriter.
+
+    Pages of past nights must not change when a new night arrives (so the publisher
+    re-uploads only what is new): a dated night's pages link only to its own folder,
+    shared static assets and pages whose paths never change.
+    """
+
     def __init__(self, settings: RenderSettings, writer: SiteWriter, nights: list[Night]):
         self.settings = settings
         self.writer = writer
@@ -473,28 +531,23 @@ class Site:
         self.env.filters["excerpt"] = excerpt
         self.env.filters["night"] = night_label
         self.env.filters["xmltext"] = xml_text
-        items = self.current.items
-        self.type_slugs = unique_slugs(i.type for i in items if i.type)
-        self.genre_slugs = unique_slugs(i.genre for i in items if i.genre)
-        self.type_counts = Counter(i.type for i in items if i.type)
-        self.genre_counts = Counter(i.genre for i in items if i.genre)
+        self.root_view = View.of(self.current, "", "all/")
+        self.dated_views = {n.date: View.of(n, n.prefix, n.prefix) for n in nights if n.date != "undated"}
         self.assets: dict[str, str] = {}
-        self._cards: dict[tuple[str, str], str] = {}
+        self._cards: dict[tuple[str, str, str], str] = {}
         self.card_template = self.env.get_template("_card.html")
 
     # links ---------------------------------------------------------------------------------------
     def absolute(self, rel: str) -> str:
         return f"{self.base_url}/{rel}" if self.base_url else ""
 
-    def type_href(self, label: str) -> str:
-        return f"type/{self.type_slugs[label]}/index.html" if label in self.type_slugs else ""
-
-    def genre_href(self, label: str) -> str:
-        return f"genre/{self.genre_slugs[label]}/index.html" if label in self.genre_slugs else ""
+    def home_view(self, night: Night) -> View:
+        """The view a night's permalinks link back to: its dated folder, else the root."""
+        return self.dated_views.get(night.date, self.root_view)
 
     def random_href(self, rel: str) -> str:
-        count = min(self.settings.random_pages, len(self.current.items))
-        return f"random/{zlib.crc32(rel.encode()) % count}.html" if count else ""
+        # Depends only on the page's path and the setting, so it never changes a page from night to night.
+        return f"random/{zlib.crc32(rel.encode()) % self.settings.random_pages}.html"
 
     # assets --------------------------------------------------------------------------------------
     def add_asset(self, name: str, data: bytes) -> str:
@@ -508,19 +561,21 @@ class Site:
         for path in sorted((self.templates / "assets").iterdir()):
             if path.is_file() and not path.name.startswith("."):
                 self.add_asset(path.name, path.read_bytes())
-        ids = [item.id for item in self.current.items]
-        self.add_asset("ids.js", ("window.galleryIds=" + _js_json(ids) + ";\n").encode())
-        types = sorted(self.type_slugs)
-        genres = sorted(self.genre_slugs)
+        view = self.root_view
+        types, genres = sorted(view.type_slugs), sorted(view.genre_slugs)
         type_index = {label: i for i, label in enumerate(types)}
         genre_index = {label: i for i, label in enumerate(genres)}
         index = {
-            "types": [[label, self.type_href(label)] for label in types],
-            "genres": [[label, self.genre_href(label)] for label in genres],
+            "types": [[label, view.type_href(label)] for label in types],
+            "genres": [[label, view.genre_href(label)] for label in genres],
             "items": [[i.id, i.text, type_index.get(i.type, -1), genre_index.get(i.genre, -1)]
                       for i in self.current.items],
         }
         self.add_asset("search-index.js", ("window.gallerySearch=" + _js_json(index) + ";\n").encode())
+        # Every page points at the ids for client-side random picks, so that file keeps one path
+        # (not fingerprinted): a new night then changes this file, not every page.
+        ids = [item.id for item in self.current.items]
+        self.writer.write(RANDOM_IDS, "window.galleryIds=" + _js_json(ids) + ";\n")
 
     # pages ---------------------------------------------------------------------------------------
     def page(self, rel: str, template: str, indexable: bool = True, **context) -> None:
@@ -528,30 +583,29 @@ class Site:
         context.setdefault("description", self.settings.tagline)
         html = self.env.get_template(template).render(
             site=self.settings, root=root, rel=rel, assets=self.assets, canonical=self.absolute(rel),
-            base_url=self.base_url, current=self.current, random_href=root + self.random_href(rel),
+            base_url=self.base_url, random_href=root + self.random_href(rel), ids_src=root + RANDOM_IDS,
             nav=context.pop("nav", ""), **context)
         self.writer.write(rel, html, indexable=indexable)
 
-    def card(self, item: Item, root: str) -> str:
-        key = (item.id, root)
+    def card(self, item: Item, root: str, view: View) -> str:
+        key = (item.id, root, view.base)
         html = self._cards.get(key)
         if html is None:
-            html = Markup(self.card_template.render(
-                item=item, root=root, type_href=self.type_href(item.type) if item.type and item.night == self.current.date else "",
-                genre_href=self.genre_href(item.genre) if item.genre and item.night == self.current.date else ""))
+            html = Markup(self.card_template.render(item=item, root=root, type_href=view.type_href(item.type),
+                                                    genre_href=view.genre_href(item.genre)))
             self._cards[key] = html
         return html
 
-    def listing(self, base: str, items: list[Item], title: str, intro: str, nav: str, heading_extra: dict | None = None):
+    def listing(self, view: View, base: str, items: list[Item], title: str, intro: str, nav: str, **extra) -> None:
         """A paginated listing at ``<base>index.html``, ``<base>page-N.html``."""
         size = self.settings.page_size
         pages = max(1, math.ceil(len(items) / size))
 
-        def href(number: int) -> str:
-            return f"{base}index.html" if number == 1 else f"{base}page-{number}.html"
+        def name(number: int) -> str:  # pages of a listing share its folder, so they link by file name
+            return "index.html" if number == 1 else f"page-{number}.html"
 
         for number in range(1, pages + 1):
-            rel = href(number)
+            rel = base + name(number)
             root = root_of(rel)
             chunk = items[(number - 1) * size: number * size]
             window = sorted({1, pages, *range(max(1, number - 2), min(pages, number + 2) + 1)})
@@ -559,14 +613,36 @@ class Site:
             for n in window:
                 if n - previous > 1:
                     links.append(None)  # a gap: "…"
-                links.append((n, root + href(n)))
+                links.append((n, name(n)))
                 previous = n
             pager = {"page": number, "pages": pages, "links": links,
-                     "prev": root + href(number - 1) if number > 1 else "",
-                     "next": root + href(number + 1) if number < pages else ""}
+                     "prev": name(number - 1) if number > 1 else "",
+                     "next": name(number + 1) if number < pages else ""}
             self.page(rel, "listing.html", title=title if number == 1 else f"{title}, page {number}",
-                      heading=title, intro=intro, cards=[self.card(i, root) for i in chunk], pager=pager,
-                      first=(number - 1) * size + 1, total=len(items), nav=nav, **(heading_extra or {}))
+                      heading=title, intro=intro, cards=[self.card(i, root, view) for i in chunk], pager=pager,
+                      first=(number - 1) * size + 1, total=len(items), nav=nav,
+                      browse_href=root + view.base + "genre/index.html", **extra)
+
+    def gallery(self, view: View, nav: str, **extra) -> None:
+        """A night's listing of everything, its type and genre pages and its browse page."""
+        night, items = view.night, view.night.items
+        when = f" from the night of {night_label(night.date)}" if night.date != "undated" else ""
+        title = "All descriptions" if view.base == "" else f"Night of {night_label(night.date)}"
+        self.listing(view, view.all_base, items, title, f"{len(items):,} descriptions{when}.", nav=nav, **extra)
+        for label, slug in view.type_slugs.items():
+            chosen = [i for i in items if i.type == label]
+            plural = TYPE_LABELS.get(label, label)
+            self.listing(view, f"{view.base}type/{slug}/", chosen, plural,
+                         f"{len(chosen):,} made-up {plural.lower() if label in TYPE_LABELS else plural}{when}.",
+                         nav="browse", **extra)
+        for label, slug in view.genre_slugs.items():
+            chosen = [i for i in items if i.genre == label]
+            self.listing(view, f"{view.base}genre/{slug}/", chosen, label,
+                         f"{len(chosen):,} made-up descriptions in this genre{when}.", nav="browse", **extra)
+        rel = f"{view.base}genre/index.html"
+        self.page(rel, "browse.html", title="Browse by type and genre" + (f", {night.date}" if view.base else ""),
+                  nav="browse", types=view.types(root_of(rel)), genres=view.genres(root_of(rel)), count=len(items),
+                  night=night, dated=bool(view.base))
 
     def permalinks(self) -> int:
         """One page per description; a description on several nights belongs to the newest."""
@@ -577,19 +653,19 @@ class Site:
         count = 0
         for night in self.nights:
             items = night.items
+            view = self.home_view(night)
+            root = "../"
             for index, item in enumerate(items):
                 if owner[item.id] is not night:
                     continue
-                rel = f"d/{item.id}.html"
-                root = "../"
                 prev_item = items[index - 1] if index > 0 else None
                 next_item = items[index + 1] if index + 1 < len(items) else None
-                is_current = night is self.current
-                self.page(rel, "description.html", title=excerpt(item.text, 60), description=excerpt(item.text, 200),
-                          item=item, night=night, total=len(items), og_type="article",
-                          type_href=root + self.type_href(item.type) if is_current and item.type in self.type_slugs else "",
-                          genre_href=root + self.genre_href(item.genre) if is_current and item.genre in self.genre_slugs else "",
-                          night_href=root + (night.prefix + "index.html" if night.date != "undated" else "all/index.html"),
+                self.page(f"d/{item.id}.html", "description.html", title=excerpt(item.text, 60),
+                          description=excerpt(item.text, 200), item=item, night=night,
+                          og_type="article",
+                          type_href=root + view.type_href(item.type) if view.type_href(item.type) else "",
+                          genre_href=root + view.genre_href(item.genre) if view.genre_href(item.genre) else "",
+                          night_href=root + view.all_base + "index.html",
                           prev_href=f"{prev_item.id}.html" if prev_item else "",
                           next_href=f"{next_item.id}.html" if next_item else "",
                           prev_text=excerpt(prev_item.text, 70) if prev_item else "",
@@ -598,48 +674,23 @@ class Site:
         return count
 
     def random_pages(self) -> None:
+        """random/<k>.html: redirects to descriptions spread over the whole night, in an order seeded by
+        the night (never the clock); with fewer descriptions than pages, they repeat."""
         items = self.current.items
-        count = min(self.settings.random_pages, len(items))
-        if not count:
-            return
-        # Spread the targets over the whole night, in an order that changes with the night (not per render).
-        chosen = random.Random(f"{self.current.date}:{len(items)}").sample(range(len(items)), count)
-        for k, index in enumerate(chosen):
-            target = f"../d/{items[index].id}.html"
+        order = random.Random(self.current.date).sample(range(len(items)), len(items))
+        for k in range(self.settings.random_pages):
+            target = f"../d/{items[order[k % len(order)]].id}.html" if items else "../index.html"
             self.page(f"random/{k}.html", "redirect.html", indexable=False, title="A random description",
-                      target=target, robots="noindex")
+                      target=target)
 
     def home(self) -> None:
-        items = self.current.items
+        view, items = self.root_view, self.current.items
         recent = [n for n in reversed(self.nights) if n.date != "undated"][: self.settings.archive_nights]
-        self.page("index.html", "index.html", title="", picks=[self.card(i, "") for i in items[: self.settings.home_picks]],
+        self.page("index.html", "index.html", title="", current=self.current,
+                  picks=[self.card(i, "", view) for i in items[: self.settings.home_picks]],
                   count=len(items), pages=max(1, math.ceil(len(items) / self.settings.page_size)),
-                  types=self.browse_types(""), genres=self.browse_genres("")[:12], genre_total=len(self.genre_slugs),
+                  types=view.types(""), genres=view.genres("")[:12], genre_total=len(view.genre_slugs),
                   recent=recent, nav="home")
-
-    def browse_types(self, root: str):
-        return [(TYPE_LABELS.get(label, label), root + self.type_href(label), self.type_counts[label])
-                for label in sorted(self.type_slugs, key=lambda l: (-self.type_counts[l], l))]
-
-    def browse_genres(self, root: str):
-        return [(label, root + self.genre_href(label), self.genre_counts[label])
-                for label in sorted(self.genre_slugs, key=lambda l: (-self.genre_counts[l], l))]
-
-    def browse(self) -> None:
-        items = self.current.items
-        night_line = f"from the night of {night_label(self.current.date)}" if self.current.date != "undated" else ""
-        self.listing("all/", items, "All descriptions", f"{len(items):,} descriptions {night_line}".strip(), nav="all")
-        for label, slug in self.type_slugs.items():
-            chosen = [i for i in items if i.type == label]
-            self.listing(f"type/{slug}/", chosen, TYPE_LABELS.get(label, label),
-                         f"{len(chosen):,} made-up {TYPE_LABELS.get(label, label).lower()} {night_line}".strip(),
-                         nav="browse")
-        for label, slug in self.genre_slugs.items():
-            chosen = [i for i in items if i.genre == label]
-            self.listing(f"genre/{slug}/", chosen, label, f"{len(chosen):,} made-up descriptions in {label} {night_line}".strip(),
-                         nav="browse")
-        self.page("genre/index.html", "browse.html", title="Browse by type and genre", nav="browse",
-                  types=self.browse_types("../"), genres=self.browse_genres("../"), count=len(items))
 
     def search(self) -> None:
         self.page("search/index.html", "search.html", title="Search", nav="search", count=len(self.current.items),
@@ -659,10 +710,8 @@ class Site:
     def archive(self) -> None:
         dated = [n for n in reversed(self.nights) if n.date != "undated"]
         for night in dated:
-            card_link = "about.html"
-            self.listing(night.prefix, night.items, f"Night of {night_label(night.date)}",
-                         f"{len(night.items):,} descriptions kept that night.", nav="archive",
-                         heading_extra={"night_about": card_link, "archived": night is not self.current})
+            self.gallery(self.dated_views[night.date], nav="archive", night_about=f"{night.prefix}about.html",
+                         archived=night is not self.current)
         self.page("nights/index.html", "nights.html", title="Archive", nav="archive",
                   nights=[(n, f"{n.date}/index.html", len(n.items)) for n in dated])
 
@@ -677,7 +726,7 @@ class Site:
         entries = [{"item": i, "title": excerpt(i.text, 70), "href": f"d/{i.id}.html", "abs": self.absolute(f"d/{i.id}.html"),
                     "urn": uuid.uuid5(uuid.NAMESPACE_URL, f"netflixish:description:{i.id}").urn} for i in items]
         xml = self.env.get_template("feed.xml").render(
-            site=self.settings, base_url=self.base_url, updated=updated, entries=entries, current=self.current,
+            site=self.settings, base_url=self.base_url, updated=updated, entries=entries,
             feed_id=uuid.uuid5(uuid.NAMESPACE_URL, f"netflixish:feed:{self.settings.site_title}").urn)
         self.writer.write("feed.xml", xml)
 
@@ -685,18 +734,15 @@ class Site:
         robots = "User-agent: *\nAllow: /\nDisallow: /random/\n"
         if self.base_url:
             urls = sorted(self.writer.sitemap)
-            lastmod = self.current.date if NIGHT_RE.match(self.current.date) else ""
             chunks = [urls[i: i + SITEMAP_LIMIT] for i in range(0, len(urls), SITEMAP_LIMIT)] or [[]]
             if len(chunks) == 1:
                 self.writer.write("sitemap.xml", _urlset(self.base_url, chunks[0]))
             else:
-                for number, chunk in enumerate(chunks, start=1):
-                    self.writer.write(f"sitemaps/sitemap-{number}.xml", _urlset(self.base_url, chunk))
                 lines = ['<?xml version="1.0" encoding="UTF-8"?>',
                          '<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">']
-                for number in range(1, len(chunks) + 1):
-                    lines.append(f"<sitemap><loc>{xml_escape(self.base_url)}/sitemaps/sitemap-{number}.xml</loc>"
-                                 + (f"<lastmod>{lastmod}</lastmod>" if lastmod else "") + "</sitemap>")
+                for number, chunk in enumerate(chunks, start=1):
+                    self.writer.write(f"sitemaps/sitemap-{number}.xml", _urlset(self.base_url, chunk))
+                    lines.append(f"<sitemap><loc>{xml_escape(self.base_url)}/sitemaps/sitemap-{number}.xml</loc></sitemap>")
                 lines.append("</sitemapindex>\n")
                 self.writer.write("sitemap.xml", "\n".join(lines))
             robots += f"Sitemap: {self.base_url}/sitemap.xml\n"
@@ -705,7 +751,7 @@ class Site:
     def build(self) -> dict:
         self.build_assets()
         self.home()
-        self.browse()
+        self.gallery(self.root_view, nav="all")
         count = self.permalinks()
         self.random_pages()
         self.search()
@@ -788,8 +834,8 @@ def render(samples_path, out_dir, settings: RenderSettings | None = None, night:
         unchanged=writer.unchanged,
         removed=removed,
         bytes=writer.bytes,
-        types=dict(sorted(site.type_counts.items())),
-        genres=dict(sorted(site.genre_counts.items())),
+        types=dict(sorted(site.root_view.type_counts.items())),
+        genres=dict(sorted(site.root_view.genre_counts.items())),
         base_url=site.base_url,
         seconds=round(seconds, 2),
         outputs={"site": str(out_dir), "home": str(out_dir / "index.html")},
