@@ -20,11 +20,16 @@ sample fails is its ``reason`` (with a short ``detail``) in the rejected file:
                       the *full* catalog (training and validation), after normalisation (case,
                       accents, apostrophes and punctuation ignored). Exact: hashed n-grams,
                       each hit confirmed against the catalog text.
-6. ``near-duplicate`` word-shingle Jaccard similarity >= ``near_duplicate_threshold`` with a
-                      sample already kept tonight (the first one wins) or a description
+6. ``near-duplicate`` Jaccard similarity of word shingles (``shingle_words``; single words by
+                      default) >= ``near_duplicate_threshold`` with a sample already kept tonight (the first one wins) or a description
                       published on an earlier night (``history_path``). Candidates come from
                       datasketch's MinHash LSH; each is confirmed with the exact Jaccard.
 7. ``blocklist``      contains a word or phrase of the blocklist file.
+
+The settings are ``[curate]`` in ``generator/defaults.toml``. Kept samples stay in
+input order unless they carry the numeric field ``rank_by`` (default ``logprob``,
+generate's mean token log-probability): then they are ordered highest first and
+each records its ``rank``.
 
 Outputs: the kept samples (``out_path``: every original field plus ``id``, and
 ``rank`` when ranked), the rejected ones (``<out stem>.rejected.jsonl`` unless
@@ -45,6 +50,7 @@ import json
 import logging
 import math
 import re
+import sys
 import time
 import unicodedata
 import zlib
@@ -72,7 +78,7 @@ class CurateSettings:
     min_distinct_ratio: float = 0.5
     copy_ngram: int = 8
     near_duplicate_threshold: float = 0.7
-    shingle_words: int = 2
+    shingle_words: int = 1
     num_perm: int = 64
     blocklist_file: str = ""
     rank_by: str = "logprob"
@@ -128,6 +134,7 @@ def sample_id(text: str) -> str:
 
 
 def ngrams(words: list[str], n: int) -> Iterable[tuple[str, ...]]:
+    """Every run of ``n`` consecutive words, as tuples (none when there are fewer words)."""
     return zip(*(words[k:] for k in range(n)))
 
 
@@ -233,37 +240,40 @@ def check_degenerate(words: list[str], settings: CurateSettings) -> str | None:
 class CopyIndex:
     """Every normalised ``n``-word run of the catalog, keyed by hash.
 
-    A hash hit is confirmed against the catalog description it came from, so
-    the check is exact (no false positives, no misses), and the index stays a
-    dict of ints (a few MB for the whole Netflix catalog).
+    A hash hit is confirmed against the words of the catalog description it came
+    from, so the check is exact (no false positives; a miss would take a 64-bit
+    hash collision) while the index stays a dict of ints, a few MB for the whole
+    Netflix catalog.
     """
 
     def __init__(self, entries: list, n: int):
         self.n = n
         self.entries = entries
+        words_per_entry = [normalised_words(entry.description) for entry in entries]
+        # " w1 w2 … " per entry: a run of words is in a description iff " run " is a substring.
+        self._padded = [f" {' '.join(words)} " for words in words_per_entry]
         self._index: dict[int, int] = {}
-        for position, entry in enumerate(entries):
-            words = normalised_words(entry.description)
-            # A description shorter than n words is matched whole.
-            grams = ngrams(words, n) if len(words) >= n else [tuple(words)]
-            for gram in grams:
-                self._index.setdefault(hash(gram), position)
+        for position, words in enumerate(words_per_entry):
+            for key in map(hash, self._grams(words)):
+                self._index.setdefault(key, position)
+
+    def _grams(self, words: list[str]) -> list[tuple[str, ...]]:
+        # A description shorter than n words is matched whole.
+        return list(ngrams(words, self.n)) if len(words) >= self.n else [tuple(words)]
 
     def find(self, words: list[str]) -> tuple[tuple[str, ...], object] | None:
         """The first shared run of words and the catalog entry it comes from, if any."""
-        grams = ngrams(words, self.n) if len(words) >= self.n else [tuple(words)]
-        for gram in grams:
-            position = self._index.get(hash(gram))
-            if position is not None:
-                entry = self.entries[position]
-                if self._contains(normalised_words(entry.description), gram):
-                    return gram, entry
+        grams = self._grams(words)
+        for gram, position in zip(grams, map(self._index.get, map(hash, grams))):
+            if position is not None and self._confirm(gram, position):
+                return gram, self.entries[position]
         return None
 
-    def _contains(self, words: list[str], gram: tuple[str, ...]) -> bool:
-        if len(gram) < self.n:
-            return tuple(words) == gram
-        return gram in set(ngrams(words, self.n))
+    def _confirm(self, gram: tuple[str, ...], position: int) -> bool:
+        run = " ".join(gram)
+        if len(gram) < self.n:  # a short description must match whole
+            return self._padded[position] == f" {run} "
+        return f" {run} " in self._padded[position]
 
 
 def check_copy(words: list[str], index: CopyIndex) -> str | None:
@@ -278,11 +288,13 @@ def check_copy(words: list[str], index: CopyIndex) -> str | None:
 
 # --- near-duplicates: MinHash LSH candidates, exact Jaccard decision --------------------------
 
-def shingles(words: list[str], k: int) -> set[str]:
+def shingles(words: list[str], k: int) -> frozenset[str]:
     """The set of ``k``-word runs (a text shorter than ``k`` words is one shingle)."""
+    if k == 1:
+        return frozenset(map(sys.intern, words))  # kept sets share their word strings
     if len(words) <= k:
-        return {" ".join(words)}
-    return {" ".join(gram) for gram in ngrams(words, k)}
+        return frozenset([" ".join(words)])
+    return frozenset(" ".join(gram) for gram in ngrams(words, k))
 
 
 def jaccard(a: set, b: set) -> float:
@@ -293,50 +305,49 @@ class NearDuplicateIndex:
     """Kept descriptions, queried for ones too similar to a new sample.
 
     MinHash (datasketch, crc32 shingle hashes: deterministic across processes,
-    unlike Python's ``hash``) finds candidates through LSH banding; the LSH runs
-    at a slightly lower threshold than the rule, and every candidate is
-    confirmed with the exact Jaccard of the word-shingle sets, so the decision
-    is exact and symmetric (which makes curation idempotent).
+    unlike Python's ``hash``) finds candidates through LSH banding, tuned to
+    miss few true near-duplicates (false negatives weigh 9x false positives);
+    every candidate is then confirmed with the exact Jaccard of the shingle
+    sets, so the decision is exact and symmetric (which makes curation idempotent).
     """
 
     def __init__(self, settings: CurateSettings):
         from datasketch import MinHash, MinHashLSH
 
-        self.k = settings.shingle_words
         self.threshold = settings.near_duplicate_threshold
         # One MinHash, cleared and refilled per sample: building a MinHash object costs
         # more than hashing a description's shingles into it. The LSH keeps only band
         # hashes, never the object.
         self._minhash = MinHash(num_perm=settings.num_perm, seed=1, hashfunc=zlib.crc32)
-        self._sketched: set[str] | None = None
-        self._lsh = MinHashLSH(threshold=max(0.1, self.threshold - 0.1), num_perm=settings.num_perm)
-        self._texts: list[str] = []
+        self._sketched: frozenset[str] | None = None
+        self._lsh = MinHashLSH(threshold=self.threshold, num_perm=settings.num_perm, weights=(0.1, 0.9))
+        self._sets: list[frozenset[str]] = []  # kept shingle sets, for the exact check
         self._labels: list[str] = []
 
-    def _sketch(self, shingle_set: set[str]):
+    def _sketch(self, shingle_set: frozenset[str]):
         if self._sketched is not shingle_set:
             self._minhash.clear()
             self._minhash.update_batch([s.encode("utf-8") for s in shingle_set])
             self._sketched = shingle_set
         return self._minhash
 
-    def find(self, shingle_set: set[str]) -> tuple[str, float] | None:
+    def find(self, shingle_set: frozenset[str]) -> tuple[str, float] | None:
         """The most similar kept description at or above the threshold, as (label, jaccard)."""
         best = None
         for key in sorted(self._lsh.query(self._sketch(shingle_set))):
-            similarity = jaccard(shingle_set, shingles(normalised_words(self._texts[key]), self.k))
+            similarity = jaccard(shingle_set, self._sets[key])
             if similarity >= self.threshold and (best is None or similarity > best[1]):
                 best = (self._labels[key], similarity)
         return best
 
-    def add(self, text: str, label: str, shingle_set: set[str]) -> None:
-        key = len(self._texts)
-        self._texts.append(text)
+    def add(self, label: str, shingle_set: frozenset[str]) -> None:
+        key = len(self._sets)
+        self._sets.append(shingle_set)
         self._labels.append(label)
         self._lsh.insert(key, self._sketch(shingle_set), check_duplication=False)  # keys are unique by construction
 
     def __len__(self) -> int:
-        return len(self._texts)
+        return len(self._sets)
 
 
 # --- blocklist --------------------------------------------------------------------------------
@@ -424,7 +435,7 @@ class Curator:
             words = normalised_words(record["text"])
             night = record.get("night")
             label = f"a description published on {night}" if night else "a previously published description"
-            self.near.add(record["text"], label, shingles(words, settings.shingle_words))
+            self.near.add(label, shingles(words, settings.shingle_words))
         self.history_count = len(self.near)
 
     def judge(self, record: dict, sample_key: str) -> tuple[str, str] | None:
@@ -454,7 +465,7 @@ class Curator:
         detail = check_blocklist(words, self.blocklist)
         if detail:
             return "blocklist", detail
-        self.near.add(text, f"kept sample {sample_key}", shingle_set)
+        self.near.add(f"kept sample {sample_key}", shingle_set)
         return None
 
 
