@@ -66,8 +66,8 @@ start_postgres() {
   [ -n "$version" ] || { log "no PostgreSQL cluster under /etc/postgresql"; return 1; }
   [ -n "$installed" ] && trust_local_postgres "$version"
   log "starting PostgreSQL $version"
-  as_root timeout 60 pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2 \
-    || as_root timeout 60 pg_ctlcluster --skip-systemctl-redirect "$version" main restart >&2
+  # "already running" is not an error here: whether it answers is what counts.
+  as_root timeout 60 pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2 || true
   wait_for pg_up 30
 }
 

@@ -231,6 +231,9 @@ def test_workers_publish_to_minio_by_endpoint_url(services):
         bucket = re.fullmatch(r"s3://([^/]+)/\S+", env["GENERATOR_PUBLISH__TARGET"]).group(1)
         script = " ".join(command(init))
         assert f'mc mb --ignore-existing "local/${{GALLERY_BUCKET}}"' in script
+        # Readers browse the published prefix anonymously; nothing else in the bucket is public.
+        prefix = env["GENERATOR_PUBLISH__TARGET"].split("/", 3)[3]
+        assert f'mc anonymous set download "local/${{GALLERY_BUCKET}}/{prefix}"' in script
         assert init["environment"]["GALLERY_BUCKET"] == bucket
 
 
