@@ -41,9 +41,15 @@ class GenerateSettings:
     top_k: int = 0
     top_p: float = 0.9
     seed: int = 42
-    backend: str = "gpt2-simple"
+    backend: str = "fast"
     conditions: list = dataclasses.field(default_factory=list)
     threads: int = 0
+    # fast backend: drop finished rows from the batch and its KV cache as they end.
+    compact: bool = True
+    # fast backend: progress bar on stderr (only when it is a terminal).
+    progress: bool = True
+    # fast backend: continue an interrupted run's <out>.partial (same checkpoint and settings).
+    resume: bool = True
 
     def validate(self) -> None:
         if self.samples < 1:

@@ -1,0 +1,406 @@
+"""Early-stopping sampler over gpt-2-simple's own model graph and checkpoints.
+
+gpt-2-simple's ``generate`` runs a ``tf.while_loop`` that always decodes
+``length`` tokens for every row and only afterwards cuts the text at
+``<|endoftext|>``. This sampler builds the same loop from gpt-2-simple's own
+pieces (``model.model`` with its KV cache, the same prefill, temperature and
+``top_k_logits``; its ``top_p_logits`` rule) on the same weights and encoder,
+and changes what the loop does around the model:
+
+* End marker: the marker is not one symbol of the vocabulary (its BPE is ``<|``
+  ``endoftext`` ``|>``, and the first piece often merges with the punctuation
+  before it, ``.<|``). Each row carries the state of a Knuth-Morris-Pratt
+  matcher over its tokens' characters, advanced per step by one lookup
+  ``table[state, token]``: it fires exactly where ``"<|endoftext|>" in text``
+  would on the decoded text, whatever the tokenisation, without decoding text.
+* Early stop: the loop ends when every row has produced the marker or the
+  length cap is reached; one ``session.run`` per batch.
+* Compaction: finished rows leave the batch and its KV cache (``compact``), so
+  the remaining steps compute only unfinished rows. Refilling a finished row
+  with a new sample is not possible on gpt-2-simple's model without changing
+  the sample's distribution: it has no attention mask and takes positions from
+  the cache length shared by all rows.
+* Nucleus (top-p) filtering gives gpt-2-simple's kept set without sorting the
+  whole vocabulary for rows whose nucleus lies in the top 64 logits.
+* Randomness: each token is drawn by inverse CDF (the algorithm of TF's
+  ``Multinomial`` kernel behind gpt-2-simple's ``tf.random.categorical``) from a
+  uniform number of the sample's own stream, ``numpy.random.default_rng((seed,
+  index))``. A sample therefore depends on neither its batch mates, the batch
+  size, compaction nor where a resumed run restarted. gpt-2-simple's stateful
+  stream cannot serve here: its position depends on how many steps every
+  earlier batch ran, so stopping a batch early shifts all later batches. To
+  verify the loop against ``gpt2.generate`` token for token, the sampler can be
+  built with gpt-2-simple's own seeded ``tf.random.categorical`` instead
+  (``gpt2_seeds``; see tests/test_fast_sample.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import END_TOKEN
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Row:
+    """One sampled row: the new tokens up to and including the end marker (or the cap)."""
+
+    tokens: list[int]
+    terminated: bool
+    logprob: float | None  # mean model log-probability of ``tokens`` (temperature 1, untruncated)
+
+
+def end_marker_table(token_strings: list[str], marker: str) -> "np.ndarray":
+    """KMP automaton over tokens: ``table[state, token]`` is the matcher state after ``token``.
+
+    ``token_strings[i]`` is token i as gpt-2-simple's encoder stores it (byte-level
+    unicode) and ``marker`` the marker in the same alphabet. State ``len(marker)``
+    means "marker seen" and is absorbing.
+    """
+    import numpy as np
+
+    size = len(marker)
+    alphabet = set(marker)
+    # Character-level KMP DFA; characters outside the marker send every state to 0.
+    delta = [dict.fromkeys(alphabet, 0) for _ in range(size)]
+    delta[0][marker[0]] = 1
+    fallback = 0
+    for state in range(1, size):
+        delta[state] = dict(delta[fallback])
+        delta[state][marker[state]] = state + 1
+        fallback = delta[fallback][marker[state]]
+
+    table = np.zeros((size + 1, len(token_strings)), dtype=np.int32)
+    table[size, :] = size
+    for token, text in enumerate(token_strings):
+        states = list(range(size))
+        for position, char in enumerate(text):
+            states = [size if s == size else delta[s].get(char, 0) for s in states]
+            if len(set(states)) == 1:  # every start state has converged: finish on one path
+                state = states[0]
+                for char in text[position + 1:]:
+                    if state == size:
+                        break
+                    state = delta[state].get(char, 0)
+                states = [state] * size
+                break
+        table[:size, token] = states
+    return table
+
+
+def nucleus_logits(tf, logits, p: float, k: int = 64):
+    """gpt-2-simple's ``top_p_logits`` without sorting the whole vocabulary for most rows.
+
+    gpt-2-simple sorts every row, takes its softmax and keeps the tokens whose
+    exclusive cumulative probability is below ``p``, masking the rest to -1e10.
+    Whenever the ``k`` largest logits already hold ``p`` of the probability, the
+    threshold lies among them and ``top_k`` finds it without a full sort; the
+    other rows take gpt-2-simple's full-sort path. Only the order of float
+    additions differs from gpt-2-simple, so a token's fate can differ only when
+    its cumulative probability is within rounding of ``p``.
+    """
+    k = min(k, int(logits.shape[-1]))
+    values, _ = tf.math.top_k(logits, k=k)
+    probs = tf.exp(values - tf.reduce_logsumexp(logits, axis=1, keepdims=True))
+    exclusive = tf.cumsum(probs, axis=1, exclusive=True)
+    threshold = tf.reduce_min(tf.where(exclusive < p, values, 1000.0), axis=1)
+    wide = tf.where(exclusive[:, -1] + probs[:, -1] < p)  # the nucleus reaches past the top k
+    ordered = tf.sort(tf.gather_nd(logits, wide), direction="DESCENDING")
+    sums = tf.cumsum(tf.nn.softmax(ordered), axis=1, exclusive=True)
+    threshold = tf.tensor_scatter_nd_update(threshold, wide, tf.reduce_min(tf.where(sums < p, ordered, 1000.0), axis=1))
+    return tf.where(logits < threshold[:, tf.newaxis], -1e10, logits)
+
+
+class FastSampler:
+    """gpt-2-simple's checkpoint in a session, with a compiled early-stopping sampling loop.
+
+    Each sampled token is drawn by inverse CDF (the algorithm of TensorFlow's
+    ``Multinomial`` kernel, which gpt-2-simple's ``tf.random.categorical`` runs)
+    from a uniform number that depends only on the sample's own seed and the
+    step, so a sample does not depend on its batch: its batch mates, the batch
+    size and dropping finished rows (``compact``) leave it unchanged.
+
+    ``compact`` drops finished rows from the batch and its KV cache, so the
+    remaining steps only compute the rows still writing.
+
+    ``gpt2_seeds=(graph_seed, op_seed)`` instead draws with ``tf.random.categorical``
+    seeded exactly like gpt-2-simple's ``generate`` and keeps every row (no
+    compaction), to reproduce ``gpt2.generate`` token for token. Verification
+    only: that stream runs on across batches, so only a fresh sampler's first
+    batch lines up with a fresh ``gpt2.generate`` call.
+    """
+
+    def __init__(self, run_dir: str | Path, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 0.0,
+                 threads: int = 0, compact: bool = True, gpt2_seeds: tuple[int, int] | None = None):
+        from .tf_runtime import import_gpt2, import_tf
+
+        tf = import_tf()
+        gpt2 = import_gpt2()
+        from gpt_2_simple.src import encoder as gpt2_encoder
+        from gpt_2_simple.src import model as gpt2_model
+        from gpt_2_simple.src import sample as gpt2_sample
+
+        self.run_dir = Path(run_dir)
+        self.checkpoint = tf.train.latest_checkpoint(str(self.run_dir))
+        if self.checkpoint is None:
+            raise UserError(f"no checkpoint in {self.run_dir}", "run the train stage first")
+        self.encoder = gpt2_encoder.get_encoder(str(self.run_dir))
+        hparams = gpt2_model.default_hparams()
+        hparams.override_from_dict(json.loads((self.run_dir / "hparams.json").read_text()))
+        self.n_ctx = hparams.n_ctx
+        self.verifying = gpt2_seeds is not None
+        compact = compact and not self.verifying
+
+        strings = [self.encoder.decoder.get(i, "") for i in range(hparams.n_vocab)]
+        marker = "".join(self.encoder.byte_encoder[b] for b in END_TOKEN.encode("utf-8"))
+        table = end_marker_table(strings, marker)
+        matched = len(marker)
+
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            if self.verifying:
+                tf.compat.v1.set_random_seed(gpt2_seeds[0])
+            self._context = tf.compat.v1.placeholder(tf.int32, [None, None], name="context")
+            self._length = tf.compat.v1.placeholder(tf.int32, [], name="length")
+            self._uniforms = tf.compat.v1.placeholder(tf.float64, [None, None], name="uniforms")  # [rows, length]
+            batch = tf.shape(self._context)[0]
+            automaton = tf.constant(table)
+
+            def step(tokens, past=None):
+                # The body of gpt-2-simple's sample_sequence.step, unchanged.
+                lm_output = gpt2_model.model(hparams=hparams, X=tokens, past=past, reuse=tf.compat.v1.AUTO_REUSE)
+                logits = lm_output["logits"][:, :, :hparams.n_vocab]
+                presents = lm_output["present"]
+                presents.set_shape(gpt2_model.past_shape(hparams=hparams, batch_size=None))
+                return logits, presents
+
+            def draw(logits, index, rows):
+                if self.verifying:
+                    return tf.random.categorical(logits, num_samples=1, dtype=tf.int32, seed=gpt2_seeds[1])[:, 0]
+                # Inverse CDF in float64 over exp(logit - max), as TF's Multinomial kernel does.
+                shifted = tf.cast(logits, tf.float64)
+                shifted -= tf.reduce_max(shifted, axis=1, keepdims=True)
+                cdf = tf.cumsum(tf.exp(shifted), axis=1)
+                uniform = tf.gather(self._uniforms[:, index], rows)
+                token = tf.searchsorted(cdf, uniform[:, tf.newaxis] * cdf[:, -1:], side="right", out_type=tf.int32)
+                return tf.minimum(token[:, 0], hparams.n_vocab - 1)
+
+            # Like gpt-2-simple: prefill all but the last context token, which the loop feeds.
+            _, context_past = step(self._context[:, :-1])
+
+            def body(index, past, prev, rows, state, done, output, finished_at, logprob_sum):
+                raw_logits, presents = step(prev[:, tf.newaxis], past=past)
+                raw_logits = raw_logits[:, -1, :]
+                logits = raw_logits / tf.cast(temperature, tf.float32)
+                if top_p > 0.0:
+                    logits = nucleus_logits(tf, logits, top_p)
+                else:
+                    logits = gpt2_sample.top_k_logits(logits, k=top_k)
+                token = draw(logits, index, rows)
+                active = tf.logical_not(done)
+                logprob = tf.gather(tf.nn.log_softmax(raw_logits), token, axis=1, batch_dims=1)
+                state = tf.gather_nd(automaton, tf.stack([state, token], axis=1))
+                ended = tf.logical_and(active, tf.equal(state, matched))
+                at = rows[:, tf.newaxis]
+                output = tf.concat([output, tf.scatter_nd(at, token, [batch])[:, tf.newaxis]], axis=1)
+                logprob_sum = tf.tensor_scatter_nd_add(logprob_sum, at, tf.where(active, logprob, 0.0))
+                finished_at = tf.tensor_scatter_nd_max(finished_at, at, tf.where(ended, index + 1, 0))
+                past = tf.concat([past, presents], axis=-2)
+                done = tf.logical_or(done, ended)
+                if compact:
+                    keep = tf.where(tf.logical_not(done))[:, 0]
+                    past, token, rows, state, done = (tf.gather(t, keep) for t in (past, token, rows, state, done))
+                return index + 1, past, token, rows, state, done, output, finished_at, logprob_sum
+
+            def cond(index, past, prev, rows, state, done, *_):
+                return tf.logical_not(tf.reduce_all(done))
+
+            zeros = tf.zeros([batch], tf.int32)
+            vector = tf.TensorShape([None])
+            loop = tf.while_loop(
+                cond=cond, body=body, maximum_iterations=self._length,
+                loop_vars=[tf.constant(0), context_past, self._context[:, -1], tf.range(batch), zeros,
+                           tf.zeros([batch], tf.bool), self._context[:, :0], zeros, tf.zeros([batch], tf.float32)],
+                shape_invariants=[tf.TensorShape([]),
+                                  tf.TensorShape(gpt2_model.past_shape(hparams=hparams, batch_size=None)),
+                                  vector, vector, vector, vector, tf.TensorShape([None, None]), vector, vector],
+            )
+            steps, output, finished_at, logprob_sum = loop[0], loop[6], loop[7], loop[8]
+            self._fetch = {"steps": steps, "tokens": output, "finished_at": finished_at, "logprob_sum": logprob_sum}
+            self.session = gpt2.start_tf_sess(threads=threads if threads > 0 else -1)
+            model_vars = [v for v in tf.compat.v1.global_variables() if v.name.startswith("model/")]
+            tf.compat.v1.train.Saver(var_list=model_vars).restore(self.session, self.checkpoint)
+
+    def max_new_tokens(self, context_tokens: list[int], length: int) -> int:
+        """gpt-2-simple's cap: never past position 1023 of the context window."""
+        return max(0, min(length, self.n_ctx - 1 - len(context_tokens)))
+
+    def sample(self, context_tokens: list[int], length: int, seeds: list) -> tuple[list[Row], int]:
+        """One row per seed: continuations of ``context_tokens``; returns (rows, decoding steps run).
+
+        A row's random numbers come from ``numpy.random.default_rng(seed)``.
+        """
+        import numpy as np
+
+        length = self.max_new_tokens(context_tokens, length)
+        if length == 0:
+            return [Row([], False, None) for _ in seeds], 0
+        uniforms = np.zeros((len(seeds), 0)) if self.verifying else np.stack(
+            [np.random.default_rng(seed).random(length) for seed in seeds])
+        result = self.session.run(self._fetch, feed_dict={
+            self._context: [context_tokens] * len(seeds), self._length: length, self._uniforms: uniforms})
+        steps = int(result["steps"])
+        samples = []
+        for row in range(len(seeds)):
+            finished = int(result["finished_at"][row])
+            end = finished or steps
+            tokens = result["tokens"][row, :end].tolist()
+            logprob = float(result["logprob_sum"][row]) / end if end else None
+            samples.append(Row(tokens, finished > 0, logprob))
+        return samples, steps
+
+    def decode(self, context_tokens: list[int], row: Row) -> str:
+        return self.encoder.decode(list(context_tokens) + row.tokens)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+# --- the generate stage's fast backend -------------------------------------------------------
+
+
+def plan_batches(settings) -> list[tuple[str, int, int]]:
+    """[(prefix, first global index, rows), ...]: each condition's samples cut into batches."""
+    from .sample import plan_conditions
+
+    batches, index = [], 0
+    for prefix, count in plan_conditions(settings):
+        for start in range(0, count, settings.batch_size):
+            rows = min(settings.batch_size, count - start)
+            batches.append((prefix, index, rows))
+            index += rows
+    return batches
+
+
+def sample_seed(seed: int, index: int) -> list[int]:
+    """The random stream of sample ``index`` (``numpy.random.default_rng`` entropy)."""
+    return [seed & 0xFFFFFFFFFFFFFFFF, index]
+
+
+def partial_paths(out_path: str | Path) -> tuple[Path, Path]:
+    """Where a run in progress writes: ``<out>.partial`` and its fingerprint ``<out>.partial.json``."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.name + ".partial"), out_path.with_name(out_path.name + ".partial.json")
+
+
+def resume_fingerprint(run_dir: str | Path, settings, length: int) -> dict:
+    """What produced a partial output; only an identical fingerprint may be resumed."""
+    from .tf_runtime import import_tf
+
+    run_dir = Path(run_dir)
+    checkpoint = import_tf().train.latest_checkpoint(str(run_dir)) or ""
+    index_file = Path(checkpoint + ".index")
+    fields = dataclasses.asdict(settings)
+    for key in ("progress", "resume", "threads"):  # they do not change the samples
+        fields.pop(key, None)
+    return {"run_dir": str(run_dir.resolve()), "checkpoint": Path(checkpoint).name,
+            "checkpoint_sha256": hashlib.sha256(index_file.read_bytes()).hexdigest() if index_file.is_file() else None,
+            "length": length, "settings": fields}
+
+
+def _resumable_lines(partial: Path, boundaries: set[int]) -> list[str]:
+    """The lines of a partial output up to its last whole batch (a torn tail is dropped)."""
+    lines = []
+    with partial.open("r", encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line) if line.endswith("\n") else None
+            except json.JSONDecodeError:
+                record = None
+            if not isinstance(record, dict) or record.get("index") != len(lines):
+                break
+            lines.append(line)
+    while len(lines) not in boundaries:
+        lines.pop()
+    return lines
+
+
+def _progress_bar(settings, total: int, initial: int):
+    from tqdm import tqdm
+
+    shown = getattr(settings, "progress", True) and sys.stderr.isatty()
+    return tqdm(total=total, initial=initial, unit="sample", desc="generate", file=sys.stderr,
+                disable=not shown, dynamic_ncols=True, smoothing=0.1)
+
+
+def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: int) -> dict:
+    """Write ``settings.samples`` samples to ``out_path`` with the early-stopping sampler.
+
+    Each batch's lines are appended and fsynced to ``<out>.partial``, renamed to
+    ``out_path`` once complete, so readers never see a half-written file. With
+    ``settings.resume``, a partial output left by an interrupted run with the same
+    checkpoint and settings (its fingerprint in ``<out>.partial.json``) is kept up
+    to its last whole batch and the run continues from there; the result is the
+    file an uninterrupted run writes. Returns extra fields for the manifest.
+    """
+    from .sample import parse_sample
+
+    out_path = Path(out_path)
+    partial, meta = partial_paths(out_path)
+    batches = plan_batches(settings)
+    boundaries = {first for _, first, _ in batches} | {settings.samples}
+    fingerprint = resume_fingerprint(run_dir, settings, length)
+
+    kept: list[str] = []
+    if getattr(settings, "resume", True) and partial.is_file() and meta.is_file():
+        try:
+            same = json.loads(meta.read_text(encoding="utf-8")) == fingerprint
+        except (OSError, ValueError):
+            same = False
+        if same:
+            kept = _resumable_lines(partial, boundaries)
+    resumed = len(kept)
+    if resumed:
+        log.info("resuming %s at sample %d of %d", partial, resumed, settings.samples)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps(fingerprint, sort_keys=True), encoding="utf-8")
+
+    sampler = FastSampler(run_dir, temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
+                          threads=settings.threads, compact=getattr(settings, "compact", True))
+    steps = tokens = batches_run = 0
+    started = time.monotonic()
+    try:
+        contexts: dict[str, list[int]] = {}
+        with partial.open("w", encoding="utf-8") as handle, _progress_bar(settings, settings.samples, resumed) as bar:
+            handle.writelines(kept)  # the kept whole batches, rewritten without any torn tail
+            for prefix, first, rows in batches:
+                if first < resumed:
+                    continue
+                context = contexts.setdefault(prefix, sampler.encoder.encode(prefix))
+                seeds = [sample_seed(settings.seed, index) for index in range(first, first + rows)]
+                samples, ran = sampler.sample(context, length, seeds)
+                for index, row in enumerate(samples, start=first):
+                    record = {**parse_sample(sampler.decode(context, row), prefix), "index": index,
+                              "logprob": None if row.logprob is None else round(row.logprob, 4)}
+                    handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+                steps, batches_run = steps + ran, batches_run + 1
+                tokens += sum(len(row.tokens) for row in samples)
+                bar.update(rows)
+    finally:
+        sampler.close()
+    os.replace(partial, out_path)
+    meta.unlink(missing_ok=True)
+    return {"written": settings.samples, "resumed_from": resumed, "batches": batches_run, "decode_steps": steps,
+            "sample_tokens": tokens, "sampling_seconds": round(time.monotonic() - started, 2)}
