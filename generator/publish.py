@@ -340,7 +340,7 @@ def _guard_deletes(extra: list[str], settings: PublishSettings, warnings: list[s
 
 
 def _summary(target: Target, files: list[LocalFile], plan: Plan, settings: PublishSettings, started: float,
-             deleted: int, requests: Counter | None = None, **extra) -> dict:
+             deleted: int, requests: Counter | None = None, timings: dict | None = None, **extra) -> dict:
     uploads = plan.uploads
     summary = {
         "target": target.uri,
@@ -363,6 +363,7 @@ def _summary(target: Target, files: list[LocalFile], plan: Plan, settings: Publi
         "requests_total": sum((requests or Counter()).values()),
         "warnings": plan.warnings,
         "seconds": round(time.monotonic() - started, 3),
+        "timings": {step: round(seconds, 3) for step, seconds in (timings or {}).items()},
         **extra,
     }
     if settings.dry_run:
@@ -609,10 +610,12 @@ def _invalidate(distribution_id: str, paths: list[str]) -> str:
     return response["Invalidation"]["Id"]
 
 
-def _publish_s3(target: Target, files: list[LocalFile], settings: PublishSettings, started: float, client=None) -> dict:
+def _publish_s3(target: Target, files: list[LocalFile], settings: PublishSettings, started: float,
+                timings: dict, client=None) -> dict:
     from boto3.s3.transfer import TransferConfig
 
     client = client or _s3_client(settings)
+    clock = time.monotonic()
     counter = _RequestCounter()
     client.meta.events.register("before-send.s3", counter)
     errors = _s3_errors()
@@ -620,8 +623,9 @@ def _publish_s3(target: Target, files: list[LocalFile], settings: PublishSetting
     phase, done = "", 0
     try:
         plan, old_state, state = plan_s3(client, target, files, settings)
+        timings["plan"], clock = time.monotonic() - clock, time.monotonic()
         if settings.dry_run:
-            return _summary(target, files, plan, settings, started, 0, counter.counts, **extra)
+            return _summary(target, files, plan, settings, started, 0, counter.counts, timings, **extra)
         if plan.uploads and old_state.get("rules") not in (None, "", state["rules"]):
             # New header rules: mark them unknown first, so an interrupted run re-checks headers next time.
             _write_state(client, target, {**old_state, "rules": ""})
@@ -636,6 +640,7 @@ def _publish_s3(target: Target, files: list[LocalFile], settings: PublishSetting
                 if etag != upload.file.md5:  # multipart or SSE-KMS: remember which MD5 this ETag stands for
                     state["etags"][upload.file.key] = [etag, upload.file.md5]
             done += len(batch)
+        timings["upload"], clock = time.monotonic() - clock, time.monotonic()
         phase = "deletes"
         _delete(client, target, plan.deletes)
         if state != old_state:
@@ -643,6 +648,7 @@ def _publish_s3(target: Target, files: list[LocalFile], settings: PublishSetting
         phase = "website"
         if settings.website:
             extra["website"] = _configure_website(client, target, any(f.key == "404.html" for f in files))
+        timings["finish"] = time.monotonic() - clock
     except errors as exc:
         during = f" in phase {phase!r} after {done} of {len(plan.uploads)} uploads" if phase else ""
         raise _s3_failure(target, exc, during) from None
@@ -661,7 +667,7 @@ def _publish_s3(target: Target, files: list[LocalFile], settings: PublishSetting
             message = f"CloudFront invalidation failed (the site itself is published): {exc}"
             log.warning(message)
             plan.warnings.append(message)
-    return _summary(target, files, plan, settings, started, len(plan.deletes), counter.counts, **extra)
+    return _summary(target, files, plan, settings, started, len(plan.deletes), counter.counts, timings, **extra)
 
 
 # --- file:// ----------------------------------------------------------------------------------
@@ -699,8 +705,10 @@ def _link_or_copy(source: Path, destination: Path) -> None:
         _copy_file(source, destination)
 
 
-def _publish_file(target: Target, files: list[LocalFile], settings: PublishSettings, started: float) -> dict:
+def _publish_file(target: Target, files: list[LocalFile], settings: PublishSettings, started: float,
+                  timings: dict) -> dict:
     root = target.path
+    clock = time.monotonic()
     existing = _existing_tree(root)
     uploads, skipped = [], []
     for f in files:
@@ -716,8 +724,9 @@ def _publish_file(target: Target, files: list[LocalFile], settings: PublishSetti
     deletes, kept = _guard_deletes([key for key in existing if key not in local_keys], settings, warnings)
     assign_phases(uploads, new_keys={u.file.key for u in uploads if u.file.key not in existing})
     plan = Plan(uploads, skipped, deletes, kept, warnings)
+    timings["plan"], clock = time.monotonic() - clock, time.monotonic()
     if settings.dry_run or not (uploads or deletes):
-        return _summary(target, files, plan, settings, started, 0)
+        return _summary(target, files, plan, settings, started, 0, timings=timings)
 
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.staging-", dir=root.parent))
@@ -741,7 +750,8 @@ def _publish_file(target: Target, files: list[LocalFile], settings: PublishSetti
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return _summary(target, files, plan, settings, started, len(deletes))
+    timings["upload"] = time.monotonic() - clock
+    return _summary(target, files, plan, settings, started, len(deletes), timings=timings)
 
 
 # --- the stage --------------------------------------------------------------------------------
@@ -770,10 +780,13 @@ def publish(site_dir: str | os.PathLike, target: str, settings: PublishSettings 
     files = scan_site(site, settings, compress=settings.gzip and parsed.kind == "s3")
     if not files:
         raise UserError(f"site directory {site} has no files", "render the site first")
+    timings = {"scan": time.monotonic() - started}
     if parsed.kind == "s3":
-        summary = _publish_s3(parsed, files, settings, started, client=client)
+        summary = _publish_s3(parsed, files, settings, started, timings, client=client)
     else:
-        summary = _publish_file(parsed, files, settings, started)
+        summary = _publish_file(parsed, files, settings, started, timings)
+        if settings.gzip:
+            summary["warnings"].append("gzip applies to S3 targets only (a directory serves files as they are)")
     log.debug("publish %s: %s", target, summary_line(summary))
     return write_manifest(manifest_output(site), "publish", **summary)
 

@@ -1,0 +1,281 @@
+"""Benchmark: content-diffed publish vs a size+mtime sync (what `aws s3 sync` does).
+
+Both run in this process, on the same files, against one moto S3 server (a separate
+process on loopback), with the same boto3 client settings and the same concurrency.
+The site is a real render (generator.render) of the catalog's descriptions, ~10k files.
+
+Scenarios, in order, each publishing into the bucket state the previous one left:
+  full       first publish into an empty bucket
+  unchanged  the night re-renders the same site into a fresh folder (a new worker):
+             same bytes, newer mtimes
+  1% pages   re-rendered again, and 1% of the HTML pages (random, seeded) have changed
+  1% texts   informative: 1% of the descriptions get new words and generator.render
+             re-renders the site (the item pages, every listing that shows them, the
+             search index...), to show what a real edit costs
+
+Usage: python bench/bench_publish.py [--catalog CSV] [--concurrency 8] [--change 0.01] [--skip-texts]
+Prints a table, then the ratios (last). Target: the 1%-pages re-publish uploads <= 2% of
+the bytes of the full publish and is >= 10x faster than it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import hashlib
+import json
+import mimetypes
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from generator.publish import PublishSettings, _s3_client, publish  # noqa: E402
+
+SHARED_DATA = ROOT.parent / "shared" / "data"
+NIGHT = "2026-11-25"
+
+
+# --- the moto server ----------------------------------------------------------------------------
+
+def start_moto() -> tuple[subprocess.Popen, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+            return process, url
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("moto server did not start")
+
+
+# --- the site -----------------------------------------------------------------------------------
+
+def descriptions(catalog: Path | None) -> list[dict]:
+    if catalog and catalog.is_file():
+        from generator.ingest import load_catalog
+
+        entries = load_catalog(str(catalog))
+        return [{"text": e.description, "type": e.type or None, "genre": e.main_genre or None} for e in entries]
+    print(f"(no catalog at {catalog}; using synthetic descriptions)")
+    rng = random.Random(7)
+    words = "a detective family secret city love war young old village island mystery friends journey".split()
+    genres = ["Dramas", "Comedies", "Documentaries", "Thrillers", "Horror Movies", "Kids' TV"]
+    return [{"text": " ".join(rng.choice(words) for _ in range(rng.randint(18, 40))).capitalize() + f" ({n}).",
+             "type": rng.choice(["Movie", "TV Show"]), "genre": rng.choice(genres)} for n in range(8800)]
+
+
+def render_site(records: list[dict], work: Path, name: str) -> Path:
+    """Render ``records`` into a fresh folder ``work/name`` (every file written now: new mtimes)."""
+    from generator.render import RenderSettings, render
+
+    kept = work / f"{name}.jsonl"
+    with kept.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps({**record, "terminated": True}) + "\n")
+    site = work / name
+    render(kept, site, RenderSettings(), night=NIGHT)
+    return site
+
+
+def copy_fresh(site: Path, destination: Path) -> Path:
+    """The same bytes with new mtimes, as a re-render on another worker leaves them."""
+    shutil.copytree(site, destination, copy_function=shutil.copyfile)
+    return destination
+
+
+def change_pages(site: Path, fraction: float, seed: int = 1) -> list[str]:
+    pages = sorted(p for p in site.rglob("*.html"))
+    chosen = random.Random(seed).sample(pages, max(1, round(len(pages) * fraction)))
+    for page in chosen:
+        page.write_bytes(page.read_bytes().replace(b"</body>", b"<!-- edited -->\n</body>", 1))
+    return [p.relative_to(site).as_posix() for p in chosen]
+
+
+def site_stats(site: Path) -> tuple[int, int]:
+    files = [p for p in site.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+# --- the two strategies -------------------------------------------------------------------------
+
+class Counted:
+    """An S3 client (same settings as the publisher's) whose HTTP requests are counted."""
+
+    def __init__(self, concurrency: int):
+        self.client = _s3_client(PublishSettings(concurrency=concurrency))
+        self.requests: Counter = Counter()
+        self._lock = threading.Lock()
+        self.client.meta.events.register("before-send.s3", self._count)
+
+    def _count(self, event_name, **_):
+        with self._lock:
+            self.requests[event_name.rsplit(".", 1)[-1]] += 1
+
+    def take(self) -> Counter:
+        counts, self.requests = self.requests, Counter()
+        return counts
+
+
+def content_publish(counted: Counted, site: Path, bucket: str, concurrency: int) -> dict:
+    started = time.perf_counter()
+    summary = publish(site, f"s3://{bucket}/site", PublishSettings(concurrency=concurrency), client=counted.client)
+    requests = counted.take()
+    return {"files": summary["uploaded"], "bytes": summary["uploaded_bytes"], "puts": requests["PutObject"],
+            "requests": sum(requests.values()), "seconds": time.perf_counter() - started,
+            "timings": summary["timings"]}
+
+
+def repeated(runs: int, measure, reset=None) -> dict:
+    """The median-time run of ``measure`` (the machine is shared: single small timings are noisy)."""
+    results = []
+    for number in range(runs):
+        if number and reset:
+            reset()
+        results.append(measure())
+    results.sort(key=lambda r: r["seconds"])
+    median = dict(results[len(results) // 2])
+    median["samples"] = [round(r["seconds"], 2) for r in results]
+    return median
+
+
+def size_mtime_sync(counted: Counted, site: Path, bucket: str, concurrency: int) -> dict:
+    """`aws s3 sync`'s rule: upload when the remote is missing, its size differs or the local mtime is newer."""
+    started = time.perf_counter()
+    client = counted.client
+    remote = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="site/"):
+        for item in page.get("Contents", []):
+            remote[item["Key"][len("site/"):]] = (item["Size"], item["LastModified"].timestamp())
+    todo = []
+    for path in sorted(p for p in site.rglob("*") if p.is_file()):
+        key = path.relative_to(site).as_posix()
+        stat = path.stat()
+        size, modified = remote.get(key, (None, 0.0))
+        if size != stat.st_size or stat.st_mtime > modified:
+            todo.append((key, path))
+
+    def upload(job) -> int:
+        key, path = job
+        body = path.read_bytes()
+        client.put_object(Bucket=bucket, Key=f"site/{key}", Body=body,
+                          ContentType=mimetypes.guess_type(key)[0] or "application/octet-stream")
+        return len(body)
+
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        sent = sum(pool.map(upload, todo))
+    requests = counted.take()
+    return {"files": len(todo), "bytes": sent, "puts": requests["PutObject"], "requests": sum(requests.values()),
+            "seconds": time.perf_counter() - started}
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--catalog", type=Path, default=SHARED_DATA / "netflix_titles_2021.csv")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--change", type=float, default=0.01, help="share of pages changed (default 0.01)")
+    parser.add_argument("--skip-texts", action="store_true", help="skip the informative '1%% texts' scenario")
+    parser.add_argument("--repeat", type=int, default=3, help="content re-publishes timed this many times (median)")
+    args = parser.parse_args()
+
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    records = descriptions(args.catalog)
+    for record in records:
+        record["id"] = hashlib.sha256(record["text"].encode()).hexdigest()[:12]
+    work = Path(tempfile.mkdtemp(prefix="bench-publish-"))
+    process, url = start_moto()
+    os.environ["AWS_ENDPOINT_URL"] = url
+    try:
+        content, sync = Counted(args.concurrency), Counted(args.concurrency)
+        for bucket in ("bench-content", "bench-sync"):
+            content.client.create_bucket(Bucket=bucket)
+        content.take()
+
+        started = time.perf_counter()
+        site = render_site(records, work, "night1")
+        files, total = site_stats(site)
+        rendered = time.perf_counter() - started
+        texts_note = ""
+        if not args.skip_texts:  # rendered now, published last (with fresh mtimes)
+            rng = random.Random(2)
+            edited_records = [dict(r) for r in records]
+            chosen = rng.sample(edited_records, max(1, round(len(records) * args.change)))
+            for record in chosen:
+                record["text"] += " Nobody saw it coming."
+            texts_rendered = render_site(edited_records, work, "texts-render")
+            texts_note = f"{len(chosen)} descriptions edited, re-rendered"
+        print(f"site: {files} files, {total / 1e6:.1f} MB (rendered in {rendered:.1f} s) "
+              f"from {len(records)} descriptions; moto server at {url}; concurrency {args.concurrency}")
+
+        def run(name: str, path: Path, note: str, runs: int = 1, reset=None) -> None:
+            measure = lambda: content_publish(content, path, "bench-content", args.concurrency)  # noqa: E731
+            rows.append((name, "content", repeated(runs, measure, reset), note))
+            rows.append((name, "size+mtime", size_mtime_sync(sync, path, "bench-sync", args.concurrency), note))
+
+        rows: list = []
+        run("full", site, "")
+        # Each later site is written after the previous publish, as the next night's render would be.
+        unchanged = copy_fresh(site, work / "night2")
+        run("unchanged", unchanged, "same bytes, new mtimes", args.repeat)
+        changed = copy_fresh(unchanged, work / "night3")
+        edited = change_pages(changed, args.change)
+        revert = lambda: content_publish(content, unchanged, "bench-content", args.concurrency)  # noqa: E731
+        run(f"{args.change:.0%} pages", changed, f"{len(edited)} HTML pages edited", args.repeat, revert)
+        if not args.skip_texts:
+            run(f"{args.change:.0%} texts", copy_fresh(texts_rendered, work / "night4"), texts_note)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+
+    print()
+    print(f"{'scenario':<11} {'strategy':<11} {'files up':>9} {'MB up':>8} {'% bytes':>8} {'PUTs':>6} "
+          f"{'requests':>9} {'seconds':>8}  note")
+    for name, strategy, r, note in rows:
+        if "timings" in r:
+            steps = ", ".join(f"{step} {seconds:.2f}" for step, seconds in r["timings"].items())
+            samples = f"; runs {r['samples']}" if len(r["samples"]) > 1 else ""
+            note = f"{note}{'; ' if note else ''}{steps}{samples}"
+        print(f"{name:<11} {strategy:<11} {r['files']:>9} {r['bytes'] / 1e6:>8.2f} {100 * r['bytes'] / total:>7.2f}% "
+              f"{r['puts']:>6} {r['requests']:>9} {r['seconds']:>8.2f}  {note}")
+
+    result = {(name, strategy): r for name, strategy, r, _ in rows}
+    full = result[("full", "content")]
+    one = result[(f"{args.change:.0%} pages", "content")]
+    one_sync = result[(f"{args.change:.0%} pages", "size+mtime")]
+    same = result[("unchanged", "content")]
+    same_sync = result[("unchanged", "size+mtime")]
+    print()
+    print(f"unchanged re-publish: content uploads {same['bytes']} bytes in {same['seconds']:.2f} s; "
+          f"size+mtime uploads {same_sync['bytes'] / 1e6:.1f} MB in {same_sync['seconds']:.2f} s")
+    print(f"1% pages vs size+mtime: {one_sync['bytes'] / max(one['bytes'], 1):.0f}x fewer bytes, "
+          f"{one_sync['puts'] / max(one['puts'], 1):.0f}x fewer PUTs, "
+          f"{one_sync['seconds'] / one['seconds']:.1f}x faster")
+    share = one["bytes"] / full["bytes"]
+    speed = full["seconds"] / one["seconds"]
+    print(f"1% pages re-publish bytes / full publish bytes: {share:.2%} (target <= 2%: {'met' if share <= 0.02 else 'MISSED'})")
+    print(f"full publish time / 1% pages re-publish time: {speed:.1f}x (target >= 10x: {'met' if speed >= 10 else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    main()
