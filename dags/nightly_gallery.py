@@ -24,6 +24,7 @@ DEFAULT_CATALOG = os.environ.get("GALLERY_CATALOG", os.path.join(os.path.dirname
 DEFAULT_TARGET = os.environ.get("GALLERY_TARGET", "")
 SITE_ASSET = Asset(name="netflix_gallery_site", uri=os.environ.get("GALLERY_SITE_URI", "file:///srv/netflix-gallery/site"))
 SHARD_SAMPLES = int(os.environ.get("GALLERY_SHARD_SAMPLES", "500"))
+RETRIES = int(os.environ.get("GALLERY_RETRIES", "2"))
 
 
 def _on_failure(context) -> None:
@@ -37,7 +38,7 @@ def _on_failure(context) -> None:
 
 DEFAULT_ARGS = {
     "owner": "gallery",
-    "retries": 2,
+    "retries": RETRIES,
     "retry_delay": timedelta(minutes=2),
     "retry_exponential_backoff": 2.0,  # a multiplier in Airflow 3
     "max_retry_delay": timedelta(minutes=30),

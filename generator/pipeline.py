@@ -58,6 +58,10 @@ class NightPaths:
         return self.root / "curate" / "history.jsonl"
 
     @property
+    def check(self) -> Path:
+        return self.root / "check.json"
+
+    @property
     def decision(self) -> Path:
         return self.root / "promote.json"
 
@@ -87,6 +91,12 @@ def step_ingest(config: Config, night: str, catalog: str) -> dict:
 
 def step_should_train(config: Config, night: str, force_retrain: bool = False) -> dict:
     """Skip training when the live checkpoint was trained on this very catalog."""
+    decision = _should_train(config, night, force_retrain)
+    atomic_write_json(night_paths(config, night).check, decision)
+    return decision
+
+
+def _should_train(config: Config, night: str, force_retrain: bool) -> dict:
     from .checkpoints import read_live
 
     ingest_manifest = read_manifest(night_paths(config, night).ingest, "ingest")
@@ -121,7 +131,9 @@ def step_promote(config: Config, night: str, trained: bool = True) -> dict:
     if not trained:
         if live is None:
             raise UserError("there is no live checkpoint to generate from", "run once with training (train.steps > 0)")
-        decision = {"promoted": False, "trained": False, "reason": "training skipped", "live": live}
+        check = json.loads(paths.check.read_text()) if paths.check.is_file() else {}
+        reason = f"training skipped: {check.get('reason', 'not requested')}"
+        decision = {"promoted": False, "trained": False, "reason": reason, "live": live}
     else:
         train_manifest = read_manifest(Path(root) / run_name, "train")
         ingest_manifest = read_manifest(paths.ingest, "ingest")
@@ -283,7 +295,7 @@ def step_render(config: Config, night: str) -> dict:
     manifest = render(paths.kept, config.paths.site_root, config.render, night=night, report=report,
                       archive_dir=config.paths.archive_root)
     return {"site_dir": str(config.paths.site_root), "pages": manifest.get("pages"),
-            "written": manifest.get("written")}
+            "written": manifest.get("written"), "descriptions": manifest.get("descriptions")}
 
 
 def step_publish(config: Config, night: str, target: str | None = None, dry_run: bool | None = None) -> dict:
@@ -329,7 +341,13 @@ def summary_line(report: dict) -> str:
 def run_night(config: Config, catalog: str, night: str | None = None, target: str | None = None,
               force_retrain: bool = False, dry_run: bool | None = None) -> dict:
     """Every step of the night, in order, in this process; returns the report."""
+    from .publish import parse_target
+
     night = _validate_night(night or today())
+    # A bad target should fail before the night's work, not after it.
+    if not (target or config.publish.target):
+        raise UserError("no publish target set", "pass --target file:///abs/dir or s3://bucket/prefix")
+    parse_target(target or config.publish.target)
     log.info("night %s: ingest %s", night, catalog)
     step_ingest(config, night, catalog)
     decision = step_should_train(config, night, force_retrain)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from s3server import s3_server  # noqa: F401  (a session fixture: moto's S3 server on loopback)
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CATALOG = ROOT / "sample_data" / "catalog.csv"
 SHARED_DATA = ROOT.parent / "shared" / "data"

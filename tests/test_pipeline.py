@@ -1,0 +1,116 @@
+"""The whole night through the CLI, as a user runs it, and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLE_CATALOG, assert_clean_error, run_cli
+
+NIGHT = "2026-11-20"
+
+
+def site_snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """One full `run` with the test profile to a file:// target."""
+    base = tmp_path_factory.mktemp("night")
+    work, public = base / "work", base / "public"
+    result = run_cli("run", "--profile", "test", "--catalog", str(SAMPLE_CATALOG), "--workdir", str(work),
+                     "--target", f"file://{public}", "--samples", "24", "--steps", "20", "--seed", "3",
+                     "--night", NIGHT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return base, work, public, result
+
+
+@pytest.mark.slow
+def test_run_publishes_a_browsable_site(published):
+    base, work, public, result = published
+    assert f"site: {work / 'site' / 'index.html'}" in result.stdout
+    assert f"published: file://{public}/index.html" in result.stdout
+    assert (public / "index.html").is_file()
+    report = json.loads((work / "nights" / NIGHT / "report.json").read_text())
+    assert report["catalog"]["kept"] == 322
+    assert report["train"]["steps"] == 20 and report["train"]["val_loss"] > 0
+    assert report["generate"]["samples"] == 24
+    assert report["curate"]["input"] == 24
+    assert report["publish"]["uploaded"] > 0
+    for stage_output in ("ingest", "generate/samples.jsonl", "curate/kept.jsonl"):
+        output = work / "nights" / NIGHT / stage_output
+        assert output.with_name(output.stem + ".manifest.json").is_file(), stage_output
+
+
+@pytest.mark.slow
+def test_second_run_on_unchanged_catalog_skips_training(published):
+    base, work, public, _ = published
+    result = run_cli("run", "--profile", "test", "--catalog", str(SAMPLE_CATALOG), "--workdir", str(work),
+                     "--target", f"file://{public}", "--samples", "24", "--seed", "3", "--night", "2026-11-21")
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads((work / "nights" / "2026-11-21" / "report.json").read_text())
+    assert report["train"]["skipped"] is True
+    assert report["model"]["live_step"] == 20
+
+
+@pytest.mark.parametrize("case", ["missing", "no_description", "empty", "encoding", "profile", "target"])
+def test_bad_input_fails_cleanly_and_leaves_the_published_site(published, tmp_path, case):
+    base, work, public, _ = published
+    before = site_snapshot(public)
+    catalog, target, extra = str(SAMPLE_CATALOG), f"file://{public}", []
+    needles = {
+        "missing": ("catalog not found",), "no_description": ("no 'description' column",),
+        "empty": ("empty",), "encoding": ("not UTF-8",), "profile": ("unknown profile",),
+        "target": ("target",),
+    }[case]
+    if case == "missing":
+        catalog = str(tmp_path / "nope.csv")
+    elif case == "no_description":
+        (tmp_path / "c.csv").write_text("show_id,title\ns1,Foo\n")
+        catalog = str(tmp_path / "c.csv")
+    elif case == "empty":
+        (tmp_path / "c.csv").write_text("")
+        catalog = str(tmp_path / "c.csv")
+    elif case == "encoding":
+        (tmp_path / "c.csv").write_bytes("description\nCafé au lait à Paris, où tout commence ici.\n".encode("latin-1"))
+        catalog = str(tmp_path / "c.csv")
+    elif case == "profile":
+        extra = ["--profile", "enormous"]
+    elif case == "target":
+        target = "ftp://example.invalid/site"
+    result = run_cli("run", *(extra or ["--profile", "test"]), "--catalog", catalog, "--workdir", str(work),
+                     "--target", target, "--samples", "4", "--night", "2026-11-22")
+    assert_clean_error(result, *needles)
+    assert site_snapshot(public) == before
+
+
+def test_malformed_samples_line_is_a_clean_error(tmp_path):
+    samples = tmp_path / "s.jsonl"
+    samples.write_text('{"text": "A fine description of a thing that happens."}\n{not json}\n')
+    result = run_cli("curate", "--samples", str(samples), "--catalog", str(SAMPLE_CATALOG),
+                     "--out", str(tmp_path / "kept.jsonl"))
+    assert_clean_error(result, "s.jsonl:2", "malformed")
+    result = run_cli("render", "--samples", str(samples), "--out", str(tmp_path / "site"))
+    assert_clean_error(result, "s.jsonl:2")
+
+
+def test_stage_by_stage_cli_matches_the_contract(trained_run, tmp_path):
+    config, ingest_dir, root = trained_run
+    samples, kept, site = tmp_path / "samples.jsonl", tmp_path / "kept.jsonl", tmp_path / "site"
+    steps = [
+        ("generate", "--profile", "test", "--checkpoint-dir", str(root), "--run-name", config.train.run_name,
+         "--samples", "5", "--batch-size", "2", "--length", "40", "--temperature", "0.9", "--top-k", "40",
+         "--top-p", "0.95", "--seed", "1", "--out", str(samples)),
+        ("curate", "--samples", str(samples), "--catalog", str(SAMPLE_CATALOG), "--out", str(kept)),
+        ("render", "--samples", str(kept), "--out", str(site)),
+        ("publish", "--site", str(site), "--target", f"file://{tmp_path / 'public'}", "--dry-run"),
+    ]
+    for args in steps:
+        result = run_cli(*args)
+        assert result.returncode == 0, (args[0], result.stderr[-3000:])
+    assert len(samples.read_text().splitlines()) == 5
+    assert (site / "index.html").is_file()
+    assert not (tmp_path / "public").exists()  # a dry run touches nothing
