@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -38,6 +39,7 @@ import math
 import os
 import random
 import re
+import shutil
 import tempfile
 import time
 import unicodedata
@@ -51,7 +53,8 @@ from xml.sax.saxutils import escape as xml_escape
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from .artifacts import atomic_write_bytes, atomic_write_json, manifest_path, read_jsonl, read_manifest, sha256_text, write_manifest
+from .artifacts import (atomic_write_bytes, atomic_write_json, manifest_path, read_jsonl, read_manifest,
+                        replace_directory, sha256_text, write_manifest)
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,7 @@ NIGHT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SITEMAP_LIMIT = 50_000  # URLs per sitemap file (sitemaps.org protocol)
 RANDOM_IDS = "random/ids.js"  # the newest night's ids, for the client-side random pick
+ROOT_MARK = "\ue000"  # private-use character standing for a card's root prefix until it is known
 TYPE_LABELS = {"Movie": "Movies", "TV Show": "TV Shows"}
 
 
@@ -211,14 +215,26 @@ def load_archive(archive_dir: Path) -> list[Night]:
 # --- output: write only what changed ----------------------------------------------------------------
 
 class SiteWriter:
-    """Writes site files atomically, skipping files whose bytes are already on disk."""
+    """Writes the site's files atomically and only when their bytes change.
 
-    def __init__(self, root: Path):
-        self.root = root
+    A new site (missing or empty folder) is built in a staging folder beside it and swapped
+    into place in one rename. An existing site is updated in place: each file is compared
+    with what is on disk and replaced (temp file + rename) only when it differs; finish()
+    removes the files not produced this time.
+    """
+
+    def __init__(self, target: Path):
+        self.target = target
+        self.fresh = not target.is_dir() or not any(target.iterdir())
+        self.root = target.with_name(f".{target.name}.staging") if self.fresh else target
+        if self.fresh:
+            shutil.rmtree(self.root, ignore_errors=True)  # left by a crashed render
+            self.root.mkdir(parents=True)
         self.produced: set[str] = set()
         self.sitemap: list[str] = []
         self.written = self.unchanged = self.bytes = 0
-        self._dirs: set[Path] = set()
+        self._root = str(self.root)
+        self._dirs: set[str] = {self._root}
 
     def write(self, rel: str, data: str | bytes, indexable: bool = False) -> None:
         if isinstance(data, str):
@@ -229,20 +245,27 @@ class SiteWriter:
         self.bytes += len(data)
         if indexable:
             self.sitemap.append(rel)
-        path = self.root / rel
+        path = f"{self._root}/{rel}"  # plain strings: pathlib costs more than the write on 100k files
+        parent, _, name = path.rpartition("/")
+        if parent not in self._dirs:
+            os.makedirs(parent, exist_ok=True)
+            self._dirs.add(parent)
+        if self.fresh:  # nobody reads the staging folder: write straight in
+            with open(path, "wb") as handle:
+                handle.write(data)
+            self.written += 1
+            return
         try:
-            if path.stat().st_size == len(data) and path.read_bytes() == data:
-                self.unchanged += 1
-                return
+            if os.stat(path).st_size == len(data):
+                with open(path, "rb") as handle:
+                    if handle.read() == data:
+                        self.unchanged += 1
+                        return
         except FileNotFoundError:
             pass
-        parent = path.parent
-        if parent not in self._dirs:
-            parent.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(parent)
         # Temp file + rename: a reader (or a crash) sees the old file or the new one, never half.
         # No fsync per file (100k fsyncs would dominate the render); finish() syncs once.
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=parent)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -254,17 +277,20 @@ class SiteWriter:
         self.written += 1
 
     def finish(self) -> int:
-        """Remove files not produced this time (and emptied folders); returns how many were removed."""
-        removed = 0
-        for dirpath, dirnames, filenames in os.walk(self.root, topdown=False):
-            base = Path(dirpath)
+        """Put the site in place; returns how many stale files were removed."""
+        if self.fresh:
+            _syncfs(self.root)
+            replace_directory(self.root, self.target)
+            return 0
+        removed, cut = 0, len(self._root) + 1
+        for dirpath, dirnames, filenames in os.walk(self._root, topdown=False):
             for name in filenames:
-                rel = (base / name).relative_to(self.root).as_posix()
-                if rel not in self.produced:
-                    (base / name).unlink()
+                path = os.path.join(dirpath, name)
+                if path[cut:] not in self.produced:
+                    os.unlink(path)
                     removed += 1
-            if base != self.root and not any(base.iterdir()):
-                base.rmdir()
+            if dirpath != self._root and not os.listdir(dirpath):
+                os.rmdir(dirpath)
         if self.written or removed:
             _syncfs(self.root)  # one flush for every rename above
         return removed
@@ -332,6 +358,7 @@ def excerpt(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:.") + "…"
 
 
+@functools.lru_cache(maxsize=None)
 def night_label(date: str) -> str:
     """2026-11-25 -> "Wednesday 25 November 2026" (English names whatever the locale)."""
     if not NIGHT_RE.match(date):
@@ -408,7 +435,7 @@ def rejection_chart_svg(rejected: dict, kept) -> str | None:
     rows += [(reason, count, "bar") for reason, count in sorted(counts, key=lambda rc: (-rc[1], rc[0]))]
     if not rows:
         return None
-    width, label_w, row_h = 640, 150, 30
+    width, label_w, row_h = 640, 180, 30
     height = row_h * len(rows) + 8
     top = max(count for _, count, _ in rows) or 1
     parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="rej-title">',
@@ -416,7 +443,7 @@ def rejection_chart_svg(rejected: dict, kept) -> str | None:
     for i, (label, count, cls) in enumerate(rows):
         y = 4 + i * row_h
         bar = (width - label_w - 70) * count / top
-        parts.append(f'<text class="tick" x="{label_w - 8}" y="{y + 19}" text-anchor="end">{escape(label)}</text>')
+        parts.append(f'<text class="tick" x="{label_w - 8}" y="{y + 19}" text-anchor="end">{escape(excerpt(label, 20))}</text>')
         parts.append(f'<rect class="{cls}" x="{label_w}" y="{y + 4}" width="{max(bar, 1):.1f}" height="{row_h - 10}" rx="3"/>')
         parts.append(f'<text class="value" x="{label_w + max(bar, 1) + 6:.1f}" y="{y + 19}">{count:,}</text>')
     parts.append("</svg>")
@@ -526,16 +553,23 @@ class Site:
             raise UserError(f"no site templates in {templates}", "restore site_templates/ or set render.templates_dir")
         self.templates = templates
         self.env = Environment(loader=FileSystemLoader(str(templates)), autoescape=True, trim_blocks=True,
-                               lstrip_blocks=True, keep_trailing_newline=True, undefined=StrictUndefined)
+                               lstrip_blocks=True, keep_trailing_newline=True, undefined=StrictUndefined,
+                               auto_reload=False)  # no stat() of the template per page
         self.env.filters["num"] = fmt_number
         self.env.filters["excerpt"] = excerpt
         self.env.filters["night"] = night_label
         self.env.filters["xmltext"] = xml_text
-        self.root_view = View.of(self.current, "", "all/")
         self.dated_views = {n.date: View.of(n, n.prefix, n.prefix) for n in nights if n.date != "undated"}
+        # The newest night's type and genre pages are its dated ones (one copy, not two); only an
+        # undated night (no archive) gets them at the root.
+        dated = self.current.date != "undated"
+        self.root_view = View.of(self.current, self.current.prefix if dated else "", "all/")
         self.assets: dict[str, str] = {}
-        self._cards: dict[tuple[str, str, str], str] = {}
+        self._cards: dict[tuple[str, str], str] = {}
+        self._chrome: dict[tuple, Markup] = {}
         self.card_template = self.env.get_template("_card.html")
+        self._head, self._header, self._footer = (self.env.get_template(f"_{name}.html")
+                                                  for name in ("head", "header", "footer"))
 
     # links ---------------------------------------------------------------------------------------
     def absolute(self, rel: str) -> str:
@@ -578,23 +612,42 @@ class Site:
         self.writer.write(RANDOM_IDS, "window.galleryIds=" + _js_json(ids) + ";\n")
 
     # pages ---------------------------------------------------------------------------------------
+    def chrome(self, root: str, nav: str, random_href: str) -> dict:
+        """Head links, header and footer: the same for every page at one depth, so rendered once each."""
+        head = self._chrome.get(("head", root))
+        if head is None:
+            head = self._chrome[("head", root)] = Markup(self._head.render(site=self.settings, root=root, assets=self.assets))
+        footer = self._chrome.get(("footer", root))
+        if footer is None:
+            footer = self._chrome[("footer", root)] = Markup(self._footer.render(root=root, assets=self.assets))
+        header = self._chrome.get(("header", root, nav, random_href))
+        if header is None:
+            header = self._chrome[("header", root, nav, random_href)] = Markup(self._header.render(
+                site=self.settings, root=root, assets=self.assets, nav=nav, random_href=random_href))
+        return {"head": head, "header": header, "footer": footer}
+
     def page(self, rel: str, template: str, indexable: bool = True, **context) -> None:
         root = root_of(rel)
         context.setdefault("description", self.settings.tagline)
+        random_href = root + self.random_href(rel)
         html = self.env.get_template(template).render(
             site=self.settings, root=root, rel=rel, assets=self.assets, canonical=self.absolute(rel),
-            base_url=self.base_url, random_href=root + self.random_href(rel), ids_src=root + RANDOM_IDS,
-            nav=context.pop("nav", ""), **context)
+            base_url=self.base_url, random_href=random_href, ids_src=root + RANDOM_IDS,
+            chrome=self.chrome(root, context.get("nav", ""), random_href), **context)
         self.writer.write(rel, html, indexable=indexable)
 
     def card(self, item: Item, root: str, view: View) -> str:
-        key = (item.id, root, view.base)
-        html = self._cards.get(key)
+        """A description's card: rendered once per view with a placeholder root, then re-rooted per depth."""
+        html = self._cards.get((item.id, view.base))
         if html is None:
-            html = Markup(self.card_template.render(item=item, root=root, type_href=view.type_href(item.type),
-                                                    genre_href=view.genre_href(item.genre)))
-            self._cards[key] = html
-        return html
+            html = self.card_template.render(item=item, root=ROOT_MARK, type_href=view.type_href(item.type),
+                                             genre_href=view.genre_href(item.genre))
+            if html.count(ROOT_MARK) != 1 + bool(view.type_href(item.type)) + bool(view.genre_href(item.genre)):
+                # The text itself holds the placeholder character: render this card for each depth instead.
+                return Markup(self.card_template.render(item=item, root=root, type_href=view.type_href(item.type),
+                                                        genre_href=view.genre_href(item.genre)))
+            self._cards[(item.id, view.base)] = html
+        return Markup(html.replace(ROOT_MARK, root))
 
     def listing(self, view: View, base: str, items: list[Item], title: str, intro: str, nav: str, **extra) -> None:
         """A paginated listing at ``<base>index.html``, ``<base>page-N.html``."""
@@ -618,8 +671,9 @@ class Site:
             pager = {"page": number, "pages": pages, "links": links,
                      "prev": name(number - 1) if number > 1 else "",
                      "next": name(number + 1) if number < pages else ""}
+            cards = Markup("".join([self.card(i, root, view) for i in chunk]))
             self.page(rel, "listing.html", title=title if number == 1 else f"{title}, page {number}",
-                      heading=title, intro=intro, cards=[self.card(i, root, view) for i in chunk], pager=pager,
+                      heading=title, intro=intro, cards=cards, count=len(chunk), pager=pager,
                       first=(number - 1) * size + 1, total=len(items), nav=nav,
                       browse_href=root + view.base + "genre/index.html", **extra)
 
@@ -627,8 +681,15 @@ class Site:
         """A night's listing of everything, its type and genre pages and its browse page."""
         night, items = view.night, view.night.items
         when = f" from the night of {night_label(night.date)}" if night.date != "undated" else ""
-        title = "All descriptions" if view.base == "" else f"Night of {night_label(night.date)}"
+        at_root = view.all_base == "all/"
+        title = "All descriptions" if at_root else f"Night of {night_label(night.date)}"
         self.listing(view, view.all_base, items, title, f"{len(items):,} descriptions{when}.", nav=nav, **extra)
+        rel = "genre/index.html" if at_root else f"{view.base}genre/index.html"
+        self.page(rel, "browse.html", title="Browse by type and genre" + ("" if at_root else f", {night.date}"),
+                  nav="browse", types=view.types(root_of(rel)), genres=view.genres(root_of(rel)), count=len(items),
+                  night=night, dated=not at_root)
+        if at_root and view.base:
+            return  # the newest night's type and genre pages are its dated ones
         for label, slug in view.type_slugs.items():
             chosen = [i for i in items if i.type == label]
             plural = TYPE_LABELS.get(label, label)
@@ -639,10 +700,6 @@ class Site:
             chosen = [i for i in items if i.genre == label]
             self.listing(view, f"{view.base}genre/{slug}/", chosen, label,
                          f"{len(chosen):,} made-up descriptions in this genre{when}.", nav="browse", **extra)
-        rel = f"{view.base}genre/index.html"
-        self.page(rel, "browse.html", title="Browse by type and genre" + (f", {night.date}" if view.base else ""),
-                  nav="browse", types=view.types(root_of(rel)), genres=view.genres(root_of(rel)), count=len(items),
-                  night=night, dated=bool(view.base))
 
     def permalinks(self) -> int:
         """One page per description; a description on several nights belongs to the newest."""
@@ -812,7 +869,6 @@ def render(samples_path, out_dir, settings: RenderSettings | None = None, night:
     else:
         nights = [Night(night, items, report or {})]
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     writer = SiteWriter(out_dir)
     site = Site(settings, writer, nights)
     built = site.build()

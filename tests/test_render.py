@@ -168,7 +168,7 @@ def test_hostile_text_is_escaped_and_intact_on_every_page(hostile_site):
         assert page.scripts_inline == 0, "no script may come from the data"
         assert all(tag != "img" or attrs.get("src", "").startswith("../assets/") for tag, attrs in page.tags)
         assert page.meta["og:description"] == record["text"]
-        assert page.meta["twitter:description"] == record["text"]
+        assert page.meta["twitter:card"] == "summary"
     raw = (site / "d" / "h0js00000002.html").read_text(encoding="utf-8")
     assert "<img src=x" not in raw and "&lt;img src=x onerror=alert(1)&gt;" in raw
     assert "<script>alert" not in "".join(p.read_text(encoding="utf-8") for p in html_files(site))
@@ -202,7 +202,8 @@ def test_hostile_genre_gets_a_safe_page_and_intact_chip(hostile_site):
     browse = parse(site / "genre" / "index.html")
     chips = [t.strip() for t in browse.text_by_class["chip"]]
     assert any(chip.startswith("\"><script>alert(1)</script>") for chip in chips)
-    genre_dirs = [p.name for p in (site / "genre").iterdir() if p.is_dir()]
+    assert not (site / "type").exists(), "a dated night's type and genre pages live under nights/<date>/ only"
+    genre_dirs = [p.name for p in (site / f"nights/{NIGHT}/genre").iterdir() if p.is_dir()]
     assert all(re.fullmatch(r"[a-z0-9-]+", name) for name in genre_dirs), genre_dirs
     assert "comedies-drames" in genre_dirs
 
@@ -280,13 +281,24 @@ def test_type_and_genre_pages_list_exactly_their_descriptions(tmp_path):
     manifest = render(samples, tmp_path / "site", RenderSettings(page_size=1000), night=NIGHT)
     site = tmp_path / "site"
     movies = [r["text"] for r in records if r["type"] == "Movie"]
-    assert [t.strip() for t in parse(site / "type/movie/index.html").text_by_class["card-text"]] == movies
+    night = site / "nights" / NIGHT
+    assert [t.strip() for t in parse(night / "type/movie/index.html").text_by_class["card-text"]] == movies
     assert manifest["types"]["Movie"] == len(movies)
     for genre, count in manifest["genres"].items():
         slug = render_module.slugify(genre)
-        cards = parse(site / "genre" / slug / "index.html").text_by_class["card-text"]
+        cards = parse(night / "genre" / slug / "index.html").text_by_class["card-text"]
         assert [t.strip() for t in cards] == [r["text"] for r in records if r["genre"] == genre]
         assert len(cards) == count
+
+
+def test_undated_night_has_its_type_and_genre_pages_at_the_root(tmp_path):
+    records = catalog_samples(20)
+    manifest = render(write_samples(tmp_path / "kept.jsonl", records), tmp_path / "site")
+    site = tmp_path / "site"
+    assert manifest["night"] == "undated" and not (site / "nights" / "undated").exists()
+    movies = [r["text"] for r in records if r["type"] == "Movie"]
+    assert [t.strip() for t in parse(site / "type/movie/index.html").text_by_class["card-text"]] == movies
+    assert broken_links(site) == []
 
 
 def test_random_redirects_without_javascript_and_ids_for_javascript(tmp_path):
