@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import resource
@@ -124,6 +125,7 @@ def run_one(samples_path: str, catalog: str, out: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per size; the best is reported")
     parser.add_argument("--catalog", default=str(DEFAULT_CATALOG))
     parser.add_argument("--child", nargs=3, metavar=("SAMPLES", "CATALOG", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -140,38 +142,46 @@ def main() -> int:
     descriptions = [entry.description for entry in load_catalog(args.catalog)]
     sizes = [int(size) for size in args.sizes.split(",")]
     results = {}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
             samples_path = Path(tmp) / f"samples-{size}.jsonl"
             write_jsonl(samples_path, build_samples(descriptions, size))
-            child = subprocess.run(
-                [sys.executable, __file__, "--child", str(samples_path), args.catalog, str(Path(tmp) / f"kept-{size}.jsonl")],
-                capture_output=True, text=True, check=True, cwd=ROOT)
-            results[size] = json.loads(child.stdout.strip().splitlines()[-1])
+            runs = []
+            for _ in range(args.repeat):
+                child = subprocess.run(
+                    [sys.executable, __file__, "--child", str(samples_path), args.catalog, str(Path(tmp) / "kept.jsonl")],
+                    capture_output=True, text=True, check=True, cwd=ROOT)
+                runs.append(json.loads(child.stdout.strip().splitlines()[-1]))
+            # Best of the runs: other work on a shared machine only ever adds time.
+            best = min(runs, key=lambda r: r["seconds"])
+            results[size] = {**best, "cpu_seconds": min(r["cpu_seconds"] for r in runs),
+                             "peak_mb": max(r["peak_mb"] for r in runs)}
 
-    print(f"catalog: {args.catalog} ({len(descriptions)} descriptions); machine: {_cores()} cores")
+    print(f"catalog: {args.catalog} ({len(descriptions)} descriptions); {_cores()} cores, "
+          f"load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after; best of {args.repeat} runs")
     print(f"{'samples':>8} {'seconds':>8} {'CPU s':>6} {'samples/s':>10} {'peak MB':>8} {'+MB':>6} {'kept':>7}  rejected by rule")
     for size, r in results.items():
         reasons = " ".join(f"{k}={v}" for k, v in r["rejected"].items())
         print(f"{size:>8} {r['seconds']:>8.2f} {r['cpu_seconds']:>6.2f} {size / r['seconds']:>10.0f} {r['peak_mb']:>8.0f} "
               f"{r['peak_mb'] - r['baseline_mb']:>6.0f} {r['kept']:>7}  {reasons}")
     if len(sizes) >= 2:
+        # Fitted on CPU seconds, which other processes on the machine do not inflate.
         small, large = sizes[0], sizes[-1]
-        slope = (results[large]["seconds"] - results[small]["seconds"]) / (large - small)
-        fixed = results[small]["seconds"] - slope * small
-        print(f"time ratio {large}/{small}: {results[large]['seconds'] / results[small]['seconds']:.1f}x for "
-              f"{large / small:.0f}x the samples; linear fit: {slope * 1e6:.0f} us/sample + {fixed:.2f} s fixed "
+        slope = (results[large]["cpu_seconds"] - results[small]["cpu_seconds"]) / (large - small)
+        fixed = results[small]["cpu_seconds"] - slope * small
+        print(f"CPU time ratio {large}/{small}: {results[large]['cpu_seconds'] / results[small]['cpu_seconds']:.1f}x "
+              f"for {large / small:.0f}x the samples; linear fit: {slope * 1e6:.0f} us/sample + {fixed:.2f} s fixed "
               f"(catalog load and copy index)")
     largest = sizes[-1]
-    verdict = "meets" if results[largest]["seconds"] <= TARGET_SECONDS else "MISSES"
-    print(f"{largest} samples: {results[largest]['seconds']:.2f} s, {largest / results[largest]['seconds']:.0f} samples/s, "
-          f"peak {results[largest]['peak_mb']:.0f} MB -> {verdict} the {TARGET_SECONDS:.0f} s target")
+    r = results[largest]
+    verdict = "meets" if r["seconds"] <= TARGET_SECONDS else "MISSES"
+    print(f"{largest} samples: {r['seconds']:.2f} s wall ({r['cpu_seconds']:.2f} s CPU), "
+          f"{largest / r['seconds']:.0f} samples/s, peak {r['peak_mb']:.0f} MB -> {verdict} the {TARGET_SECONDS:.0f} s target")
     return 0
 
 
 def _cores() -> int:
-    import os
-
     return len(os.sched_getaffinity(0))
 
 

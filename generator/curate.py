@@ -168,7 +168,13 @@ _TRAILING_CLOSERS = "\"”’')]} "
 TERMINAL = ".!?…"
 
 
+# Any ASCII character that one of the checks below looks at; most samples contain none.
+_SUSPECT_ASCII = re.compile(r'[<|\[\](){}"\x00-\x1f\x7f]')
+
+
 def check_malformed(text: str, settings: CurateSettings) -> str | None:
+    if text.isascii() and not _SUSPECT_ASCII.search(text):
+        return _check_terminal(text, settings)
     marker = _MARKER.search(text)
     if marker:
         return f"leftover marker {marker.group(0)!r}"
@@ -183,6 +189,10 @@ def check_malformed(text: str, settings: CurateSettings) -> str | None:
         return "unbalanced double quotes"
     if not _brackets_balanced(text):
         return "unbalanced brackets"
+    return _check_terminal(text, settings)
+
+
+def _check_terminal(text: str, settings: CurateSettings) -> str | None:
     last = text.rstrip(_TRAILING_CLOSERS)[-1:]
     if settings.require_terminal_punctuation and (not last or last not in TERMINAL):
         return "no terminal punctuation"
@@ -214,20 +224,25 @@ FUNCTION_WORDS = frozenset(
 
 
 def check_degenerate(words: list[str], settings: CurateSettings) -> str | None:
-    run = 1
-    for previous, word in zip(words, words[1:]):
-        run = run + 1 if word == previous else 1
-        if run > settings.max_word_run:
-            return f"{word!r} repeated {run} times in a row"
-        if run == 2 and word in FUNCTION_WORDS:
-            return f"doubled {word!r}"
+    # Each test first runs a cheap whole-list check; the loop that names the culprit
+    # runs only for the few samples that fail it.
+    if any(map(str.__eq__, words, words[1:])):
+        run = 1
+        for previous, word in zip(words, words[1:]):
+            run = run + 1 if word == previous else 1
+            if run > settings.max_word_run:
+                return f"{word!r} repeated {run} times in a row"
+            if run == 2 and word in FUNCTION_WORDS:
+                return f"doubled {word!r}"
     n = settings.repeat_ngram
     if n and len(words) >= 2 * n:
-        seen: set[tuple[str, ...]] = set()
-        for gram in ngrams(words, n):
-            if gram in seen:
-                return f"phrase {' '.join(gram)!r} repeated"
-            seen.add(gram)
+        grams = list(ngrams(words, n))
+        if len(set(grams)) < len(grams):
+            seen: set[tuple[str, ...]] = set()
+            for gram in grams:
+                if gram in seen:
+                    return f"phrase {' '.join(gram)!r} repeated"
+                seen.add(gram)
     if words:
         ratio = len(set(words)) / len(words)
         if ratio < settings.min_distinct_ratio:
