@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import math
+import multiprocessing
 import os
 import random
 import re
@@ -64,6 +65,7 @@ NIGHT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SITEMAP_LIMIT = 50_000  # URLs per sitemap file (sitemaps.org protocol)
 RANDOM_IDS = "random/ids.js"  # the newest night's ids, for the client-side random pick
+PER_WORKER_MIN = 5000  # permalinks per extra worker process (below that, forking costs more than it saves)
 ROOT_MARK = "\ue000"  # private-use character standing for a card's root prefix until it is known
 TYPE_LABELS = {"Movie": "Movies", "TV Show": "TV Shows"}
 
@@ -89,13 +91,15 @@ class RenderSettings:
     feed_entries: int = 50
     # Jinja2 templates and assets; empty = the shipped site_templates/.
     templates_dir: str = ""
+    # Processes rendering permalink pages (forked; used from 5,000 pages per process); 0 = one per CPU core.
+    workers: int = 0
 
     def validate(self) -> None:
         positive = {"page_size": self.page_size, "random_pages": self.random_pages, "feed_entries": self.feed_entries}
         for key, value in positive.items():
             if value < 1:
                 raise UserError(f"render.{key} must be at least 1, got {value}", f"set render.{key} to 1 or more")
-        for key in ("home_picks", "archive_nights"):
+        for key in ("home_picks", "archive_nights", "workers"):
             if getattr(self, key) < 0:
                 raise UserError(f"render.{key} must be 0 or more, got {getattr(self, key)}", f"set render.{key} >= 0")
         if self.base_url and not re.match(r"^https?://[^\s/]+", self.base_url):
@@ -702,33 +706,60 @@ class Site:
                          f"{len(chosen):,} made-up descriptions in this genre{when}.", nav="browse", **extra)
 
     def permalinks(self) -> int:
-        """One page per description; a description on several nights belongs to the newest."""
+        """One page per description; a description on several nights belongs to the newest.
+
+        Nine pages in ten are permalinks, so with enough of them they are rendered by forked
+        worker processes (``workers``), each writing its own contiguous share.
+        """
         owner: dict[str, Night] = {}
         for night in self.nights:
             for item in night.items:
                 owner[item.id] = night
-        count = 0
-        for night in self.nights:
+        tasks = [(night, index) for night in self.nights for index, item in enumerate(night.items)
+                 if owner[item.id] is night]
+        workers = min(self.settings.workers or os.cpu_count() or 1, max(1, len(tasks) // PER_WORKER_MIN))
+        if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+            self.render_permalinks(tasks)
+            return len(tasks)
+        global _FORKED
+        _FORKED = (self, tasks)
+        os.makedirs(os.path.join(self.writer._root, "d"), exist_ok=True)
+        self.writer._dirs.add(os.path.join(self.writer._root, "d"))
+        bounds = [(len(tasks) * k // workers, len(tasks) * (k + 1) // workers) for k in range(workers)]
+        try:
+            with multiprocessing.get_context("fork").Pool(workers - 1) as pool:
+                shares = pool.map_async(_render_share, bounds[1:])
+                self.render_permalinks(tasks[: bounds[0][1]])  # this process takes the first share
+                counts = shares.get()
+        finally:
+            _FORKED = None
+        for night, index in tasks[bounds[0][1]:]:  # what the workers wrote, as if written here
+            rel = f"d/{night.items[index].id}.html"
+            self.writer.produced.add(rel)
+            self.writer.sitemap.append(rel)
+        for written, unchanged, size in counts:
+            self.writer.written += written
+            self.writer.unchanged += unchanged
+            self.writer.bytes += size
+        return len(tasks)
+
+    def render_permalinks(self, tasks) -> None:
+        root = "../"
+        for night, index in tasks:
             items = night.items
-            view = self.home_view(night)
-            root = "../"
-            for index, item in enumerate(items):
-                if owner[item.id] is not night:
-                    continue
-                prev_item = items[index - 1] if index > 0 else None
-                next_item = items[index + 1] if index + 1 < len(items) else None
-                self.page(f"d/{item.id}.html", "description.html", title=excerpt(item.text, 60),
-                          description=excerpt(item.text, 200), item=item, night=night,
-                          og_type="article",
-                          type_href=root + view.type_href(item.type) if view.type_href(item.type) else "",
-                          genre_href=root + view.genre_href(item.genre) if view.genre_href(item.genre) else "",
-                          night_href=root + view.all_base + "index.html",
-                          prev_href=f"{prev_item.id}.html" if prev_item else "",
-                          next_href=f"{next_item.id}.html" if next_item else "",
-                          prev_text=excerpt(prev_item.text, 70) if prev_item else "",
-                          next_text=excerpt(next_item.text, 70) if next_item else "")
-                count += 1
-        return count
+            item, view = items[index], self.home_view(night)
+            prev_item = items[index - 1] if index > 0 else None
+            next_item = items[index + 1] if index + 1 < len(items) else None
+            type_href, genre_href = view.type_href(item.type), view.genre_href(item.genre)
+            self.page(f"d/{item.id}.html", "description.html", title=excerpt(item.text, 60),
+                      description=excerpt(item.text, 200), item=item, night=night, og_type="article",
+                      type_href=root + type_href if type_href else "",
+                      genre_href=root + genre_href if genre_href else "",
+                      night_href=root + view.all_base + "index.html",
+                      prev_href=f"{prev_item.id}.html" if prev_item else "",
+                      next_href=f"{next_item.id}.html" if next_item else "",
+                      prev_text=excerpt(prev_item.text, 70) if prev_item else "",
+                      next_text=excerpt(next_item.text, 70) if next_item else "")
 
     def random_pages(self) -> None:
         """random/<k>.html: redirects to descriptions spread over the whole night, in an order seeded by
@@ -818,6 +849,19 @@ class Site:
         self.feed()
         self.sitemap_and_robots()
         return {"permalinks": count}
+
+
+_FORKED: tuple | None = None  # (site, permalink tasks), inherited by forked workers
+
+
+def _render_share(bounds: tuple[int, int]) -> tuple[int, int, int]:
+    """Worker: render permalink tasks[start:end]; returns (written, unchanged, bytes)."""
+    site, tasks = _FORKED
+    writer = site.writer
+    writer.produced, writer.sitemap = set(), []
+    writer.written = writer.unchanged = writer.bytes = 0
+    site.render_permalinks(tasks[bounds[0]:bounds[1]])
+    return writer.written, writer.unchanged, writer.bytes
 
 
 def _js_json(value) -> str:

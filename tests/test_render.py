@@ -419,6 +419,18 @@ def test_same_inputs_give_byte_identical_sites(tmp_path):
     assert first["pages"] == second["pages"] == len(tree_bytes(tmp_path / "a"))
 
 
+def test_worker_processes_render_the_same_site(tmp_path, monkeypatch):
+    monkeypatch.setattr(render_module, "PER_WORKER_MIN", 5)
+    samples = write_samples(tmp_path / "kept.jsonl", HOSTILE + catalog_samples(40))
+    settings = dict(page_size=7, base_url="https://x.org")
+    one = render(samples, tmp_path / "one", RenderSettings(workers=1, **settings), night=NIGHT, report=REPORT)
+    three = render(samples, tmp_path / "three", RenderSettings(workers=3, **settings), night=NIGHT, report=REPORT)
+    assert tree_bytes(tmp_path / "one") == tree_bytes(tmp_path / "three")
+    assert {k: one[k] for k in ("pages", "written", "bytes")} == {k: three[k] for k in ("pages", "written", "bytes")}
+    again = render(samples, tmp_path / "three", RenderSettings(workers=3, **settings), night=NIGHT, report=REPORT)
+    assert again["written"] == 0 and again["unchanged"] == again["pages"] == one["pages"]
+
+
 def test_unchanged_night_rewrites_nothing(tmp_path):
     samples = write_samples(tmp_path / "kept.jsonl", catalog_samples(30))
     site = tmp_path / "site"
