@@ -247,6 +247,24 @@ def test_order_assets_pages_indexes_home_then_deletes(tmp_path, bucket, s3):
     assert summary["phases"]["home"] == 1 and summary["phases"]["indexes"] >= 2
 
 
+@pytest.mark.parametrize("page", [1, 4, 1000])
+def test_range_listing_covers_the_whole_key_space(bucket, s3, monkeypatch, page):
+    """Ranges are cut at local keys; remote keys before, between and after them are all listed."""
+    monkeypatch.setattr(publish_module, "LIST_PAGE", page)
+    local = [f"k{n:03d}.html" for n in range(0, 40, 2)]
+    remote = [f"k{n:03d}.html" for n in range(0, 40, 3)] + ["a.html", "k0045.html", "zz/last.html", "k010.html/x"]
+    for key in remote:
+        s3.put_object(Bucket=bucket, Key=f"p/{key}", Body=key.encode())
+    s3.put_object(Bucket=bucket, Key="p2/outside.html", Body=b"x")
+    client = new_client()
+    recorder = Recorder(client)
+    listed = publish_module.list_remote(client, parse_target(f"s3://{bucket}/p"), local, concurrency=3)
+    assert set(listed) == set(remote)
+    assert listed["a.html"].etag == hashlib.md5(b"a.html").hexdigest()
+    if page == 1000:
+        assert len(recorder.keys("ListObjectsV2")) == 1
+
+
 def test_headers_read_back(tmp_path, bucket, s3):
     site = tmp_path / "site"
     build_site(site, catalog(3))
