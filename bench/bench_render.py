@@ -11,6 +11,9 @@ realistic sizes. Runs render() in this process:
   2. the same input again (an unchanged night: must write nothing),
   3. the same night with 1% of the descriptions replaced (what an incremental night writes).
 
+render() uses one worker process per core for the permalink pages (render.workers = 0);
+"cpu s" counts this process and its workers.
+
 Target: >= 5,000 pages/s on the first render. Figures are printed last.
 """
 
@@ -80,12 +83,18 @@ def write_kept(path: Path, samples: list[dict]) -> None:
             handle.write(json.dumps({**record, "id": sample_id(record["text"])}, ensure_ascii=False) + "\n")
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (render's worker processes)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def run(label: str, kept: Path, site: Path, settings) -> dict:
     from generator.render import render
 
-    started, cpu = time.perf_counter(), time.process_time()
+    started, cpu = time.perf_counter(), cpu_seconds()
     manifest = render(kept, site, settings, night=NIGHT, report={"night": NIGHT})
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     return {"run": label, "seconds": seconds, "cpu": cpu, "pages": manifest["pages"], "written": manifest["written"],
             "unchanged": manifest["unchanged"], "removed": manifest["removed"], "bytes": manifest["bytes"],
             "pages_per_s": manifest["pages"] / seconds}
@@ -141,7 +150,7 @@ def main() -> int:
     print(f"1% replaced: wrote {partial['written']:,} of {partial['pages']:,} files "
           f"({partial['written'] / partial['pages']:.1%}), removed {partial['removed']:,}")
     ok = first["pages_per_s"] >= TARGET_PAGES_PER_SECOND
-    print(f"pages/s of CPU time (first render): {first['pages'] / first['cpu']:,.0f}")
+    print(f"pages/s of CPU time (first render, all processes): {first['pages'] / first['cpu']:,.0f}")
     print(f"pages/s (first render, wall clock): {first['pages_per_s']:,.0f} (target >= {TARGET_PAGES_PER_SECOND:,}: "
           f"{'met' if ok else 'NOT met'})")
     return 0 if ok and again["written"] == 0 else 1

@@ -3,24 +3,32 @@
 ``render(samples, out_dir)`` turns curate's kept JSONL into a small static site
 with Jinja2 (autoescape on) and the templates and assets in ``site_templates/``:
 
-  index.html                 home: the newest night's picks, what this is, ways to browse
-  all/index.html, page-N     every description of the newest night, paginated
-  type/<slug>/, genre/<slug>/ one paginated listing per type and per genre; genre/index.html lists them
-  d/<id>.html                permalink per description (stable across nights: the id comes from the text)
-  random/<k>.html            pre-rendered redirects to a description (the no-JavaScript "random" link)
-  search/index.html          client-side search over a compact prebuilt index (assets/search-index.*.js)
-  about/index.html           model card: catalog snapshot, model, training, loss curve, curation chart
-  nights/index.html          the archive; nights/<date>/ each night's gallery and model card
+  index.html                  home: the newest night's picks, what this is, ways to browse
+  all/index.html, page-N.html every description of the newest night, paginated
+  genre/index.html            the newest night's types and genres, linking to their pages
+  d/<id>.html                 permalink per description (stable across nights: the id comes from the text)
+  random/<k>.html             pre-rendered redirects to a description (the no-JavaScript "random" link);
+                              random/ids.js feeds the JavaScript pick among all of them
+  search/index.html           client-side search over a compact prebuilt index (assets/search-index.*.js)
+  about/index.html            model card: catalog snapshot, model, training, loss curve, curation chart
+  nights/index.html           the archive
+  nights/<date>/              each night's gallery: its listing, type/<slug>/ and genre/<slug>/ pages,
+                              genre/index.html and about.html (its model card)
   feed.xml, sitemap.xml, robots.txt, 404.html, assets/<name>.<hash8>.<ext> (fingerprinted)
+
+A render without a date ("undated", no archive) puts its type and genre pages at the root.
 
 Every link is relative and names a file (``…/index.html``), so the same tree works
 from a file:// path, under an S3 prefix and behind any static HTTP server. Absolute
 URLs (feed, sitemap, OpenGraph, canonical) need ``base_url`` and are left out without it.
 
-Output is deterministic (no render-time clock anywhere) and incremental: each file
-is compared with what is on disk and only written, atomically, when its bytes
-differ; files no longer produced are removed. So an unchanged night rewrites
-nothing and the publisher uploads only what changed.
+Output is deterministic (no render-time clock anywhere) and incremental. A new site is
+built in a staging folder and swapped in with one rename; an existing one is updated in
+place, each file compared with what is on disk and replaced atomically only when its
+bytes differ, and files no longer produced removed. So an unchanged night rewrites
+nothing and the publisher uploads only what changed. Pages of a past night link only
+within its own folder and to paths that never change, so they stay byte-identical when
+new nights arrive.
 
 With ``archive_dir`` (a directory kept across nights) the night's kept samples and
 report are stored as ``<archive_dir>/<night>/kept.jsonl`` and ``report.json``, and
@@ -230,10 +238,10 @@ class SiteWriter:
     def __init__(self, target: Path):
         self.target = target
         self.fresh = not target.is_dir() or not any(target.iterdir())
-        self.root = target.with_name(f".{target.name}.staging") if self.fresh else target
-        if self.fresh:
-            shutil.rmtree(self.root, ignore_errors=True)  # left by a crashed render
-            self.root.mkdir(parents=True)
+        staging = target.with_name(f".{target.name}.staging")
+        shutil.rmtree(staging, ignore_errors=True)  # left by a crashed render
+        self.root = staging if self.fresh else target
+        self.root.mkdir(parents=True, exist_ok=True)
         self.produced: set[str] = set()
         self.sitemap: list[str] = []
         self.written = self.unchanged = self.bytes = 0
