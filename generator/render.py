@@ -695,7 +695,8 @@ class Site:
         when = f" from the night of {night_label(night.date)}" if night.date != "undated" else ""
         at_root = view.all_base == "all/"
         title = "All descriptions" if at_root else f"Night of {night_label(night.date)}"
-        self.listing(view, view.all_base, items, title, f"{len(items):,} descriptions{when}.", nav=nav, **extra)
+        intro = f"{len(items):,} descriptions{when}." if at_root else f"{len(items):,} descriptions kept that night."
+        self.listing(view, view.all_base, items, title, intro, nav=nav, **extra)
         rel = "genre/index.html" if at_root else f"{view.base}genre/index.html"
         self.page(rel, "browse.html", title="Browse by type and genre" + ("" if at_root else f", {night.date}"),
                   nav="browse", types=view.types(root_of(rel)), genres=view.genres(root_of(rel)), count=len(items),
@@ -806,8 +807,8 @@ class Site:
     def archive(self) -> None:
         dated = [n for n in reversed(self.nights) if n.date != "undated"]
         for night in dated:
-            self.gallery(self.dated_views[night.date], nav="archive", night_about=f"{night.prefix}about.html",
-                         archived=night is not self.current)
+            # Nothing on these pages may depend on which night is the newest: they must not change later.
+            self.gallery(self.dated_views[night.date], nav="archive", night_about=f"{night.prefix}about.html")
         self.page("nights/index.html", "nights.html", title="Archive", nav="archive",
                   nights=[(n, f"{n.date}/index.html", len(n.items)) for n in dated])
 

@@ -479,11 +479,15 @@ def test_archive_keeps_every_night_browsable_and_permalinks_stable(tmp_path):
     night1 = write_samples(tmp_path / "n1.jsonl", records[:20])
     render(night1, site, RenderSettings(page_size=8), night="2026-11-24", archive_dir=archive)
     first_ids = {p.name for p in (site / "d").iterdir()}
+    night1_files = {rel: data for rel, data in tree_bytes(site).items()
+                    if rel.startswith("nights/2026-11-24/") or rel.startswith("d/") or rel.startswith("assets/site.")}
     night2 = write_samples(tmp_path / "n2.jsonl", records[20:])
     manifest = render(night2, site, RenderSettings(page_size=8), report={**REPORT, "night": "2026-11-25"},
                       archive_dir=archive)
     assert manifest["nights"] == ["2026-11-24", "2026-11-25"] and manifest["night"] == "2026-11-25"
     assert first_ids <= {p.name for p in (site / "d").iterdir()}, "yesterday's permalinks must survive"
+    after = tree_bytes(site)
+    assert {rel: after.get(rel) for rel in night1_files} == night1_files, "a past night's pages must not change"
     assert (archive / "2026-11-24/kept.jsonl").read_bytes() == night1.read_bytes()
     assert json.loads((archive / "2026-11-25/report.json").read_text())["night"] == "2026-11-25"
     home = (site / "index.html").read_text()

@@ -281,7 +281,8 @@ def test_screenshots_at_phone_and_desktop_widths(driver, server, gallery):
     drain_logs(driver)
     pages = {"home": "index.html", "page-2": "all/page-2.html", "permalink": f"d/{gallery['ids'][5]}.html",
              "genre": "genre/index.html", "search": "search/index.html?q=family", "about": "about/index.html",
-             "archive": "nights/index.html", "not-found": "404.html"}
+             "archive": "nights/index.html", "archived-night": "nights/2026-11-24/index.html",
+             "not-found": "404.html"}
     saved = []
     for name, rel in pages.items():
         driver.get(base + rel)
