@@ -727,7 +727,9 @@ class Site:
         tasks = [(night, index) for night in self.nights for index, item in enumerate(night.items)
                  if owner[item.id] is night]
         workers = min(self.settings.workers or os.cpu_count() or 1, max(1, len(tasks) // PER_WORKER_MIN))
-        if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        # A daemonic process (e.g. a Celery prefork child) may not have children: render here instead.
+        if (workers <= 1 or "fork" not in multiprocessing.get_all_start_methods()
+                or multiprocessing.current_process().daemon):
             self.render_permalinks(tasks)
             return len(tasks)
         global _FORKED

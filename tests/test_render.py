@@ -431,6 +431,29 @@ def test_worker_processes_render_the_same_site(tmp_path, monkeypatch):
     assert again["written"] == 0 and again["unchanged"] == again["pages"] == one["pages"]
 
 
+def _render_in_daemon(samples, out, queue):
+    try:
+        queue.put(render(samples, out, RenderSettings(workers=2), night=NIGHT)["pages"])
+    except BaseException as exc:  # report anything to the test
+        queue.put(repr(exc))
+
+
+def test_a_daemonic_process_renders_without_worker_processes(tmp_path, monkeypatch):
+    """Celery's prefork children are daemonic and may not fork a Pool: render must still work there."""
+    import multiprocessing
+
+    monkeypatch.setattr(render_module, "PER_WORKER_MIN", 5)
+    samples = write_samples(tmp_path / "kept.jsonl", catalog_samples(30))
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=_render_in_daemon, args=(samples, tmp_path / "site", queue), daemon=True)
+    process.start()
+    result = queue.get(timeout=120)
+    process.join(30)
+    assert isinstance(result, int), result
+    assert len(list((tmp_path / "site" / "d").iterdir())) == 30
+
+
 def test_unchanged_night_rewrites_nothing(tmp_path):
     samples = write_samples(tmp_path / "kept.jsonl", catalog_samples(30))
     site = tmp_path / "site"
