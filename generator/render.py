@@ -496,7 +496,9 @@ def model_card(report: dict, night: Night) -> dict:
                                        ("length", "Max new tokens"), ("temperature", "Temperature"),
                                        ("top_k", "Top-k"), ("top_p", "Top-p"), ("seed", "Seed"),
                                        ("backend", "Sampler"), ("conditions", "Conditions")])
-    kept = curate.get("kept", len(night.items) if not curate else None)
+    kept = curate.get("kept")
+    if _num(kept) is None:
+        kept = len(night.items)  # what the gallery itself shows
     curate_rows = section({**curate, "kept": kept}, [("input", "Samples checked"), ("kept", "Kept")])
     if _num(curate.get("kept_rate")) is not None:
         curate_rows.append(("Kept rate", f"{curate['kept_rate']:.1%}"))
@@ -506,7 +508,7 @@ def model_card(report: dict, night: Night) -> dict:
         "curate": curate_rows,
         "rejected": sorted(((str(k), v) for k, v in rejected.items() if _num(v) is not None), key=lambda kv: (-kv[1], kv[0])),
         "loss_svg": loss_curve_svg(train.get("loss_curve")),
-        "rejection_svg": rejection_chart_svg(rejected, kept) if (rejected or curate) else None,
+        "rejection_svg": rejection_chart_svg(rejected, kept) if rejected else None,
         "has_report": bool(report),
     }
 
