@@ -508,9 +508,13 @@ def _parallel(items: list, work: Callable, concurrency: int) -> list:
     return results
 
 
-def plan_s3(client, target: Target, files: list[LocalFile], settings: PublishSettings) -> tuple[Plan, dict, dict]:
+def plan_s3(client, target: Target, files: list[LocalFile], settings: PublishSettings,
+            timings: dict | None = None) -> tuple[Plan, dict, dict]:
     """Decide what to upload and delete; returns (plan, state read, state to write after the publish)."""
+    clock = time.monotonic()
     remote = list_remote(client, target, (f.key for f in files), settings.concurrency)
+    if timings is not None:
+        timings["list"] = time.monotonic() - clock
     old_state = _read_state(client, target, remote)
     rules = rules_fingerprint(settings)
     rules_known = old_state.get("rules") == rules
@@ -654,8 +658,8 @@ def _publish_s3(target: Target, files: list[LocalFile], settings: PublishSetting
     extra = {"invalidation": None, "website": None}
     phase, done = "", 0
     try:
-        plan, old_state, state = plan_s3(client, target, files, settings)
-        timings["plan"], clock = time.monotonic() - clock, time.monotonic()
+        plan, old_state, state = plan_s3(client, target, files, settings, timings)
+        timings["plan"], clock = time.monotonic() - clock - timings["list"], time.monotonic()
         if settings.dry_run:
             return _summary(target, files, plan, settings, started, 0, counter.counts, timings, **extra)
         if plan.uploads and old_state.get("rules") not in (None, "", state["rules"]):
