@@ -16,15 +16,18 @@ sample fails is its ``reason`` (with a short ``detail``) in the rejected file:
 4. ``degenerate``     a word repeated more than ``max_word_run`` times in a row, a doubled
                       function word ("the the"), a phrase of ``repeat_ngram`` words that occurs
                       twice, or fewer than ``min_distinct_ratio`` distinct words.
-5. ``copy``           shares a run of ``copy_ngram`` consecutive words with any description of
+5. ``unknown-words`` more than ``max_unknown_words`` words (alphabetic, 3+ letters) that no
+                      catalog description uses: the invented words of an undertrained model.
+                      Off (-1) by default; the bootstrapped profiles turn it on.
+6. ``copy``           shares a run of ``copy_ngram`` consecutive words with any description of
                       the *full* catalog (training and validation), after normalisation (case,
                       accents, apostrophes and punctuation ignored). Exact: hashed n-grams,
                       each hit confirmed against the catalog text.
-6. ``near-duplicate`` Jaccard similarity of word shingles (``shingle_words``; single words by
+7. ``near-duplicate`` Jaccard similarity of word shingles (``shingle_words``; single words by
                       default) >= ``near_duplicate_threshold`` with a sample already kept tonight (the first one wins) or a description
                       published on an earlier night (``history_path``). Candidates come from
                       datasketch's MinHash LSH; each is confirmed with the exact Jaccard.
-7. ``blocklist``      contains a word or phrase of the blocklist file.
+8. ``blocklist``      contains a word or phrase of the blocklist file.
 
 The settings are ``[curate]`` in ``generator/defaults.toml``. Kept samples stay in
 input order unless they carry the numeric field ``rank_by`` (default ``logprob``,
@@ -62,7 +65,7 @@ from .errors import UserError
 
 log = logging.getLogger(__name__)
 
-RULES = ("unterminated", "length", "malformed", "degenerate", "copy", "near-duplicate", "blocklist")
+RULES = ("unterminated", "length", "malformed", "degenerate", "unknown-words", "copy", "near-duplicate", "blocklist")
 DEFAULT_BLOCKLIST = Path(__file__).with_name("data") / "blocklist.txt"
 
 
@@ -82,6 +85,7 @@ class CurateSettings:
     num_perm: int = 64
     blocklist_file: str = ""
     rank_by: str = "logprob"
+    max_unknown_words: int = -1
 
     def validate(self) -> None:
         def bad(key: str, fix: str) -> UserError:
@@ -267,6 +271,7 @@ class CopyIndex:
         words_per_entry = [normalised_words(entry.description) for entry in entries]
         # " w1 w2 … " per entry: a run of words is in a description iff " run " is a substring.
         self._padded = [f" {' '.join(words)} " for words in words_per_entry]
+        self.vocabulary = {word for words in words_per_entry for word in words}
         self._index: dict[int, int] = {}
         for position, words in enumerate(words_per_entry):
             for key in map(hash, self._grams(words)):
@@ -289,6 +294,20 @@ class CopyIndex:
         if len(gram) < self.n:  # a short description must match whole
             return self._padded[position] == f" {run} "
         return f" {run} " in self._padded[position]
+
+
+def check_unknown_words(words: list[str], vocabulary: set[str], limit: int) -> str | None:
+    """Too many words the catalog never uses: the made-up words of an undertrained model.
+
+    Only alphabetic words of three letters or more count, so numbers and short
+    fragments pass; ``limit`` < 0 turns the rule off.
+    """
+    if limit < 0:
+        return None
+    unknown = [w for w in words if len(w) >= 3 and w.isalpha() and w not in vocabulary]
+    if len(unknown) > limit:
+        return f"{len(unknown)} words not in the catalog (limit {limit}): {', '.join(unknown[:5])}"
+    return None
 
 
 def check_copy(words: list[str], index: CopyIndex) -> str | None:
@@ -444,6 +463,7 @@ class Curator:
                  history: Iterable[dict] = ()):
         self.settings = settings
         self.copies = CopyIndex(catalog, settings.copy_ngram)
+        self.vocabulary = self.copies.vocabulary
         self.near = NearDuplicateIndex(settings)
         self.blocklist = blocklist
         for record in history:
@@ -469,6 +489,9 @@ class Curator:
         detail = check_degenerate(words, settings)
         if detail:
             return "degenerate", detail
+        detail = check_unknown_words(words, self.vocabulary, settings.max_unknown_words)
+        if detail:
+            return "unknown-words", detail
         detail = check_copy(words, self.copies)
         if detail:
             return "copy", detail

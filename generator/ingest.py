@@ -75,18 +75,21 @@ KNOWN_TYPES = ("Movie", "TV Show")
 def split_control(text: str) -> tuple[str | None, str | None, str]:
     """Parse a leading control prefix; returns (type, genre, description).
 
-    Only the contract's shape is accepted: an optional ``[Movie]``/``[TV Show]``
-    then an optional ``[<genre>]``. Anything else (a repeated or misplaced
-    bracket the model wrote) stays in the text, for curate to judge.
+    The prefix is the run of ``[...]`` tags before the description: the first
+    ``[Movie]``/``[TV Show]`` is the type, the first other tag the genre. A weak
+    model sometimes repeats or reorders tags (``[Movie] [Movie] [Dramas]``); they
+    are all prefix, never description. Brackets later in the text stay, for
+    curate to judge.
     """
     kind = genre = None
     position = 0
-    match = _BRACKET.match(text, position)
-    if match and match.group(1) in KNOWN_TYPES:
-        kind, position = match.group(1), match.end()
-        match = _BRACKET.match(text, position)
-    if match and match.group(1) not in KNOWN_TYPES:
-        genre, position = match.group(1).strip(), match.end()
+    while (match := _BRACKET.match(text, position)) is not None:
+        tag = match.group(1).strip()
+        if tag in KNOWN_TYPES:
+            kind = kind or tag
+        else:
+            genre = genre or tag
+        position = match.end()
     return kind, genre, text[position:].strip()
 
 

@@ -383,7 +383,8 @@ def test_the_first_failing_rule_in_the_documented_order_is_the_reason(run):
     assert [r["reason"] for r in result.rejected] == [
         "unterminated", "length", "malformed", "degenerate", "copy", "near-duplicate"]
     assert result.kept_texts == [NOVEL[0]]
-    assert RULES == ("unterminated", "length", "malformed", "degenerate", "copy", "near-duplicate", "blocklist")
+    assert RULES == ("unterminated", "length", "malformed", "degenerate", "unknown-words", "copy",
+                     "near-duplicate", "blocklist")
 
 
 def test_a_rejected_sample_does_not_shadow_later_ones(run):
@@ -485,7 +486,7 @@ def test_bad_settings_are_user_errors(overrides):
 def test_cli_writes_kept_rejected_and_manifest(tmp_path, catalog):
     samples = write_samples(tmp_path / "in.jsonl", [NOVEL[0], CATALOG[0], NOVEL[1]])
     history = write_samples(tmp_path / "history.jsonl", [NOVEL[1]])
-    result = run_cli("curate", "--samples", str(samples), "--catalog", str(catalog), "--out",
+    result = run_cli("curate", "--profile", "test", "--samples", str(samples), "--catalog", str(catalog), "--out",
                      str(tmp_path / "out" / "kept.jsonl"), "--rejected", str(tmp_path / "rej.jsonl"),
                      "--history", str(history))
     assert result.returncode == 0, result.stderr

@@ -114,3 +114,22 @@ def test_stage_by_stage_cli_matches_the_contract(trained_run, tmp_path):
     assert len(samples.read_text().splitlines()) == 5
     assert (site / "index.html").is_file()
     assert not (tmp_path / "public").exists()  # a dry run touches nothing
+
+
+def test_unknown_words_rule_rejects_invented_words(tmp_path):
+    from generator.curate import CurateSettings, curate
+
+    catalog = tmp_path / "c.csv"
+    catalog.write_text("description\n"
+                       "A shy baker in a small seaside town enters a national contest and finds an unlikely friend.\n"
+                       "Two rival chefs must share one kitchen when a storm traps the whole town inside for a week.\n")
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(
+        '{"text": "A shy chef in a small town must share one kitchen with a rival baker for a week."}\n'
+        '{"text": "A shy procumpukar in a small town must share one tagos with a rival baker."}\n')
+    manifest = curate(samples, str(catalog), tmp_path / "k.jsonl", CurateSettings(max_unknown_words=1))
+    assert manifest["kept"] == 1 and manifest["rejected"]["unknown-words"] == 1
+    rejected = [json.loads(line) for line in (tmp_path / "k.rejected.jsonl").read_text().splitlines()]
+    assert "procumpukar" in rejected[0]["detail"]
+    # Off by default: invented words are the price of novelty with a real GPT-2.
+    assert curate(samples, str(catalog), tmp_path / "k2.jsonl")["rejected"]["unknown-words"] == 0
