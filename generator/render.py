@@ -951,7 +951,8 @@ def render(samples_path, out_dir, settings: RenderSettings | None = None, night:
         genres=dict(sorted(site.root_view.genre_counts.items())),
         base_url=site.base_url,
         seconds=round(seconds, 2),
-        outputs={"site": str(out_dir), "home": str(out_dir / "index.html")},
+        outputs={"site": str(out_dir), "home": str(out_dir / "index.html"),
+                 "model_card": str(out_dir / "about" / "index.html")},
     )
 
 

@@ -367,6 +367,13 @@ def test_feed_is_valid_atom_dated_by_the_night(hostile_site):
     assert len({e.findtext("a:id", namespaces=ns) for e in entries}) == 24
 
 
+def test_feed_stays_well_formed_with_control_characters(tmp_path):
+    samples = write_samples(tmp_path / "kept.jsonl", [{"text": "A bell\x07 rings \x0b twice & \ufffe once.", "genre": "\x01Odd"}])
+    render(samples, tmp_path / "site", night=NIGHT)
+    root = ET.parse(tmp_path / "site/feed.xml").getroot()
+    assert root.find("{http://www.w3.org/2005/Atom}entry/{http://www.w3.org/2005/Atom}content").text == "A bell rings  twice &  once."
+
+
 def test_sitemap_and_robots_with_base_url(hostile_site):
     site, _ = hostile_site
     root = ET.parse(site / "sitemap.xml").getroot()
