@@ -21,7 +21,7 @@ content-identical object is HEADed once and re-uploaded if the header hash in
 its metadata (``x-amz-meta-headers``) differs.
 
 Order (each phase finishes before the next starts, so readers never meet a broken page):
-  assets   every non-HTML file except listings (fingerprinted assets, images, fonts, the web manifest)
+  assets   fingerprinted files, and other non-HTML files except listings (images, fonts, the web manifest)
   pages    new HTML pages, and changed ones that link to no new page (item pages, edited pages)
   indexes  changed HTML pages that link to a new page (pagination, genre pages…), feeds, sitemap, data
   home     the root index.html
@@ -98,8 +98,9 @@ EXTRA_TYPES = {
 }
 TEXT_TYPES = {"application/json", "application/xml", "application/atom+xml", "application/rss+xml",
               "application/manifest+json", "image/svg+xml", "application/javascript", "application/xhtml+xml"}
-# Non-fingerprinted data that lists pages: published with the indexes, after the pages they list.
-LISTING_EXTENSIONS = {".xml", ".atom", ".rss", ".json", ".txt"}
+# Non-fingerprinted data that lists pages (feeds, sitemaps, search data, render's random/ids.js):
+# published with the indexes, after the pages they list. Code and styles are fingerprinted.
+LISTING_EXTENSIONS = {".xml", ".atom", ".rss", ".json", ".txt", ".js"}
 
 
 @dataclasses.dataclass

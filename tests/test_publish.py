@@ -265,6 +265,39 @@ def test_range_listing_covers_the_whole_key_space(bucket, s3, monkeypatch, page)
         assert len(recorder.keys("ListObjectsV2")) == 1
 
 
+def test_phase_classification(tmp_path):
+    site = tmp_path / "site"
+    pages = {
+        "index.html": '<a href="d/new/">new</a><a href="all/">all</a>',
+        "d/new/index.html": '<a href="../old/">prev</a><a href="../../">home</a>',
+        "d/old/index.html": '<a href="../new/">next</a>',  # existing, now links to a new page
+        "d/edited/index.html": '<a href="../old/">prev</a><a href="../../">home</a>',  # existing, no new links
+        "all/index.html": '<a href="../d/new/index.html">new</a>',
+        "all/page-2.html": '<a href="index.html">1</a>',
+    }
+    others = ["assets/site.0123abcd.css", "assets/app.89abcdef.js", "random/ids.js", "feed.xml",
+              "sitemap.xml", "search.json", "robots.txt", "icon.svg", "site.webmanifest"]
+    for key, body in pages.items():
+        (site / key).parent.mkdir(parents=True, exist_ok=True)
+        (site / key).write_text(f"<html><body>{body}</body></html>")
+    for key in others:
+        (site / key).parent.mkdir(parents=True, exist_ok=True)
+        (site / key).write_text("x")
+    files = publish_module.scan_site(site, PublishSettings(), compress=False)
+    uploads = [publish_module.Upload(f, "test") for f in files]
+    publish_module.assign_phases(uploads, new_keys={"d/new/index.html", "index.html"})
+    phases = {u.file.key: u.phase for u in uploads}
+    assert phases == {
+        "index.html": "home",
+        "d/new/index.html": "pages", "d/edited/index.html": "pages", "all/page-2.html": "pages",
+        "d/old/index.html": "indexes", "all/index.html": "indexes",
+        "assets/site.0123abcd.css": "assets", "assets/app.89abcdef.js": "assets", "icon.svg": "assets",
+        "site.webmanifest": "assets",
+        "random/ids.js": "indexes", "feed.xml": "indexes", "sitemap.xml": "indexes", "search.json": "indexes",
+        "robots.txt": "indexes",
+    }
+
+
 def test_headers_read_back(tmp_path, bucket, s3):
     site = tmp_path / "site"
     build_site(site, catalog(3))
