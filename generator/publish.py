@@ -243,8 +243,9 @@ def upload_body(path: Path, headers: dict) -> bytes:
     return data
 
 
-def scan_site(site_dir: Path, settings: PublishSettings, compress: bool) -> list[LocalFile]:
-    files = []
+def site_paths(site_dir: Path) -> list[tuple[str, Path]]:
+    """(key, path) of every file to publish, in key order."""
+    paths = []
     for root, dirs, names in os.walk(site_dir):
         dirs.sort()
         for name in sorted(names):
@@ -255,10 +256,22 @@ def scan_site(site_dir: Path, settings: PublishSettings, compress: bool) -> list
             if key == STATE_NAME:
                 log.warning("ignoring %s: the name is reserved for the publisher's state", key)
                 continue
-            headers = object_headers(key, settings, compress)
-            body = upload_body(path, headers)
-            files.append(LocalFile(key, path, path.stat().st_size, hashlib.md5(body).hexdigest(), len(body), headers))
+            paths.append((key, path))
+    return paths
+
+
+def describe(paths: list[tuple[str, Path]], settings: PublishSettings, compress: bool) -> list[LocalFile]:
+    """Headers and the MD5 of the bytes each file would be uploaded as."""
+    files = []
+    for key, path in paths:
+        headers = object_headers(key, settings, compress)
+        body = upload_body(path, headers)
+        files.append(LocalFile(key, path, path.stat().st_size, hashlib.md5(body).hexdigest(), len(body), headers))
     return files
+
+
+def scan_site(site_dir: Path, settings: PublishSettings, compress: bool) -> list[LocalFile]:
+    return describe(site_paths(site_dir), settings, compress)
 
 
 def page_links(key: str, data: bytes) -> set[str]:
@@ -509,13 +522,9 @@ def _parallel(items: list, work: Callable, concurrency: int) -> list:
     return results
 
 
-def plan_s3(client, target: Target, files: list[LocalFile], settings: PublishSettings,
-            timings: dict | None = None) -> tuple[Plan, dict, dict]:
-    """Decide what to upload and delete; returns (plan, state read, state to write after the publish)."""
-    clock = time.monotonic()
-    remote = list_remote(client, target, (f.key for f in files), settings.concurrency)
-    if timings is not None:
-        timings["list"] = time.monotonic() - clock
+def plan_s3(client, target: Target, files: list[LocalFile], remote: dict[str, RemoteObject],
+            settings: PublishSettings) -> tuple[Plan, dict, dict]:
+    """Decide what to upload and delete given the listing; returns (plan, state read, state to write after)."""
     old_state = _read_state(client, target, remote)
     rules = rules_fingerprint(settings)
     rules_known = old_state.get("rules") == rules
@@ -647,20 +656,36 @@ def _invalidate(distribution_id: str, paths: list[str]) -> str:
     return response["Invalidation"]["Id"]
 
 
-def _publish_s3(target: Target, files: list[LocalFile], settings: PublishSettings, started: float,
-                timings: dict, client=None) -> dict:
+def _publish_s3(target: Target, paths: list[tuple[str, Path]], settings: PublishSettings, started: float,
+                client=None) -> dict:
     from boto3.s3.transfer import TransferConfig
 
     client = client or _s3_client(settings)
-    clock = time.monotonic()
     counter = _RequestCounter()
     client.meta.events.register("before-send.s3", counter)
     errors = _s3_errors()
     extra = {"invalidation": None, "website": None}
+    timings: dict[str, float] = {}
+    files: list[LocalFile] = []
     phase, done = "", 0
+
+    def timed_listing() -> dict[str, RemoteObject]:
+        clock = time.monotonic()
+        remote = list_remote(client, target, [key for key, _ in paths], settings.concurrency)
+        timings["list"] = time.monotonic() - clock
+        return remote
+
     try:
-        plan, old_state, state = plan_s3(client, target, files, settings, timings)
-        timings["plan"], clock = time.monotonic() - clock - timings["list"], time.monotonic()
+        # The listing mostly waits on the store; hash the local files meanwhile.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as background:
+            listing = background.submit(timed_listing)
+            clock = time.monotonic()
+            files = describe(paths, settings, compress=settings.gzip)
+            timings["scan"] = time.monotonic() - clock
+            remote = listing.result()
+        clock = time.monotonic()
+        plan, old_state, state = plan_s3(client, target, files, remote, settings)
+        timings["plan"], clock = time.monotonic() - clock, time.monotonic()
         if settings.dry_run:
             return _summary(target, files, plan, settings, started, 0, counter.counts, timings, **extra)
         if plan.uploads and old_state.get("rules") not in (None, "", state["rules"]):
@@ -742,9 +767,11 @@ def _link_or_copy(source: Path, destination: Path) -> None:
         _copy_file(source, destination)
 
 
-def _publish_file(target: Target, files: list[LocalFile], settings: PublishSettings, started: float,
-                  timings: dict) -> dict:
+def _publish_file(target: Target, paths: list[tuple[str, Path]], settings: PublishSettings, started: float) -> dict:
     root = target.path
+    clock = time.monotonic()
+    files = describe(paths, settings, compress=False)  # a directory serves files as they are
+    timings = {"scan": time.monotonic() - clock}
     clock = time.monotonic()
     existing = _existing_tree(root)
     uploads, skipped = [], []
@@ -813,15 +840,13 @@ def publish(site_dir: str | os.PathLike, target: str, settings: PublishSettings 
     if parsed.kind == "file" and (parsed.path == site or site in parsed.path.parents or parsed.path in site.parents):
         raise UserError(f"publish target {parsed.path} overlaps the site directory {site}",
                         "publish to a directory outside the rendered site")
-    # The file target serves files as they are (no Content-Encoding), so gzip is S3 only.
-    files = scan_site(site, settings, compress=settings.gzip and parsed.kind == "s3")
-    if not files:
+    paths = site_paths(site)
+    if not paths:
         raise UserError(f"site directory {site} has no files", "render the site first")
-    timings = {"scan": time.monotonic() - started}
     if parsed.kind == "s3":
-        summary = _publish_s3(parsed, files, settings, started, timings, client=client)
+        summary = _publish_s3(parsed, paths, settings, started, client=client)
     else:
-        summary = _publish_file(parsed, files, settings, started, timings)
+        summary = _publish_file(parsed, paths, settings, started)
         if settings.gzip:
             summary["warnings"].append("gzip applies to S3 targets only (a directory serves files as they are)")
     log.debug("publish %s: %s", target, summary_line(summary))

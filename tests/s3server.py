@@ -11,7 +11,6 @@ request handling does not compete with the tests for the GIL.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
