@@ -21,7 +21,7 @@ and changes what the loop does around the model:
   the sample's distribution: it has no attention mask and takes positions from
   the cache length shared by all rows.
 * Nucleus (top-p) filtering gives gpt-2-simple's kept set without sorting the
-  whole vocabulary for rows whose nucleus lies in the top 64 logits.
+  vocabulary at every step (``nucleus_logits``).
 * Randomness: each token is drawn by inverse CDF (the algorithm of TF's
   ``Multinomial`` kernel behind gpt-2-simple's ``tf.random.categorical``) from a
   uniform number of the sample's own stream, ``numpy.random.default_rng((seed,
@@ -98,46 +98,52 @@ def end_marker_table(token_strings: list[str], marker: str) -> "np.ndarray":
     return table
 
 
-def nucleus_logits(tf, logits, p: float, k: int = 64):
-    """gpt-2-simple's ``top_p_logits`` without sorting the whole vocabulary for most rows.
+def nucleus_logits(tf, logits, p: float, bins: int = 1024, span: float = 30.0):
+    """gpt-2-simple's ``top_p_logits`` without sorting the vocabulary.
 
-    gpt-2-simple sorts every row, takes its softmax and keeps the tokens whose
-    exclusive cumulative probability is below ``p``, masking the rest to -1e10.
-    Whenever the ``k`` largest logits already hold ``p`` of the probability, the
-    threshold lies among them and ``top_k`` finds it without a full sort; the
-    other rows take gpt-2-simple's full-sort path. Only the order of float
+    gpt-2-simple sorts each row, takes the softmax and keeps every token whose
+    exclusive cumulative probability (the mass of the tokens sorted before it)
+    is below ``p``; the rest become -1e10. The same threshold, found by bucketing:
+    logits go into ``bins`` buckets by their distance below the row's maximum
+    (``span`` nats, the last bucket takes the tail), the buckets' probability
+    masses are summed in order, and only the one bucket where the running mass
+    crosses ``p`` is sorted (``top_k`` over its few tokens). Tokens in earlier
+    buckets are all kept, in later ones all dropped. Only the order of float
     additions differs from gpt-2-simple, so a token's fate can differ only when
     its cumulative probability is within rounding of ``p``.
     """
-    k = min(k, int(logits.shape[-1]))
-    values, _ = tf.math.top_k(logits, k=k)
-    probs = tf.exp(values - tf.reduce_logsumexp(logits, axis=1, keepdims=True))
-    exclusive = tf.cumsum(probs, axis=1, exclusive=True)
-    threshold = tf.reduce_min(tf.where(exclusive < p, values, 1000.0), axis=1)
-    wide = tf.where(exclusive[:, -1] + probs[:, -1] < p)  # the nucleus reaches past the top k
-    ordered = tf.sort(tf.gather_nd(logits, wide), direction="DESCENDING")
-    sums = tf.cumsum(tf.nn.softmax(ordered), axis=1, exclusive=True)
-    threshold = tf.tensor_scatter_nd_update(threshold, wide, tf.reduce_min(tf.where(sums < p, ordered, 1000.0), axis=1))
+    rows = tf.shape(logits)[0]
+    shifted = logits - tf.reduce_max(logits, axis=1, keepdims=True)
+    probs = tf.nn.softmax(shifted)
+    bucket = tf.minimum(tf.cast(shifted * (-bins / span), tf.int32), bins - 1)  # 0 holds the most probable
+    mass = tf.reshape(tf.math.unsorted_segment_sum(probs, bucket + bins * tf.range(rows)[:, tf.newaxis],
+                                                   rows * bins), [rows, bins])
+    before = tf.cumsum(mass, axis=1, exclusive=True)
+    crossing = tf.reduce_sum(tf.cast(before < p, tf.int32), axis=1, keepdims=True) - 1  # last bucket starting below p
+    in_crossing = tf.equal(bucket, crossing)
+    count = tf.reduce_max(tf.reduce_sum(tf.cast(in_crossing, tf.int32), axis=1))
+    values, _ = tf.math.top_k(tf.where(in_crossing, logits, -float("inf")), k=count)
+    value_probs = tf.exp(values - tf.reduce_logsumexp(logits, axis=1, keepdims=True))
+    exclusive = tf.gather(before, crossing, batch_dims=1) + tf.cumsum(value_probs, axis=1, exclusive=True)
+    threshold = tf.reduce_min(tf.where((exclusive < p) & (value_probs > 0), values, 1000.0), axis=1)
+    above = tf.reduce_min(tf.where(bucket < crossing, logits, 1000.0), axis=1)  # all kept
+    threshold = tf.minimum(threshold, above)
     return tf.where(logits < threshold[:, tf.newaxis], -1e10, logits)
 
 
 class FastSampler:
-    """gpt-2-simple's checkpoint in a session, with a compiled early-stopping sampling loop.
+    """A checkpoint loaded in its own graph and session, with the compiled sampling loop.
 
-    Each sampled token is drawn by inverse CDF (the algorithm of TensorFlow's
-    ``Multinomial`` kernel, which gpt-2-simple's ``tf.random.categorical`` runs)
-    from a uniform number that depends only on the sample's own seed and the
-    step, so a sample does not depend on its batch: its batch mates, the batch
-    size and dropping finished rows (``compact``) leave it unchanged.
+    ``sample()`` runs one batch: every row continues the same context, each row
+    with its own random stream; the loop stops when all rows have written the
+    end marker or ``length`` tokens. ``compact`` drops finished rows from the
+    batch and its KV cache as they end.
 
-    ``compact`` drops finished rows from the batch and its KV cache, so the
-    remaining steps only compute the rows still writing.
-
-    ``gpt2_seeds=(graph_seed, op_seed)`` instead draws with ``tf.random.categorical``
-    seeded exactly like gpt-2-simple's ``generate`` and keeps every row (no
-    compaction), to reproduce ``gpt2.generate`` token for token. Verification
-    only: that stream runs on across batches, so only a fresh sampler's first
-    batch lines up with a fresh ``gpt2.generate`` call.
+    ``gpt2_seeds=(graph_seed, op_seed)`` draws with gpt-2-simple's seeded
+    ``tf.random.categorical`` instead, on the full batch (no compaction), so the
+    loop reproduces ``gpt2.generate`` token for token; everything else is the
+    production loop. Verification only: that stream runs on across batches, so
+    only a fresh sampler's first batch lines up with a fresh ``gpt2.generate``.
     """
 
     def __init__(self, run_dir: str | Path, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 0.0,
@@ -159,7 +165,7 @@ class FastSampler:
         hparams.override_from_dict(json.loads((self.run_dir / "hparams.json").read_text()))
         self.n_ctx = hparams.n_ctx
         self.verifying = gpt2_seeds is not None
-        compact = compact and not self.verifying
+        self.compact = compact = compact and not self.verifying
 
         strings = [self.encoder.decoder.get(i, "") for i in range(hparams.n_vocab)]
         marker = "".join(self.encoder.byte_encoder[b] for b in END_TOKEN.encode("utf-8"))
