@@ -848,7 +848,9 @@ def publish(site_dir: str | os.PathLike, target: str, settings: PublishSettings 
     else:
         summary = _publish_file(parsed, paths, settings, started)
         if settings.gzip:
-            summary["warnings"].append("gzip applies to S3 targets only (a directory serves files as they are)")
+            message = "gzip applies to S3 targets only (a directory serves files as they are); ignored"
+            log.warning(message)
+            summary["warnings"].append(message)
     log.debug("publish %s: %s", target, summary_line(summary))
     return write_manifest(manifest_output(site), "publish", **summary)
 
