@@ -307,7 +307,8 @@ def step_publish(config: Config, night: str, target: str | None = None, dry_run:
     if not settings.target:
         raise UserError("no publish target set", "pass --target file:///abs/dir or s3://bucket/prefix")
     summary = publish(config.paths.site_root, settings.target, settings)
-    atomic_write_json(paths.publish_summary, summary)
+    # A dry run's per-file plan is for the terminal, not for the night's report.
+    atomic_write_json(paths.publish_summary, {k: v for k, v in summary.items() if k != "plan"})
     return {"target": settings.target, **{k: summary.get(k) for k in ("uploaded", "skipped", "deleted", "dry_run")},
             "site_url": site_url(settings.target)}
 
