@@ -246,6 +246,9 @@ def build_report(config: Config, night: str) -> dict:
     generate_m = manifest(paths.samples)
     curate_m = manifest(paths.kept)
     publish_s = json.loads(paths.publish_summary.read_text()) if paths.publish_summary.is_file() else {}
+    render_m = manifest(config.paths.site_root)
+    if render_m.get("rendered_night") != night:  # last night's render, not tonight's
+        render_m = {}
     previous = _previous_catalog_hash(config, night)
     report = {
         "night": night,
@@ -269,6 +272,8 @@ def build_report(config: Config, night: str) -> dict:
                                                                    "conditions")}},
         "curate": {"input": curate_m.get("input"), "kept": curate_m.get("kept"), "kept_rate": curate_m.get("kept_rate"),
                    "rejected": curate_m.get("rejected", {})},
+        "render": {k: render_m.get(k) for k in ("pages", "written", "unchanged", "removed", "descriptions")}
+        if render_m else {},
         "publish": publish_s,
     }
     return report
@@ -335,7 +340,7 @@ def summary_line(report: dict) -> str:
     rejected = ", ".join(f"{reason} {count}" for reason, count in sorted((k.get("rejected") or {}).items()))
     return (f"night {report['night']}: catalog {c.get('kept')} descriptions"
             f"{' (changed)' if c.get('changed') else ''}; {training}; generated {g.get('samples')}, "
-            f"kept {k.get('kept')} [{rejected}]; published {p.get('uploaded', 0)} uploaded, "
+            f"kept {k.get('kept')} [{rejected}]; rendered {(report.get('render') or {}).get('pages', '-')} pages; published {p.get('uploaded', 0)} uploaded, "
             f"{p.get('deleted', 0)} deleted to {p.get('target', '-')}")
 
 

@@ -125,7 +125,7 @@ def test_unknown_words_rule_rejects_invented_words(tmp_path):
                        "Two rival chefs must share one kitchen when a storm traps the whole town inside for a week.\n")
     samples = tmp_path / "s.jsonl"
     samples.write_text(
-        '{"text": "A shy chef in a small town must share one kitchen with a rival baker for a week."}\n'
+        '{"text": "A shy baker in a seaside town must share one kitchen and finds an unlikely rival."}\n'
         '{"text": "A shy procumpukar in a small town must share one tagos with a rival baker."}\n')
     manifest = curate(samples, str(catalog), tmp_path / "k.jsonl", CurateSettings(max_unknown_words=1))
     assert manifest["kept"] == 1 and manifest["rejected"]["unknown-words"] == 1
