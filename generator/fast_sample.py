@@ -24,9 +24,10 @@ and changes what the loop does around the model:
   vocabulary at every step (``nucleus_logits``).
 * Randomness: each token is drawn by inverse CDF (the algorithm of TF's
   ``Multinomial`` kernel behind gpt-2-simple's ``tf.random.categorical``) from a
-  uniform number of the sample's own stream, ``numpy.random.default_rng((seed,
-  index))``. A sample therefore depends on neither its batch mates, the batch
-  size, compaction nor where a resumed run restarted. gpt-2-simple's stateful
+  uniform number of the sample's own stream, ``numpy.random.default_rng([seed,
+  index])``. A sample therefore depends on neither its batch mates, the batch
+  size, compaction nor where a resumed run restarted (up to float rounding in
+  differently shaped matrix products). gpt-2-simple's stateful
   stream cannot serve here: its position depends on how many steps every
   earlier batch ran, so stopping a batch early shifts all later batches. To
   verify the loop against ``gpt2.generate`` token for token, the sampler can be
@@ -320,7 +321,7 @@ def resume_fingerprint(run_dir: str | Path, settings, length: int) -> dict:
     for key in ("progress", "resume", "threads"):  # they do not change the samples
         fields.pop(key, None)
     return {"run_dir": str(run_dir.resolve()), "checkpoint": Path(checkpoint).name,
-            "checkpoint_sha256": hashlib.sha256(index_file.read_bytes()).hexdigest() if index_file.is_file() else None,
+            "checkpoint_index_sha256": hashlib.sha256(index_file.read_bytes()).hexdigest() if index_file.is_file() else None,
             "length": length, "settings": fields}
 
 

@@ -247,7 +247,8 @@ def test_resume_continues_an_interrupted_run_from_its_last_whole_batch(run_dir, 
     partial, meta = partial_paths(out)
 
     def interrupted_run(fingerprint_settings):
-        # Two whole batches (6 lines; the first marked) and a torn line of the third... cut after line 5.
+        # Batches are lines 0-2, 3-5, 6-7. Five complete lines (line 0 marked) and a torn sixth:
+        # only the first batch is whole.
         marked = {**json.loads(expected[0]), "text": "kept from the interrupted run"}
         partial.write_text(json.dumps(marked) + "\n" + "".join(expected[1:5]) + expected[5][:12])
         meta.write_text(json.dumps(resume_fingerprint(run_dir, fingerprint_settings, 60), sort_keys=True))
@@ -255,7 +256,7 @@ def test_resume_continues_an_interrupted_run_from_its_last_whole_batch(run_dir, 
     interrupted_run(settings)
     manifest = generate(run_dir.parent, run_dir.name, out, settings)
     lines = out.read_text().splitlines(keepends=True)
-    # Lines 0-2 (the last whole batch before the tear) were kept, the rest regenerated identically.
+    # Lines 0-2 were kept (the marker survives), the rest regenerated identically.
     assert manifest["resumed_from"] == 3 and manifest["batches"] == 2
     assert json.loads(lines[0])["text"] == "kept from the interrupted run"
     assert lines[1:] == expected[1:]
