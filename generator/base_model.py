@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .artifacts import atomic_write_json, atomic_write_text, read_manifest, write_manifest
+from .artifacts import atomic_write_json, atomic_write_text, manifest_path, read_manifest, write_manifest
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,7 @@ def ensure_base_model(models_root: str | Path, settings: ModelSettings, corpus_p
     models_root = Path(models_root)
     model_dir = models_root / settings.name
     if is_complete(model_dir):
-        manifest_file = models_root / f"{settings.name}.manifest.json"
-        return read_manifest(model_dir) if manifest_file.is_file() else {
+        return read_manifest(model_dir) if manifest_path(model_dir).is_file() else {
             "stage": "base_model", "name": settings.name, "path": str(model_dir), "created": False,
             "hparams": json.loads((model_dir / "hparams.json").read_text())}
     if settings.source == "pretrained":

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from . import END_TOKEN, START_TOKEN
-from .artifacts import atomic_write_bytes, atomic_write_text, read_manifest, sha256_text, write_jsonl, write_manifest
+from .artifacts import atomic_write_bytes, atomic_write_text, sha256_text, write_jsonl, write_manifest
 from .errors import UserError
 
 REQUIRED_COLUMN = "description"
@@ -276,10 +276,6 @@ def ingest(source: str, out_dir: str | Path, settings: IngestSettings | None = N
         outputs={"snapshot": str(out_dir / "source.csv"), "train": str(out_dir / "train.txt"), "val": str(out_dir / "val.txt"),
                  "catalog": str(out_dir / "catalog.jsonl")},
     )
-
-
-def read_ingest_manifest(ingest_dir: str | Path) -> dict:
-    return read_manifest(ingest_dir, "ingest")
 
 
 def add_cli(subparsers) -> None:

@@ -320,8 +320,6 @@ def step_publish(config: Config, night: str, target: str | None = None, dry_run:
 
 def site_url(target: str) -> str:
     """Where a reader opens the published site."""
-    if target.startswith("file://"):
-        return target.rstrip("/") + "/index.html"
     return target.rstrip("/") + "/index.html"
 
 

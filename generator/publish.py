@@ -389,22 +389,11 @@ def _summary(target: Target, files: list[LocalFile], plan: Plan, settings: Publi
 # --- S3 ---------------------------------------------------------------------------------------
 
 def _s3_client(settings: PublishSettings):
-    """Like generator.s3.s3_client, with a connection pool sized for the listing and upload threads.
+    """generator.s3.s3_client with a connection pool sized for the listing and upload threads."""
+    from .s3 import s3_client
 
-    Its own botocore session leaves timestamps unparsed: the publisher never reads
-    LastModified, and parsing 10k of them is a fifth of a large listing's time.
-    """
-    import boto3
-    import botocore.session
-    from botocore.config import Config
-
-    endpoint = (settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
-                or os.environ.get("AWS_ENDPOINT_URL") or None)
-    config = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=settings.concurrency + 8,
-                    s3={"addressing_style": "path"} if endpoint else {})
-    session = botocore.session.get_session()
-    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
-    return boto3.session.Session(botocore_session=session).client("s3", endpoint_url=endpoint, config=config)
+    return s3_client(settings.endpoint_url or None, max_pool_connections=settings.concurrency + 8,
+                     parse_timestamps=False)
 
 
 def _s3_failure(target: Target, exc: Exception, during: str = "") -> UserError:

@@ -5,14 +5,24 @@ from __future__ import annotations
 import os
 
 
-def s3_client(endpoint_url: str | None = None):
-    """A boto3 S3 client honouring AWS_ENDPOINT_URL (MinIO, moto) and standard retries."""
+def s3_client(endpoint_url: str | None = None, max_pool_connections: int = 10, parse_timestamps: bool = True):
+    """A boto3 S3 client honouring AWS_ENDPOINT_URL(_S3) (MinIO, moto) and standard retries.
+
+    ``parse_timestamps=False`` leaves LastModified as text: a publisher that never
+    reads it saves a fifth of a large listing's time.
+    """
     import boto3
+    import botocore.session
     from botocore.config import Config
 
-    endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3") or None
-    config = Config(retries={"mode": "standard", "max_attempts": 5}, s3={"addressing_style": "path"} if endpoint_url else {})
-    return boto3.client("s3", endpoint_url=endpoint_url, config=config)
+    endpoint_url = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
+                    or os.environ.get("AWS_ENDPOINT_URL") or None)
+    config = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=max_pool_connections,
+                    s3={"addressing_style": "path"} if endpoint_url else {})
+    session = botocore.session.get_session()
+    if not parse_timestamps:
+        session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+    return boto3.session.Session(botocore_session=session).client("s3", endpoint_url=endpoint_url, config=config)
 
 
 def s3_error_message(exc: Exception) -> str:
