@@ -50,7 +50,8 @@ def prepare_checkpoint(catalog: Path, cache: Path, steps: int) -> Path:
     """The tiny profile fine-tuned ``steps`` steps on the catalog (cached by catalog and steps)."""
     from generator.config import load_config
     from generator.ingest import ingest
-    from generator.train import checkpoint_step, train
+    from generator.checkpoints import checkpoint_step
+    from generator.train import train
 
     work = cache / f"tiny-{steps}"
     config = load_config(profile="tiny", environ={}, overrides={
@@ -78,13 +79,13 @@ class Result:
 
 
 def finished_count(texts: list[str], prefix: str) -> int:
-    from generator.sample import parse_sample
+    from generator.textformat import parse_sample
 
     return sum(parse_sample(text, prefix)["terminated"] for text in texts)
 
 
 def run_gpt2_simple(run_dir: Path, samples: int, length: int, seed: int, threads: int) -> tuple[float, list[str], int]:
-    from generator import START_TOKEN
+    from generator.textformat import START_TOKEN
     from generator.tf_runtime import import_gpt2, new_session
 
     gpt2 = import_gpt2()
@@ -101,7 +102,7 @@ def run_gpt2_simple(run_dir: Path, samples: int, length: int, seed: int, threads
 
 
 def run_fast(sampler, samples: int, length: int, seed: int) -> tuple[float, list[str], int]:
-    from generator import START_TOKEN
+    from generator.textformat import START_TOKEN
     from generator.fast_sample import sample_seed
 
     context = sampler.encoder.encode(START_TOKEN)
@@ -179,7 +180,7 @@ def run_hf(model, encoder, table, samples: int, length: int, seed: int) -> tuple
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
-    from generator import START_TOKEN
+    from generator.textformat import START_TOKEN
 
     matched = table.shape[0] - 1
     automaton = torch.from_numpy(table).long()
@@ -233,7 +234,7 @@ def main() -> int:
         return 2
 
     from generator.fast_sample import FastSampler, end_marker_table
-    from generator import END_TOKEN
+    from generator.textformat import END_TOKEN
 
     run_dir = prepare_checkpoint(args.catalog, args.cache, args.train_steps)
     tight = json.loads((run_dir / "generation.json").read_text())["max_tokens"]
@@ -269,7 +270,7 @@ def main() -> int:
         except ImportError as exc:
             print(f"HF transformers skipped: {exc} (pip install -e '.[bench]')")
 
-    from generator import START_TOKEN
+    from generator.textformat import START_TOKEN
 
     best: dict[tuple[str, str], Result] = {}
 

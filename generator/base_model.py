@@ -20,25 +20,29 @@ import tempfile
 from pathlib import Path
 
 from .artifacts import atomic_write_json, atomic_write_text, manifest_path, read_manifest, write_manifest
+from .checkpoints import gpt2_hparams, read_hparams
 from .errors import UserError
+from .settings import setting
 
 log = logging.getLogger(__name__)
 
 MODEL_FILES = ("encoder.json", "vocab.bpe", "hparams.json", "checkpoint")
-PRETRAINED_NAMES = ("124M", "355M", "774M", "1558M")
 
 
 @dataclasses.dataclass
 class ModelSettings:
-    name: str = "tiny"
-    source: str = "bootstrap"
-    download: bool = True
-    vocab_size: int = 4096
-    n_ctx: int = 1024
-    n_embd: int = 128
-    n_head: int = 4
-    n_layer: int = 2
-    seed: int = 1234
+    name: str = setting("tiny", "base model: a pretrained GPT-2 (124M, 355M, ...) or a bootstrapped profile's name")
+    source: str = setting("bootstrap", "pretrained: <models_dir>/<name> in gpt-2-simple's layout, else "
+                          "gpt2.download_gpt2; bootstrap: train a byte-level BPE on the catalog and initialise "
+                          "a fresh GPT-2 (offline)", choices=("bootstrap", "pretrained"))
+    download: bool = setting(True, "try gpt2.download_gpt2 when a pretrained model is missing locally")
+    vocab_size: int = setting(4096, "bootstrap: BPE vocabulary size")
+    n_ctx: int = setting(1024, "bootstrap: context length; gpt-2-simple's finetune always samples 1024-token "
+                         "windows, so it stays 1024")
+    n_embd: int = setting(128, "bootstrap: model width")
+    n_head: int = setting(4, "bootstrap: attention heads (must divide n_embd)")
+    n_layer: int = setting(2, "bootstrap: transformer layers")
+    seed: int = setting(1234, "bootstrap: seed of the fresh weights")
 
     def validate(self) -> None:
         if self.source not in ("bootstrap", "pretrained"):
@@ -68,13 +72,12 @@ def ensure_base_model(models_root: str | Path, settings: ModelSettings, corpus_p
     An existing complete model is reused as is (a base model must not change
     under a checkpoint trained from it).
     """
-    settings.validate()
     models_root = Path(models_root)
     model_dir = models_root / settings.name
     if is_complete(model_dir):
         return read_manifest(model_dir) if manifest_path(model_dir).is_file() else {
             "stage": "base_model", "name": settings.name, "path": str(model_dir), "created": False,
-            "hparams": json.loads((model_dir / "hparams.json").read_text())}
+            "hparams": read_hparams(model_dir)}
     if settings.source == "pretrained":
         return _download_pretrained(models_root, settings)
     if corpus_path is None:
@@ -107,7 +110,7 @@ def _download_pretrained(models_root: Path, settings: ModelSettings) -> dict:
     shutil.move(str(staging / settings.name), str(model_dir))
     shutil.rmtree(staging, ignore_errors=True)
     return write_manifest(model_dir, "base_model", name=settings.name, source="pretrained", path=str(model_dir),
-                          created=True, hparams=json.loads((model_dir / "hparams.json").read_text()))
+                          created=True, hparams=read_hparams(model_dir))
 
 
 def _corpus_lines(corpus_path: Path):
@@ -166,8 +169,7 @@ def bootstrap(models_root: str | Path, settings: ModelSettings, corpus_path: str
         graph = tf.Graph()
         with graph.as_default():
             tf.compat.v1.set_random_seed(settings.seed)
-            params = gpt2_model.default_hparams()
-            params.override_from_dict(hparams)
+            params = gpt2_hparams(hparams)
             context = tf.compat.v1.placeholder(tf.int32, [1, None])
             gpt2_model.model(hparams=params, X=context)
             variables = [v for v in tf.compat.v1.trainable_variables() if "model" in v.name]
@@ -192,18 +194,22 @@ def bootstrap(models_root: str | Path, settings: ModelSettings, corpus_path: str
 
 
 def add_cli(subparsers) -> None:
+    from .config import add_setting_flag
+
     parser = subparsers.add_parser(
         "base-model", parents=[subparsers.common],
         help="fetch a pretrained GPT-2 or bootstrap a small one offline",
         description="Make MODELS_DIR/NAME hold a base model in gpt-2-simple's layout: a pretrained GPT-2 "
         "(local or downloaded) or, with source=bootstrap, a BPE tokenizer trained on --corpus plus fresh weights.",
     )
-    parser.add_argument("--models-dir", metavar="DIR", help="base models root (default: paths.models_dir)")
+    add_setting_flag(parser, "--models-dir", "paths.models_dir")
+    add_setting_flag(parser, "--name", "model.name")
+    add_setting_flag(parser, "--source", "model.source")
     parser.add_argument("--corpus", metavar="TRAIN.txt", help="training text to learn the tokenizer from (bootstrap)")
     parser.set_defaults(func=_cli)
 
 
 def _cli(args, config) -> int:
-    manifest = ensure_base_model(args.models_dir or config.paths.models_root, config.model, args.corpus)
+    manifest = ensure_base_model(config.paths.models_root, config.model, args.corpus)
     print(f"base model {manifest['name']} ready at {manifest['path']}")
     return 0

@@ -46,8 +46,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import END_TOKEN
+from .checkpoints import load_hparams
 from .errors import UserError
+from .textformat import END_TOKEN, parse_sample
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +163,7 @@ class FastSampler:
         if self.checkpoint is None:
             raise UserError(f"no checkpoint in {self.run_dir}", "run the train stage first")
         self.encoder = gpt2_encoder.get_encoder(str(self.run_dir))
-        hparams = gpt2_model.default_hparams()
-        hparams.override_from_dict(json.loads((self.run_dir / "hparams.json").read_text()))
+        hparams = load_hparams(self.run_dir)
         self.n_ctx = hparams.n_ctx
         self.verifying = gpt2_seeds is not None
         self.compact = compact = compact and not self.verifying
@@ -360,8 +360,6 @@ def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: i
     to its last whole batch and the run continues from there; the result is the
     file an uninterrupted run writes. Returns extra fields for the manifest.
     """
-    from .sample import parse_sample
-
     out_path = Path(out_path)
     partial, meta = partial_paths(out_path)
     batches = plan_batches(settings)

@@ -21,21 +21,23 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from . import END_TOKEN, START_TOKEN
-from .artifacts import atomic_write_bytes, atomic_write_text, sha256_text, write_jsonl, write_manifest
+from .artifacts import atomic_write_bytes, atomic_write_text, read_jsonl, sha256_text, write_jsonl, write_manifest
 from .errors import UserError
+from .settings import setting
+from .textformat import MARKERS, control_prefix, training_line
 
-REQUIRED_COLUMN = "description"
+CATALOG_RECORDS = "catalog.jsonl"
 _SPACE = re.compile(r"\s+")
-_MARKERS = re.compile(r"<\|(?:startoftext|endoftext)\|>")
 
 
 @dataclasses.dataclass
 class IngestSettings:
-    description_column: str = "description"
-    validation_fraction: float = 0.05
-    conditional: bool = True
-    min_words: int = 3
+    description_column: str = setting("description", "CSV column holding the description text (required)")
+    validation_fraction: float = setting(0.05, "share of descriptions held out for validation loss; split by a "
+                                         "hash of the text, so a description keeps its side across refreshes")
+    conditional: bool = setting(True, 'prefix each training description with "[<type>] [<main genre>] " so '
+                                "generation can be steered by type and genre")
+    min_words: int = setting(3, "rows with descriptions shorter than this many words are dropped as noise")
 
     def validate(self) -> None:
         if not 0.0 <= self.validation_fraction < 1.0:
@@ -52,45 +54,11 @@ class CatalogEntry:
     title: str
     genres: list[str]
     description: str
+    split: str = ""  # "train" or "val" once ingest has split the catalog
 
     @property
     def main_genre(self) -> str:
         return self.genres[0] if self.genres else ""
-
-
-def control_prefix(kind: str, genre: str) -> str:
-    """The conditioning prefix of the data contract: ``[<type>] [<main genre>] ``.
-
-    Either part may be missing; both missing gives the empty string, so
-    unconditioned text stays valid training text.
-    """
-    parts = [f"[{value}]" for value in (kind, genre) if value]
-    return " ".join(parts) + " " if parts else ""
-
-
-_BRACKET = re.compile(r"\s*\[([^\[\]]{1,60})\]")
-KNOWN_TYPES = ("Movie", "TV Show")
-
-
-def split_control(text: str) -> tuple[str | None, str | None, str]:
-    """Parse a leading control prefix; returns (type, genre, description).
-
-    The prefix is the run of ``[...]`` tags before the description: the first
-    ``[Movie]``/``[TV Show]`` is the type, the first other tag the genre. A weak
-    model sometimes repeats or reorders tags (``[Movie] [Movie] [Dramas]``); they
-    are all prefix, never description. Brackets later in the text stay, for
-    curate to judge.
-    """
-    kind = genre = None
-    position = 0
-    while (match := _BRACKET.match(text, position)) is not None:
-        tag = match.group(1).strip()
-        if tag in KNOWN_TYPES:
-            kind = kind or tag
-        else:
-            genre = genre or tag
-        position = match.end()
-    return kind, genre, text[position:].strip()
 
 
 def clean_text(value: str) -> str:
@@ -139,9 +107,8 @@ def decode_catalog(data: bytes, source: str) -> str:
         ) from None
 
 
-def parse_catalog(text: str, source: str, settings: IngestSettings | None = None) -> tuple[list[CatalogEntry], dict]:
+def parse_catalog(text: str, source: str, settings: IngestSettings) -> tuple[list[CatalogEntry], dict]:
     """Parse catalog CSV text into entries; returns (entries, drop counts)."""
-    settings = settings or IngestSettings()
     column = settings.description_column
     reader = csv.reader(io.StringIO(text))
     try:
@@ -170,7 +137,7 @@ def parse_catalog(text: str, source: str, settings: IngestSettings | None = None
         for row in reader:
             if not any(cell.strip() for cell in row):
                 continue
-            description = _MARKERS.sub(" ", clean_text(field(row, column.lower())))
+            description = MARKERS.sub(" ", clean_text(field(row, column.lower())))
             description = _SPACE.sub(" ", description).strip()
             if not description:
                 drops["empty"] += 1
@@ -200,9 +167,19 @@ def parse_catalog(text: str, source: str, settings: IngestSettings | None = None
     return entries, drops
 
 
-def load_catalog(source: str, settings: IngestSettings | None = None) -> list[CatalogEntry]:
-    """Every usable entry of a catalog (used by curate's copy check too)."""
+def load_catalog(source: str, settings: IngestSettings) -> list[CatalogEntry]:
+    """Every usable entry of a catalog CSV, parsed with the given ingest settings."""
     return parse_catalog(decode_catalog(fetch_catalog_bytes(source), source), source, settings)[0]
+
+
+def read_catalog(ingest_dir: str | Path) -> list[CatalogEntry]:
+    """The entries an ingest stage declared (``catalog.jsonl``): what later stages judge against."""
+    path = Path(ingest_dir) / CATALOG_RECORDS
+    if not path.is_file():
+        raise UserError(f"no ingested catalog at {path}", "run the ingest stage first (or pass its --out folder)")
+    fields = {f.name for f in dataclasses.fields(CatalogEntry)}
+    return [CatalogEntry(**{k: v for k, v in record.items() if k in fields})
+            for record in read_jsonl(path, require_text=False)]
 
 
 def is_validation(description: str, fraction: float) -> bool:
@@ -211,22 +188,8 @@ def is_validation(description: str, fraction: float) -> bool:
     return bucket / 2**64 < fraction
 
 
-def training_line(entry: CatalogEntry, conditional: bool) -> str:
-    """One line of training text: ``<|startoftext|> [<type>] [<genre>] <description><|endoftext|>``.
-
-    The space after the start marker is deliberate: GPT-2's pre-tokenizer glues
-    runs of punctuation together, so ``|>[`` would become one BPE token in
-    training while a generation prefix ending in ``|>`` cannot produce it, and
-    the model would answer the prefix with a fresh ``<|startoftext|>``. With the
-    space, ``|>`` is a token of its own in both places.
-    """
-    prefix = control_prefix(entry.type, entry.main_genre) if conditional else ""
-    return f"{START_TOKEN}{' ' + prefix if prefix else ''}{entry.description}{END_TOKEN}\n"
-
-
-def ingest(source: str, out_dir: str | Path, settings: IngestSettings | None = None) -> dict:
+def ingest(source: str, out_dir: str | Path, settings: IngestSettings) -> dict:
     """Run the ingest stage; returns its manifest (also written beside ``out_dir``)."""
-    settings = settings or IngestSettings()
     out_dir = Path(out_dir)
     raw = fetch_catalog_bytes(source)
     text = decode_catalog(raw, source)
@@ -234,11 +197,10 @@ def ingest(source: str, out_dir: str | Path, settings: IngestSettings | None = N
 
     train_lines, val_lines, records = [], [], []
     for entry in entries:
-        split = "val" if is_validation(entry.description, settings.validation_fraction) else "train"
-        line = training_line(entry, settings.conditional)
-        (val_lines if split == "val" else train_lines).append(line)
-        records.append({**dataclasses.asdict(entry), "split": split,
-                        "control": control_prefix(entry.type, entry.main_genre).strip()})
+        entry.split = "val" if is_validation(entry.description, settings.validation_fraction) else "train"
+        line = training_line(entry.description, entry.type, entry.main_genre, settings.conditional)
+        (val_lines if entry.split == "val" else train_lines).append(line)
+        records.append({**dataclasses.asdict(entry), "control": control_prefix(entry.type, entry.main_genre).strip()})
     if not train_lines:
         raise UserError(f"catalog {source} leaves no training descriptions", "lower ingest.validation_fraction")
 
@@ -251,7 +213,7 @@ def ingest(source: str, out_dir: str | Path, settings: IngestSettings | None = N
     atomic_write_bytes(out_dir / "source.csv", raw)
     atomic_write_text(out_dir / "train.txt", train_text)
     atomic_write_text(out_dir / "val.txt", "".join(val_lines))
-    write_jsonl(out_dir / "catalog.jsonl", records)
+    write_jsonl(out_dir / CATALOG_RECORDS, records)
 
     words = [len(e.description.split()) for e in entries]
     chars = [len(e.description) for e in entries]
@@ -274,11 +236,13 @@ def ingest(source: str, out_dir: str | Path, settings: IngestSettings | None = N
         types=sorted({e.type for e in entries if e.type}),
         genres=genres,
         outputs={"snapshot": str(out_dir / "source.csv"), "train": str(out_dir / "train.txt"), "val": str(out_dir / "val.txt"),
-                 "catalog": str(out_dir / "catalog.jsonl")},
+                 "catalog": str(out_dir / CATALOG_RECORDS)},
     )
 
 
 def add_cli(subparsers) -> None:
+    from .config import add_setting_flag
+
     parser = subparsers.add_parser(
         "ingest", parents=[subparsers.common],
         help="read a catalog CSV and write gpt-2-simple training text",
@@ -287,15 +251,12 @@ def add_cli(subparsers) -> None:
     )
     parser.add_argument("--catalog", required=True, metavar="SRC", help="catalog CSV: path, http(s):// URL or s3:// URI")
     parser.add_argument("--out", required=True, metavar="DIR", help="ingest output directory")
-    parser.add_argument("--validation-fraction", type=float, help="held-out share (default from config)")
+    add_setting_flag(parser, "--validation-fraction", "ingest.validation_fraction")
+    add_setting_flag(parser, "--description-column", "ingest.description_column")
     parser.set_defaults(func=_cli)
 
 
 def _cli(args, config) -> int:
-    from .config import with_overrides
-
-    config = with_overrides(config, ingest={"validation_fraction": args.validation_fraction})
-    config.ingest.validate()
     manifest = ingest(args.catalog, args.out, config.ingest)
     print(f"ingested {manifest['kept']} descriptions ({manifest['train_count']} train, "
           f"{manifest['val_count']} validation) -> {args.out}")

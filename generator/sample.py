@@ -15,41 +15,42 @@ sampler over the same graph, :mod:`generator.fast_sample`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
 from pathlib import Path
 
-from . import END_TOKEN, START_TOKEN
-from .artifacts import atomic_write_json, write_jsonl, write_manifest
+from .artifacts import write_jsonl, write_manifest
+from .checkpoints import default_length, resolve_run
 from .errors import UserError
-from .ingest import control_prefix, split_control
+from .settings import setting
+from .textformat import generation_prefix, is_condition, parse_sample
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("gpt2-simple", "fast")
-GENERATION_INFO = "generation.json"  # written into a run by train: data-derived defaults for sampling
 
 
 @dataclasses.dataclass
 class GenerateSettings:
-    samples: int = 200
-    batch_size: int = 20
-    length: int = 0
-    temperature: float = 0.8
-    top_k: int = 0
-    top_p: float = 0.9
-    seed: int = 42
-    backend: str = "fast"
-    conditions: list = dataclasses.field(default_factory=list)
-    threads: int = 0
-    # fast backend: drop finished rows from the batch and its KV cache as they end.
-    compact: bool = True
-    # fast backend: progress bar on stderr (only when it is a terminal).
-    progress: bool = True
-    # fast backend: continue an interrupted run's <out>.partial (same checkpoint and settings).
-    resume: bool = True
+    samples: int = setting(200, "how many samples to generate")
+    batch_size: int = setting(20, "samples decoded together")
+    length: int = setting(0, "max new tokens per sample; 0 = from the training data (longest description + 25%)")
+    temperature: float = setting(0.8, "sampling temperature")
+    top_k: int = setting(0, "sample among the k likeliest tokens (0 = off)")
+    top_p: float = setting(0.9, "nucleus sampling: the smallest set of tokens with this total probability (0 = off)")
+    seed: int = setting(42, "generation seed; sample i always draws from the stream (seed, i)")
+    backend: str = setting("fast", "fast: early-stopping sampler over the same checkpoint; gpt2-simple: "
+                           "gpt_2_simple.generate, the reference, which always decodes `length` tokens",
+                           choices=BACKENDS)
+    conditions: list = setting([], 'control-prefix mix such as "[TV Show] [Comedies]" or "[Movie]"; '
+                               "empty = unconditioned")
+    threads: int = setting(0, "TensorFlow threads (0 = all cores)")
+    compact: bool = setting(True, "fast backend: drop finished rows from the batch and its KV cache as they end "
+                            "(changes the speed, not the samples)")
+    progress: bool = setting(True, "fast backend: progress bar on stderr, shown only on a terminal")
+    resume: bool = setting(True, "fast backend: continue an interrupted run's <out>.partial when the checkpoint "
+                           "and settings are the same")
 
     def validate(self) -> None:
         if self.samples < 1:
@@ -65,54 +66,9 @@ class GenerateSettings:
         if self.length < 0 or self.length > 1023:
             raise UserError(f"generate.length must be 0 (auto) to 1023, got {self.length}", "fix --length")
         for condition in self.conditions:
-            kind, genre, rest = split_control(condition + " x")
-            if rest != "x" or not (kind or genre):
+            if not is_condition(condition):
                 raise UserError(f"bad generation condition {condition!r}",
                                 "write conditions like \"[TV Show] [Comedies]\", \"[Movie]\" or \"[Dramas]\"")
-
-
-def write_generation_info(run_dir: str | Path, train_text: str | Path) -> dict:
-    """Record, in the run, the longest training description in tokens and the conditions seen.
-
-    Generation derives its default length cap from it, so the cap follows the
-    data and travels with the checkpoint (and its promoted copies).
-    """
-    from gpt_2_simple.src import encoder as gpt2_encoder
-
-    enc = gpt2_encoder.get_encoder(str(run_dir))
-    longest, controls = 0, set()
-    for line in Path(train_text).read_text(encoding="utf-8").splitlines():
-        if not line.startswith(START_TOKEN):
-            continue
-        body = line[len(START_TOKEN):]
-        longest = max(longest, len(enc.encode(body)))
-        kind, genre, _ = split_control(body.replace(END_TOKEN, ""))
-        if kind or genre:
-            controls.add(control_prefix(kind or "", genre or "").strip())
-    info = {"max_tokens": longest, "conditions": sorted(controls)}
-    atomic_write_json(Path(run_dir) / GENERATION_INFO, info)
-    return info
-
-
-def default_length(run_dir: Path) -> int:
-    """Length cap when none is set: the longest training description plus a 25 % margin."""
-    info_path = run_dir / GENERATION_INFO
-    if info_path.is_file():
-        longest = json.loads(info_path.read_text())["max_tokens"]
-        return min(1023, math.ceil(longest * 1.25) + 8)
-    return 1023  # gpt-2-simple's own default
-
-
-def parse_sample(raw: str, prefix: str) -> dict:
-    """Turn raw decoded text (prefix + continuation) into a samples-JSONL record."""
-    body = raw[len(prefix):] if raw.startswith(prefix) else raw
-    end = body.find(END_TOKEN)
-    terminated = end >= 0
-    if terminated:
-        body = body[:end]
-    condition = prefix[len(START_TOKEN):] if prefix.startswith(START_TOKEN) else ""
-    kind, genre, text = split_control(condition + body)
-    return {"text": text, "terminated": terminated, "type": kind, "genre": genre}
 
 
 def plan_conditions(settings: GenerateSettings) -> list[tuple[str, int]]:
@@ -123,25 +79,13 @@ def plan_conditions(settings: GenerateSettings) -> list[tuple[str, int]]:
     for position, condition in enumerate(conditions):
         count = base + (1 if position < extra else 0)
         if count:
-            # No trailing space: in training text the space belongs to the next word's token.
-            prefix = START_TOKEN + (" " + condition.strip() if condition.strip() else "")
-            plan.append((prefix, count))
+            plan.append((generation_prefix(condition), count))
     return plan
 
 
-def resolve_run(checkpoint_root: str | Path, run_name: str) -> Path:
-    run_dir = Path(checkpoint_root) / run_name
-    if not (run_dir / "checkpoint").is_file():
-        raise UserError(f"no trained checkpoint at {run_dir}",
-                        "run the train stage first, or pass the --checkpoint-dir/--run-name of a trained run")
-    return run_dir
-
-
 def generate(checkpoint_root: str | Path, run_name: str, out_path: str | Path,
-             settings: GenerateSettings | None = None) -> dict:
+             settings: GenerateSettings) -> dict:
     """Sample ``settings.samples`` descriptions into ``out_path``; returns the manifest."""
-    settings = settings or GenerateSettings()
-    settings.validate()
     run_dir = resolve_run(checkpoint_root, run_name)
     length = settings.length or default_length(run_dir)
     started = time.monotonic()
@@ -194,35 +138,30 @@ def _generate_gpt2_simple(checkpoint_root, run_name: str, settings: GenerateSett
 
 
 def add_cli(subparsers) -> None:
+    from .config import add_setting_flag
+
     parser = subparsers.add_parser(
         "generate", parents=[subparsers.common],
         help="sample descriptions from a trained checkpoint into samples JSONL",
         description="Sample descriptions with prefix <|startoftext|> (plus optional control prefixes), cut at "
         "<|endoftext|>, into OUT.jsonl with OUT.manifest.json beside it.",
     )
-    parser.add_argument("--checkpoint-dir", required=True, metavar="DIR", help="checkpoint root (holds RUN_NAME/)")
-    parser.add_argument("--run-name", required=True, metavar="NAME", help="checkpoint run name")
-    parser.add_argument("--samples", type=int, metavar="N", help="number of samples")
     parser.add_argument("--out", required=True, metavar="OUT.jsonl", help="samples JSONL to write")
-    parser.add_argument("--batch-size", type=int, metavar="B")
-    parser.add_argument("--length", type=int, metavar="L", help="max new tokens (0 = from the training data)")
-    parser.add_argument("--temperature", type=float, metavar="T")
-    parser.add_argument("--top-k", type=int, metavar="K")
-    parser.add_argument("--top-p", type=float, metavar="P")
-    parser.add_argument("--seed", type=int, metavar="S")
-    parser.add_argument("--backend", choices=BACKENDS, help="sampler (default from config)")
-    parser.add_argument("--condition", action="append", metavar="PREFIX", dest="conditions",
-                        help='control prefix such as "[TV Show] [Comedies]"; repeat for a mix')
+    add_setting_flag(parser, "--checkpoint-dir", "paths.checkpoint_dir")
+    add_setting_flag(parser, "--run-name", "train.run_name")
+    add_setting_flag(parser, "--samples", "generate.samples", "--nsamples")
+    add_setting_flag(parser, "--batch-size", "generate.batch_size")
+    add_setting_flag(parser, "--length", "generate.length")
+    add_setting_flag(parser, "--temperature", "generate.temperature")
+    add_setting_flag(parser, "--top-k", "generate.top_k")
+    add_setting_flag(parser, "--top-p", "generate.top_p")
+    add_setting_flag(parser, "--seed", "generate.seed")
+    add_setting_flag(parser, "--backend", "generate.backend")
+    add_setting_flag(parser, "--condition", "generate.conditions", metavar="PREFIX")
     parser.set_defaults(func=_cli)
 
 
 def _cli(args, config) -> int:
-    from .config import with_overrides
-
-    config = with_overrides(config, generate={
-        "samples": args.samples, "batch_size": args.batch_size, "length": args.length,
-        "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,
-        "backend": args.backend, "conditions": args.conditions})
-    manifest = generate(args.checkpoint_dir, args.run_name, args.out, config.generate)
+    manifest = generate(config.paths.checkpoint_root, config.train.run_name, args.out, config.generate)
     print(f"generated {manifest['samples']} samples ({manifest['terminated']} terminated) -> {args.out}")
     return 0

@@ -21,31 +21,32 @@ from pathlib import Path
 
 from .artifacts import atomic_write_json, atomic_write_text, read_manifest, write_manifest
 from .base_model import ModelSettings, ensure_base_model
+from .checkpoints import checkpoint_step, evaluate_loss, read_loss_curve, write_generation_info
 from .errors import UserError
+from .settings import setting
 
 log = logging.getLogger(__name__)
-_STEP = re.compile(r"model-(\d+)$")
 
 
 @dataclasses.dataclass
 class TrainSettings:
-    run_name: str = "nightly"
-    steps: int = 1000
-    batch_size: int = 1
-    learning_rate: float = 0.0001
-    accumulate_gradients: int = 1
-    optimizer: str = "adam"
-    save_every: int = 100
-    max_checkpoints: int = 1
-    only_train_transformer_layers: bool = False
-    use_memory_saving_gradients: bool = False
-    multi_gpu: bool = False
-    val_max_tokens: int = 50000
-    threads: int = 0
-    seed: int = 1234
-    # Promotion gate: a new checkpoint goes live only if its validation loss is at
-    # most (1 + margin) x the live checkpoint's loss on the same held-out text.
-    promotion_margin: float = 0.02
+    run_name: str = setting("nightly", "checkpoint run name: <checkpoint_dir>/<run_name>/ (gpt-2-simple's run_name)")
+    steps: int = setting(1000, "fine-tuning steps per night, added to the checkpoint's existing steps")
+    batch_size: int = setting(1, "sequences per training step")
+    learning_rate: float = setting(0.0001, "optimizer learning rate")
+    accumulate_gradients: int = setting(1, "steps whose gradients are summed before one update")
+    optimizer: str = setting("adam", "gpt-2-simple optimizer", choices=("adam", "sgd"))
+    save_every: int = setting(100, "save every N steps, so a killed training resumes from at most N steps back")
+    max_checkpoints: int = setting(1, "checkpoints kept in the run folder")
+    only_train_transformer_layers: bool = setting(False, "freeze embeddings (gpt-2-simple's option for big models)")
+    use_memory_saving_gradients: bool = setting(False, "gradient checkpointing (less memory, slower)")
+    multi_gpu: bool = setting(False, "spread training over every visible GPU")
+    val_max_tokens: int = setting(50000, "validation loss is the mean next-token loss over at most this many "
+                                  "held-out tokens")
+    threads: int = setting(0, "TensorFlow threads (0 = all cores)")
+    seed: int = setting(1234, "seed of the training data sampler")
+    promotion_margin: float = setting(0.02, "promotion gate: a new checkpoint goes live only if its validation "
+                                      "loss is at most (1 + margin) x the live checkpoint's on the same text")
 
     def validate(self) -> None:
         if self.steps < 0:
@@ -56,20 +57,6 @@ class TrainSettings:
             raise UserError(f"train.run_name {self.run_name!r} is not a plain name", "use letters, digits, '-', '_' or '.'")
         if self.save_every < 1 or self.batch_size < 1:
             raise UserError("train.save_every and train.batch_size must be >= 1", "fix them in your config")
-
-
-def checkpoint_step(run_dir: str | Path) -> int:
-    """The step of the latest complete checkpoint in ``run_dir`` (0 if none).
-
-    Reads TensorFlow's ``checkpoint`` state file, which TF rewrites atomically
-    only after the checkpoint's data files are complete.
-    """
-    state = Path(run_dir) / "checkpoint"
-    if not state.is_file():
-        return 0
-    match = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', state.read_text(), re.M)
-    step = _STEP.search(match.group(1)) if match else None
-    return int(step.group(1)) if step else 0
 
 
 def _repair_counter(run_dir: Path) -> int:
@@ -94,82 +81,9 @@ def _check_same_base(run_dir: Path, model_dir: Path) -> None:
             )
 
 
-def read_loss_curve(run_dir: str | Path, max_points: int = 300) -> list[list[float]]:
-    """[[step, loss], ...] from the TensorBoard events gpt-2-simple writes into the run."""
-    from .tf_runtime import import_tf
-
-    tf = import_tf()
-    points: dict[int, float] = {}
-    for events in sorted(Path(run_dir).glob("events.out.tfevents.*")):
-        try:
-            for event in tf.compat.v1.train.summary_iterator(str(events)):
-                for value in event.summary.value:
-                    if value.tag == "loss":
-                        loss = value.simple_value if value.HasField("simple_value") else float(
-                            tf.make_ndarray(value.tensor))
-                        points[int(event.step)] = float(loss)
-        except Exception:  # a truncated events file from a killed run: keep what was read
-            log.warning("skipping unreadable events file %s", events)
-    curve = sorted(points.items())
-    if len(curve) > max_points:
-        stride = len(curve) / max_points
-        curve = [curve[int(i * stride)] for i in range(max_points)] + [curve[-1]]
-    return [[step, round(loss, 5)] for step, loss in curve]
-
-
-def evaluate_loss(run_dir: str | Path, text_path: str | Path, max_tokens: int = 50000, threads: int = 0) -> float | None:
-    """Mean next-token cross-entropy of the run's latest checkpoint on a text file.
-
-    The text is encoded with the run's own encoder and cut into ``n_ctx``-token
-    windows; None when the file is empty.
-    """
-    import numpy as np
-
-    from .tf_runtime import import_tf, new_session
-    from gpt_2_simple.src import encoder as gpt2_encoder
-    from gpt_2_simple.src import model as gpt2_model
-
-    run_dir = Path(run_dir)
-    text = Path(text_path).read_text(encoding="utf-8")
-    if not text.strip():
-        return None
-    enc = gpt2_encoder.get_encoder(str(run_dir))
-    tokens = enc.encode(text)[:max_tokens]
-    if len(tokens) < 2:
-        return None
-    tf = import_tf()
-    sess = new_session(threads)
-    try:
-        hparams = gpt2_model.default_hparams()
-        hparams.override_from_dict(json.loads((run_dir / "hparams.json").read_text()))
-        window = hparams.n_ctx
-        context = tf.compat.v1.placeholder(tf.int32, [1, None])
-        logits = gpt2_model.model(hparams=hparams, X=context)["logits"]
-        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=context[:, 1:], logits=logits[:, :-1])
-        saver = tf.compat.v1.train.Saver(var_list=[v for v in tf.compat.v1.trainable_variables() if "model" in v.name])
-        checkpoint = tf.train.latest_checkpoint(str(run_dir))
-        if checkpoint is None:
-            raise UserError(f"no checkpoint in {run_dir}", "train first")
-        saver.restore(sess, checkpoint)
-        total, count = 0.0, 0
-        for start in range(0, len(tokens) - 1, window - 1):
-            chunk = tokens[start:start + window]
-            if len(chunk) < 2:
-                break
-            values = sess.run(losses, feed_dict={context: [chunk]})
-            total += float(np.sum(values))
-            count += values.size
-        return round(total / count, 5)
-    finally:
-        sess.close()
-
-
 def train(ingest_dir: str | Path, checkpoint_root: str | Path, models_root: str | Path,
-          model_settings: ModelSettings | None = None, settings: TrainSettings | None = None) -> dict:
+          model_settings: ModelSettings, settings: TrainSettings) -> dict:
     """Fine-tune ``settings.steps`` more steps; returns the manifest written beside the run."""
-    model_settings = model_settings or ModelSettings()
-    settings = settings or TrainSettings()
-    settings.validate()
     ingest_dir = Path(ingest_dir)
     ingest_manifest = read_manifest(ingest_dir, "ingest")
     train_text = ingest_dir / "train.txt"
@@ -206,7 +120,6 @@ def train(ingest_dir: str | Path, checkpoint_root: str | Path, models_root: str 
     if final_step < target_step:
         raise RuntimeError(f"training stopped at step {final_step}, before its target {target_step}")
     atomic_write_json(state_path, {**state, "finished": True})
-    from .sample import write_generation_info
 
     generation_info = write_generation_info(run_dir, train_text)
 
@@ -273,6 +186,8 @@ def _finetune(train_text: Path, model_settings: ModelSettings, models_root, chec
 
 
 def add_cli(subparsers) -> None:
+    from .config import add_setting_flag
+
     parser = subparsers.add_parser(
         "train", parents=[subparsers.common],
         help="fine-tune the base model on ingested text (gpt-2-simple finetune)",
@@ -280,22 +195,17 @@ def add_cli(subparsers) -> None:
         "bootstrapping the base model first if the profile asks for it.",
     )
     parser.add_argument("--ingest", required=True, metavar="DIR", help="ingest output directory")
-    parser.add_argument("--checkpoint-dir", required=True, metavar="DIR", help="checkpoint root")
-    parser.add_argument("--models-dir", metavar="DIR", help="base models root (default: paths.models_dir)")
-    parser.add_argument("--run-name", metavar="NAME")
-    parser.add_argument("--steps", type=int, metavar="N")
-    parser.add_argument("--batch-size", type=int, metavar="B")
-    parser.add_argument("--learning-rate", type=float, metavar="LR")
+    add_setting_flag(parser, "--checkpoint-dir", "paths.checkpoint_dir")
+    add_setting_flag(parser, "--models-dir", "paths.models_dir")
+    add_setting_flag(parser, "--run-name", "train.run_name")
+    add_setting_flag(parser, "--steps", "train.steps")
+    add_setting_flag(parser, "--batch-size", "train.batch_size")
+    add_setting_flag(parser, "--learning-rate", "train.learning_rate")
     parser.set_defaults(func=_cli)
 
 
 def _cli(args, config) -> int:
-    from .config import with_overrides
-
-    config = with_overrides(config, train={"run_name": args.run_name, "steps": args.steps,
-                                           "batch_size": args.batch_size, "learning_rate": args.learning_rate})
-    models_root = args.models_dir or config.paths.models_root
-    manifest = train(args.ingest, args.checkpoint_dir, models_root, config.model, config.train)
+    manifest = train(args.ingest, config.paths.checkpoint_root, config.paths.models_root, config.model, config.train)
     print(f"trained to step {manifest['step']} (+{manifest['steps']}): train loss {manifest['train_loss']}, "
           f"validation loss {manifest['val_loss']} -> {manifest['run_dir']}")
     return 0

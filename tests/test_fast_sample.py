@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings as hyp_settings, strategies as st
 
-from generator import END_TOKEN, START_TOKEN
+from generator.textformat import END_TOKEN, START_TOKEN, parse_sample
 from generator.fast_sample import FastSampler, end_marker_table, partial_paths, resume_fingerprint
-from generator.sample import GenerateSettings, generate, parse_sample
+from generator.sample import GenerateSettings, generate
 
 from conftest import SAMPLE_CATALOG
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from generator import END_TOKEN, START_TOKEN
+from generator.textformat import END_TOKEN, START_TOKEN, parse_sample
 from generator.errors import UserError
-from generator.sample import GenerateSettings, generate, parse_sample, plan_conditions
+from generator.sample import GenerateSettings, generate, plan_conditions
 
 from conftest import assert_clean_error, run_cli
 
@@ -56,7 +56,7 @@ def test_conditioned_generation_carries_its_condition(trained_run, tmp_path):
 
 def test_missing_checkpoint_and_bad_settings(tmp_path):
     with pytest.raises(UserError, match="no trained checkpoint"):
-        generate(tmp_path, "nope", tmp_path / "x.jsonl")
+        generate(tmp_path, "nope", tmp_path / "x.jsonl", GenerateSettings())
     with pytest.raises(UserError, match="condition"):
         GenerateSettings(conditions=["Movie"]).validate()
     assert_clean_error(run_cli("generate", "--checkpoint-dir", str(tmp_path), "--run-name", "nope",

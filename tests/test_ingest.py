@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from generator import END_TOKEN, START_TOKEN
+from generator.textformat import END_TOKEN, START_TOKEN, control_prefix, split_control
 from generator.errors import UserError
-from generator.ingest import IngestSettings, control_prefix, ingest, is_validation, load_catalog, split_control
+from generator.ingest import IngestSettings, ingest, is_validation, load_catalog
 
 from conftest import assert_clean_error, run_cli, shared_csv
 
@@ -56,8 +56,8 @@ def test_markers_inside_descriptions_are_removed(tmp_path):
 
 
 def test_split_is_deterministic_and_by_content(tmp_path, sample_catalog):
-    first = ingest(str(sample_catalog), tmp_path / "a")
-    second = ingest(str(sample_catalog), tmp_path / "b")
+    first = ingest(str(sample_catalog), tmp_path / "a", IngestSettings())
+    second = ingest(str(sample_catalog), tmp_path / "b", IngestSettings())
     assert (tmp_path / "a" / "val.txt").read_bytes() == (tmp_path / "b" / "val.txt").read_bytes()
     assert first["catalog_hash"] == second["catalog_hash"] and first["val_count"] > 0
     assert is_validation("same text", 0.5) == is_validation("same text", 0.5)
@@ -87,7 +87,7 @@ def test_control_prefix_round_trip():
 def test_bad_catalogs_raise_clear_errors(tmp_path, content, needle):
     path = tmp_path / "missing.csv" if content is None else write(tmp_path, content)
     with pytest.raises(UserError, match=needle):
-        ingest(str(path), tmp_path / "out")
+        ingest(str(path), tmp_path / "out", IngestSettings())
     assert not (tmp_path / "out").exists()
 
 
@@ -107,16 +107,16 @@ def test_reads_catalog_over_http(tmp_path, sample_catalog):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_port}/{sample_catalog.name}"
-        assert len(load_catalog(url)) == len(load_catalog(str(sample_catalog)))
+        assert len(load_catalog(url, IngestSettings())) == len(load_catalog(str(sample_catalog), IngestSettings()))
         with pytest.raises(UserError, match="could not download"):
-            load_catalog(f"http://127.0.0.1:{server.server_port}/nope.csv")
+            load_catalog(f"http://127.0.0.1:{server.server_port}/nope.csv", IngestSettings())
     finally:
         server.shutdown()
 
 
 @pytest.mark.parametrize("year, titles", [(2020, 7787), (2021, 8807)])
 def test_real_snapshots(tmp_path, year, titles):
-    manifest = ingest(str(shared_csv(year)), tmp_path / "out")
+    manifest = ingest(str(shared_csv(year)), tmp_path / "out", IngestSettings())
     assert manifest["rows"] == titles
     assert manifest["kept"] > titles * 0.98
     assert 10 <= manifest["median_words"] <= 30 and manifest["max_words"] <= 60
@@ -126,6 +126,6 @@ def test_real_snapshots(tmp_path, year, titles):
 
 
 def test_real_refresh_changes_hash(tmp_path):
-    old = ingest(str(shared_csv(2020)), tmp_path / "old")
-    new = ingest(str(shared_csv(2021)), tmp_path / "new")
+    old = ingest(str(shared_csv(2020)), tmp_path / "old", IngestSettings())
+    new = ingest(str(shared_csv(2021)), tmp_path / "new", IngestSettings())
     assert old["catalog_hash"] != new["catalog_hash"]

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from generator.base_model import ModelSettings, bootstrap, ensure_base_model
-from generator.checkpoints import gate, promote, read_live, restore_run_from_live
+from generator.checkpoints import checkpoint_step, evaluate_loss, gate, promote, read_live, restore_run_from_live
 from generator.errors import UserError
-from generator.ingest import ingest
-from generator.train import checkpoint_step, evaluate_loss, train
+from generator.ingest import IngestSettings, ingest
+from generator.train import train
 
 from conftest import ROOT, SAMPLE_CATALOG, assert_clean_error, run_cli
 
@@ -23,7 +23,7 @@ def test_bootstrapped_model_is_in_gpt2_simple_layout_and_its_encoder_agrees_with
     from gpt_2_simple.src import encoder as gpt2_encoder
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    ingest(str(sample_catalog), tmp_path / "ingest")
+    ingest(str(sample_catalog), tmp_path / "ingest", IngestSettings())
     settings = ModelSettings(name="t", vocab_size=400, n_embd=32, n_head=2, n_layer=1)
     manifest = bootstrap(tmp_path / "models", settings, tmp_path / "ingest" / "train.txt")
     model_dir = tmp_path / "models" / "t"
