@@ -73,9 +73,9 @@ def start_moto() -> tuple[subprocess.Popen, str]:
 
 def descriptions(catalog: Path | None) -> list[dict]:
     if catalog and catalog.is_file():
-        from generator.ingest import load_catalog
+        from generator.ingest import IngestSettings, load_catalog
 
-        entries = load_catalog(str(catalog))
+        entries = load_catalog(str(catalog), IngestSettings())
         return [{"text": e.description, "type": e.type or None, "genre": e.main_genre or None} for e in entries]
     print(f"(no catalog at {catalog}; using synthetic descriptions)")
     rng = random.Random(7)

@@ -51,6 +51,13 @@ def _params() -> dict:
     return dict(get_current_context()["params"])
 
 
+def _config():
+    """The night's configuration: this run's params over the deployment's settings."""
+    from nightly_steps import config_for_run
+
+    return config_for_run(_params())
+
+
 def _night() -> str:
     """The night's id: the run's logical date, or (manual runs without one) when it was due."""
     context = get_current_context()
@@ -92,26 +99,24 @@ force_retrain, target, dry_run. The run report lands in `<workdir>/nights/<night
 def nightly_gallery():
     @task(doc_md="Read the catalog (path/URL/S3), clean it, split train/validation, write training text and its hash.")
     def ingest() -> dict:
-        from generator.pipeline import config_from_params, step_ingest
+        from generator.pipeline import step_ingest
 
-        params = _params()
-        return {"night": _night(), **step_ingest(config_from_params(params), _night(), params["catalog"])}
+        return step_ingest(_config(), _night(), _params()["catalog"])
 
     @task.branch(doc_md="Skip training when the live checkpoint was trained on this very catalog (unless forced).")
     def check_catalog(ingested: dict) -> str:
-        from generator.pipeline import config_from_params, step_should_train
+        from generator.pipeline import step_should_train
 
-        params = _params()
-        decision = step_should_train(config_from_params(params), ingested["night"], bool(params["force_retrain"]))
+        decision = step_should_train(_config(), ingested["night"], bool(_params()["force_retrain"]))
         log.info("training %s: %s", "needed" if decision["train"] else "skipped", decision["reason"])
         return "train" if decision["train"] else "skip_training"
 
     @task(queue=GPU_QUEUE, execution_timeout=timedelta(hours=6),
           doc_md="gpt-2-simple finetune on the GPU worker, in a fresh interpreter; resumes a killed run.")
     def train(ingested: dict) -> dict:
-        from generator.pipeline import run_step_subprocess
+        from nightly_steps import run_step_in_fresh_interpreter
 
-        return run_step_subprocess("train", _params(), ingested["night"])
+        return run_step_in_fresh_interpreter("train", _params(), ingested["night"])
 
     @task(doc_md="Catalog unchanged: no training tonight; generation uses the live checkpoint.")
     def skip_training() -> dict:
@@ -120,60 +125,56 @@ def nightly_gallery():
     @task(trigger_rule="none_failed_min_one_success",
           doc_md="Promotion gate: the new checkpoint goes live only if its validation loss does not regress.")
     def promote(ingested: dict) -> dict:
-        from generator.pipeline import config_from_params, step_promote
+        from generator.pipeline import step_promote
 
-        context = get_current_context()
-        trained = context["ti"].xcom_pull(task_ids="train") is not None
-        result = step_promote(config_from_params(_params()), ingested["night"], trained=trained)
+        trained = get_current_context()["ti"].xcom_pull(task_ids="train") is not None
+        result = step_promote(_config(), ingested["night"], trained=trained)
         log.info("promotion: %s", result["reason"])
         return result
 
     @task(doc_md="Split the night's samples into shards for the GPU workers.")
     def plan_shards(promoted: dict) -> list[int]:
-        from generator.pipeline import config_from_params
+        from generator.pipeline import plan_shards as plan
 
-        samples = config_from_params(_params()).generate.samples
-        return list(range(max(1, -(-samples // SHARD_SAMPLES))))
+        return plan(_config(), SHARD_SAMPLES)
 
     @task(queue=GPU_QUEUE, max_active_tis_per_dagrun=4,
           doc_md="Generate one shard with the early-stopping sampler, in a fresh interpreter.")
-    def generate(shard: int, shards: list[int], ingested: dict) -> dict:
-        from generator.pipeline import run_step_subprocess
+    def generate(shard: int, shards: list[int], promoted: dict) -> dict:
+        from nightly_steps import run_step_in_fresh_interpreter
 
-        return run_step_subprocess("generate", _params(), ingested["night"], shard=shard, shards=len(shards))
+        return run_step_in_fresh_interpreter("generate", _params(), promoted["night"], shard=shard, shards=len(shards))
 
-    @task(doc_md="Concatenate the shards' samples in shard order.")
-    def merge_shards(results: list[dict], ingested: dict) -> dict:
-        from generator.pipeline import config_from_params, merge_shards as merge
+    @task(doc_md="Concatenate the shards' samples in shard order and write the generate manifest.")
+    def merge_shards(results: list[dict]) -> dict:
+        from generator.pipeline import merge_shards as merge
 
-        paths = [r["samples_path"] for r in sorted(results, key=lambda r: r["samples_path"])]
-        return merge(config_from_params(_params()), ingested["night"], paths)
+        results = sorted(results, key=lambda r: r["samples_path"])
+        return merge(_config(), results[0]["night"], [r["samples_path"] for r in results])
 
-    @task(doc_md="Drop unterminated, badly sized, malformed, degenerate, copied, near-duplicate and blocked samples.")
-    def curate(merged: dict, ingested: dict) -> dict:
-        from generator.pipeline import config_from_params, step_curate
+    @task(doc_md="Keep only samples that pass every curation rule (see generator/curate.py RULES).")
+    def curate(merged: dict) -> dict:
+        from generator.pipeline import step_curate
 
-        return step_curate(config_from_params(_params()), ingested["night"])
+        return step_curate(_config(), merged["night"], merged["samples_path"])
 
     @task(doc_md="Render the static gallery (Jinja2) with the night's model card and the archive.")
-    def render(curated: dict, ingested: dict) -> dict:
-        from generator.pipeline import config_from_params, step_render
+    def render(curated: dict) -> dict:
+        from generator.pipeline import step_render
 
-        return step_render(config_from_params(_params()), ingested["night"])
+        return step_render(_config(), curated["night"], curated["kept_path"])
 
     @task(outlets=[SITE_ASSET], doc_md="Upload what changed, index.html last, then delete what is gone.")
-    def publish(rendered: dict, ingested: dict) -> dict:
-        from generator.pipeline import config_from_params, step_publish
+    def publish(rendered: dict) -> dict:
+        from generator.pipeline import step_publish
 
-        params = _params()
-        return step_publish(config_from_params(params), ingested["night"], target=params["target"] or None,
-                            dry_run=bool(params["dry_run"]))
+        return step_publish(_config(), rendered["night"], rendered["site_dir"])
 
     @task(doc_md="Write the run summary (report.json) and log it in one line.")
-    def report(published: dict, ingested: dict) -> dict:
-        from generator.pipeline import config_from_params, step_report
+    def report(published: dict) -> dict:
+        from generator.pipeline import step_report
 
-        result = step_report(config_from_params(_params()), ingested["night"])
+        result = step_report(_config(), published["night"])
         log.info(result["summary"])
         return result
 
@@ -184,9 +185,8 @@ def nightly_gallery():
     promoted = promote(ingested)
     [trained, skipped] >> promoted
     shards = plan_shards(promoted)
-    generated = generate.partial(shards=shards, ingested=ingested).expand(shard=shards)
-    merged = merge_shards(generated, ingested)
-    report(publish(render(curate(merged, ingested), ingested), ingested), ingested)
+    generated = generate.partial(shards=shards, promoted=promoted).expand(shard=shards)
+    report(publish(render(curate(merge_shards(generated)))))
 
 
 nightly_gallery()

@@ -64,8 +64,11 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
     return count
 
 
-def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
-    """Yield the objects of a JSON-lines file, with a clear error for a bad line."""
+def read_jsonl(path: str | os.PathLike, require_text: bool = True) -> Iterator[dict]:
+    """Yield the objects of a JSON-lines file, with a clear error for a bad line.
+
+    Samples files (``require_text``) must give every object a string ``text``.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"samples file not found: {path}", "pass the path of an existing .jsonl file")
@@ -80,20 +83,12 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
                     f"{path}:{number}: malformed JSON line ({exc.msg})",
                     "make every line one JSON object such as {\"text\": \"...\"}",
                 ) from None
-            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            if not isinstance(record, dict) or (require_text and not isinstance(record.get("text"), str)):
                 raise UserError(
                     f"{path}:{number}: each line must be a JSON object with a string \"text\"",
                     "write lines like {\"text\": \"A detective ...\", \"terminated\": true}",
                 )
             yield record
-
-
-def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sha256_text(text: str) -> str:

@@ -16,13 +16,17 @@ import os
 import sys
 
 from . import __version__
-from .config import load_config
+from .config import flag_overrides, load_config
 from .errors import UserError
 
 STAGE_MODULES = ("ingest", "base_model", "train", "sample", "curate", "render", "publish", "pipeline")
 
 
 def _config_command(args, config) -> int:
+    if args.explain:
+        for row in config.explain():
+            print(f"{row['key']} = {json.dumps(row['value'])}  ({row['origin']})\n    {row['help']}")
+        return 0
     print(json.dumps(config.as_dict(mask_secrets=True), indent=2, sort_keys=True))
     return 0
 
@@ -32,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m generator",
         description="Nightly Netflix-style description generator: ingest a catalog, fine-tune GPT-2 "
         "(gpt-2-simple), generate, curate, render a static gallery and publish it.",
-        epilog="Settings come from generator/defaults.toml < --profile < --config FILE < "
-        "GENERATOR_<SECTION>__<KEY> environment variables < flags. See README.md.",
+        epilog="Settings: built-in defaults < --profile (generator/defaults.toml) < --config FILE < "
+        "GENERATOR_<SECTION>__<KEY> environment variables < flags. "
+        "`python -m generator config --explain` lists every setting. See README.md.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = argparse.ArgumentParser(add_help=False)
@@ -44,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.common = common  # stage modules pass it as a parent parser
 
     config_parser = subparsers.add_parser("config", parents=[common], help="print the effective configuration (secrets masked)")
+    config_parser.add_argument("--explain", action="store_true",
+                               help="list every setting with its value, where the value came from, and its help")
     config_parser.set_defaults(func=_config_command)
     for name in STAGE_MODULES:
         importlib.import_module(f"generator.{name}").add_cli(subparsers)
@@ -60,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        config = load_config(profile=args.profile, config_file=args.config)
+        overrides, origins = flag_overrides(args)
+        config = load_config(profile=args.profile, config_file=args.config, overrides=overrides,
+                             override_origins=origins)
         return int(args.func(args, config) or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

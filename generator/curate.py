@@ -62,6 +62,7 @@ from typing import Iterable
 
 from .artifacts import atomic_open, read_jsonl, write_jsonl, write_manifest
 from .errors import UserError
+from .settings import setting
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +72,32 @@ DEFAULT_BLOCKLIST = Path(__file__).with_name("data") / "blocklist.txt"
 
 @dataclasses.dataclass
 class CurateSettings:
-    min_words: int = 8
-    max_words: int = 80
-    min_chars: int = 30
-    max_chars: int = 600
-    require_terminal_punctuation: bool = True
-    max_word_run: int = 2
-    repeat_ngram: int = 4
-    min_distinct_ratio: float = 0.5
-    copy_ngram: int = 8
-    near_duplicate_threshold: float = 0.7
-    shingle_words: int = 1
-    num_perm: int = 64
-    blocklist_file: str = ""
-    rank_by: str = "logprob"
-    max_unknown_words: int = -1
+    min_words: int = setting(8, "length: fewest words (whitespace-separated) a description may have")
+    max_words: int = setting(80, "length: most words a description may have")
+    min_chars: int = setting(30, "length: fewest characters")
+    max_chars: int = setting(600, "length: most characters")
+    require_terminal_punctuation: bool = setting(True, "malformed: a description must end in . ! ? or ... "
+                                                 "(before closing quotes or brackets)")
+    max_word_run: int = setting(2, 'degenerate: times a word may repeat in a row ("very, very" ok, '
+                                '"very very very" not)')
+    repeat_ngram: int = setting(4, "degenerate: a phrase of this many words occurring twice is a loop (0 = off)")
+    min_distinct_ratio: float = setting(0.5, "degenerate: minimum share of distinct words (real catalog "
+                                        "descriptions are all >= 0.66)")
+    copy_ngram: int = setting(8, "copy: this many consecutive words (case, accents and punctuation ignored) "
+                              "shared with any catalog description make a copy; exact, not probabilistic")
+    near_duplicate_threshold: float = setting(0.7, "near-duplicate: Jaccard similarity of word shingles at or "
+                                              "above which a sample repeats one kept earlier (tonight or on an "
+                                              "earlier night)")
+    shingle_words: int = setting(1, "near-duplicate: words per shingle; 1 (sets of words) catches a two- or "
+                                 "three-word change in a 20-word description at 0.7, 2-word shingles miss it")
+    num_perm: int = setting(64, "near-duplicate: MinHash permutations for the LSH candidate search "
+                            "(candidates are confirmed exactly)")
+    blocklist_file: str = setting("", "blocklist: file of blocked words or phrases, one per line; empty = the "
+                                  "shipped generator/data/blocklist.txt")
+    rank_by: str = setting("logprob", "order kept samples by this numeric sample field, highest first, and "
+                           "record `rank`; empty = input order")
+    max_unknown_words: int = setting(-1, "unknown-words: reject samples with more than this many words "
+                                     "(alphabetic, 3+ letters) that no catalog description uses; -1 = off")
 
     def validate(self) -> None:
         def bad(key: str, fix: str) -> UserError:
@@ -525,19 +537,16 @@ def rank(kept: list[dict], field: str) -> bool:
     return True
 
 
-def curate(samples_path: str | Path, catalog_source: str, out_path: str | Path,
-           settings: CurateSettings | None = None, history_path: str | Path | None = None,
-           rejected_path: str | Path | None = None) -> dict:
+def curate(samples_path: str | Path, catalog: list, out_path: str | Path, settings: CurateSettings,
+           history_path: str | Path | None = None, rejected_path: str | Path | None = None,
+           catalog_label: str = "") -> dict:
     """Run the curate stage; returns its manifest (also written as ``<out stem>.manifest.json``).
 
-    ``catalog_source`` is the full catalog CSV (path, http(s) or s3 URI), training and
-    validation descriptions alike. ``history_path`` is optional JSONL of descriptions
+    ``catalog`` is the full ingested catalog (``ingest.read_catalog`` of the night's
+    ingest folder: training and validation descriptions alike); ``catalog_label``
+    names it in the manifest. ``history_path`` is optional JSONL of descriptions
     published on earlier nights (objects with ``text``, optionally ``night``).
     """
-    from .ingest import load_catalog
-
-    settings = settings or CurateSettings()
-    settings.validate()
     started = time.perf_counter()
     out_path = Path(out_path)
     rejected_path = Path(rejected_path) if rejected_path else default_rejected_path(out_path)
@@ -545,7 +554,6 @@ def curate(samples_path: str | Path, catalog_source: str, out_path: str | Path,
     # every write is atomic, so nothing is left behind.
     if not Path(samples_path).is_file():
         raise UserError(f"samples file not found: {samples_path}", "pass the JSONL written by the generate stage")
-    catalog = load_catalog(str(catalog_source))
     history = read_history(history_path)
     blocklist = load_blocklist(settings.blocklist_file)
 
@@ -579,7 +587,7 @@ def curate(samples_path: str | Path, catalog_source: str, out_path: str | Path,
         rejected=counts,
         rules=list(RULES),
         ranked_by=settings.rank_by if ranked else None,
-        catalog=str(catalog_source),
+        catalog=catalog_label,
         catalog_descriptions=len(catalog),
         history=curator.history_count,
         blocklist=blocklist.path,
@@ -590,6 +598,8 @@ def curate(samples_path: str | Path, catalog_source: str, out_path: str | Path,
 
 
 def add_cli(subparsers) -> None:
+    from .config import add_setting_flag
+
     parser = subparsers.add_parser(
         "curate", parents=[subparsers.common],
         help="keep only novel, well-formed, distinct samples",
@@ -599,31 +609,33 @@ def add_cli(subparsers) -> None:
         "OUT.manifest.json with counts per reason.",
     )
     parser.add_argument("--samples", required=True, metavar="IN.jsonl", help="samples JSONL from generate")
-    parser.add_argument("--catalog", required=True, metavar="CSV",
-                        help="the full catalog CSV (path, http(s):// URL or s3:// URI) for the copy check")
+    parser.add_argument("--catalog", required=True, metavar="DIR|CSV",
+                        help="the ingest stage's output folder (its catalog.jsonl), or a catalog CSV (path, "
+                        "http(s):// URL or s3:// URI) read with the configured ingest settings")
     parser.add_argument("--out", required=True, metavar="OUT.jsonl", help="kept samples JSONL to write")
     parser.add_argument("--rejected", metavar="FILE", help="rejected samples JSONL (default OUT.rejected.jsonl)")
     parser.add_argument("--history", metavar="FILE",
                         help="JSONL of descriptions published on earlier nights (near-duplicate check); "
                         "a missing file means none")
-    parser.add_argument("--blocklist", metavar="FILE", help="blocklist file replacing the shipped default")
-    parser.add_argument("--min-words", type=int, metavar="N")
-    parser.add_argument("--max-words", type=int, metavar="N")
-    parser.add_argument("--copy-ngram", type=int, metavar="N", help="words in a row that make a copy")
-    parser.add_argument("--near-duplicate-threshold", type=float, metavar="J", help="Jaccard similarity, e.g. 0.7")
-    parser.add_argument("--rank-by", metavar="FIELD", help='numeric field ordering kept samples, "" for input order')
+    add_setting_flag(parser, "--blocklist", "curate.blocklist_file")
+    add_setting_flag(parser, "--min-words", "curate.min_words")
+    add_setting_flag(parser, "--max-words", "curate.max_words")
+    add_setting_flag(parser, "--copy-ngram", "curate.copy_ngram")
+    add_setting_flag(parser, "--near-duplicate-threshold", "curate.near_duplicate_threshold")
+    add_setting_flag(parser, "--rank-by", "curate.rank_by")
+    add_setting_flag(parser, "--max-unknown-words", "curate.max_unknown_words")
     parser.set_defaults(func=_cli)
 
 
 def _cli(args, config) -> int:
-    from .config import with_overrides
+    from .ingest import load_catalog, read_catalog
 
-    config = with_overrides(config, curate={
-        "blocklist_file": args.blocklist, "min_words": args.min_words, "max_words": args.max_words,
-        "copy_ngram": args.copy_ngram, "near_duplicate_threshold": args.near_duplicate_threshold,
-        "rank_by": args.rank_by})
-    manifest = curate(args.samples, args.catalog, args.out, config.curate,
-                      history_path=args.history, rejected_path=args.rejected)
+    if Path(args.catalog).is_dir():
+        catalog = read_catalog(args.catalog)
+    else:  # a CSV: parsed here, by the CLI, the way the ingest stage would with this config
+        catalog = load_catalog(args.catalog, config.ingest)
+    manifest = curate(args.samples, catalog, args.out, config.curate, history_path=args.history,
+                      rejected_path=args.rejected, catalog_label=args.catalog)
     reasons = ", ".join(f"{reason} {count}" for reason, count in manifest["rejected"].items() if count)
     print(f"kept {manifest['kept']} of {manifest['input']} samples ({manifest['kept_rate']:.0%}) -> {args.out}"
           + (f"; rejected: {reasons}" if reasons else ""))

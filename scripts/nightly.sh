@@ -33,7 +33,7 @@ if [ ! -f "$report" ] || ! grep -q '"uploaded"' "$report"; then
 fi
 .venv/bin/python - "$report" <<'PY'
 import json, sys
-from generator.pipeline import summary_line
+from generator.report import summary_line
 print(summary_line(json.load(open(sys.argv[1]))))
 PY
 echo "log: var/nightly-$night.log   report: $report"

@@ -18,6 +18,13 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def catalog_entries(csv_path) -> list:
+    """A catalog CSV's entries as the ingest stage would parse them with its default settings."""
+    from generator.ingest import IngestSettings, load_catalog
+
+    return load_catalog(str(csv_path), IngestSettings())
+
+
 def shared_csv(year: int) -> Path:
     path = SHARED_DATA / f"netflix_titles_{year}.csv"
     if not path.is_file():

@@ -1,5 +1,5 @@
-import dataclasses
 import json
+import os
 
 import pytest
 
@@ -9,20 +9,44 @@ from generator.errors import UserError
 from conftest import assert_clean_error, run_cli
 
 
-def test_defaults_match_dataclasses():
-    """Every section of defaults.toml sets exactly the fields its dataclass declares, to the same defaults."""
+def test_every_setting_is_declared_once_with_help():
+    """Defaults and help live in the settings dataclasses only; defaults.toml holds just profiles."""
     import tomllib
 
-    from generator.config import DEFAULTS_PATH, SECTIONS, _section_class
+    from generator.config import DEFAULTS_PATH, SECTIONS, section_class
+    from generator.settings import describe
 
-    raw = tomllib.loads(DEFAULTS_PATH.read_text())
+    shipped = tomllib.loads(DEFAULTS_PATH.read_text())
+    assert set(shipped) == {"profile", "profiles"}
     for name in SECTIONS:
-        cls = _section_class(name)
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        assert set(raw.get(name, {})) == set(fields), name
-        instance = cls()
-        for key, value in raw[name].items():
-            assert getattr(instance, key) == value, f"{name}.{key}"
+        for key, info in describe(section_class(name)).items():
+            assert info["help"].strip(), f"{name}.{key} has no help line"
+
+
+def test_explain_names_where_each_value_came_from(tmp_path):
+    user = tmp_path / "c.toml"
+    user.write_text("[generate]\nsamples = 5\n")
+    result = run_cli("config", "--explain", "--profile", "test", "--config", str(user),
+                     env={**os.environ, "GENERATOR_TRAIN__STEPS": "7"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "train.steps = 7  (environment variable GENERATOR_TRAIN__STEPS)" in lines
+    assert f"generate.samples = 5  ({user})" in lines
+    assert "model.n_embd = 32  (profile 'test')" in lines
+    assert "curate.min_words = 8  (default)" in lines
+
+
+def test_a_bad_environment_value_names_the_variable():
+    with pytest.raises(UserError, match="environment variable GENERATOR_TRAIN__STEPS"):
+        load_config(environ={"GENERATOR_TRAIN__STEPS": "many"})
+
+
+def test_masking_is_by_declaration_and_url_secrets():
+    from generator.config import _mask
+
+    assert _mask("val_max_tokens", 50000) == 50000
+    assert _mask("endpoint_url", "http://user:password@minio:9000/x?X-Amz-Signature=abc") == "http://minio:9000/x"
+    assert _mask("anything", "s3cr3t", declared_secret=True) == "****"
 
 
 def test_precedence_profile_file_env_flags(tmp_path):

@@ -9,20 +9,19 @@ import os
 import subprocess
 import sys
 import tempfile
-import tomllib
 import unicodedata
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
 
-from generator.config import DEFAULTS_PATH, load_config
+from generator.config import load_config
 from generator.curate import (RULES, CopyIndex, CurateSettings, curate, jaccard, load_blocklist, normalised_words,
                               sample_id, shingles)
 from generator.errors import UserError
-from generator.ingest import IngestSettings, is_validation, load_catalog
+from generator.ingest import IngestSettings, is_validation
 
-from conftest import ROOT, assert_clean_error, run_cli, shared_csv
+from conftest import ROOT, assert_clean_error, catalog_entries, run_cli, shared_csv
 
 HEADER = "show_id,type,title,listed_in,description\n"
 
@@ -104,7 +103,8 @@ def run(tmp_path, catalog):
         samples_path = write_samples(tmp_path / "samples.jsonl", samples)
         history_path = write_samples(tmp_path / "history.jsonl", history) if history is not None else None
         out = tmp_path / "kept.jsonl"
-        manifest = curate(samples_path, str(catalog), out, CurateSettings(**overrides), history_path=history_path)
+        manifest = curate(samples_path, catalog_entries(catalog), out, CurateSettings(**overrides),
+                          history_path=history_path)
         return Result(read(out), read(tmp_path / "kept.rejected.jsonl"), manifest)
 
     return run
@@ -321,7 +321,8 @@ def test_descriptions_published_on_earlier_nights_count(run):
 
 def test_a_missing_history_file_means_a_first_night(tmp_path, catalog):
     samples = write_samples(tmp_path / "samples.jsonl", NOVEL)
-    manifest = curate(samples, str(catalog), tmp_path / "kept.jsonl", history_path=tmp_path / "nope.jsonl")
+    manifest = curate(samples, catalog_entries(catalog), tmp_path / "kept.jsonl", CurateSettings(),
+                      history_path=tmp_path / "nope.jsonl")
     assert manifest["kept"] == len(NOVEL) and manifest["history"] == 0
 
 
@@ -431,14 +432,15 @@ sample_strategy = st.one_of(
 def test_curation_is_deterministic_and_idempotent(samples, catalog):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        entries = catalog_entries(catalog)
         write_samples(tmp / "in.jsonl", samples)
-        first = curate(tmp / "in.jsonl", str(catalog), tmp / "a.jsonl")
-        second = curate(tmp / "in.jsonl", str(catalog), tmp / "b.jsonl")
+        first = curate(tmp / "in.jsonl", entries, tmp / "a.jsonl", CurateSettings())
+        second = curate(tmp / "in.jsonl", entries, tmp / "b.jsonl", CurateSettings())
         assert (tmp / "a.jsonl").read_bytes() == (tmp / "b.jsonl").read_bytes()
         assert (tmp / "a.rejected.jsonl").read_bytes() == (tmp / "b.rejected.jsonl").read_bytes()
         assert first["rejected"] == second["rejected"]
 
-        again = curate(tmp / "a.jsonl", str(catalog), tmp / "c.jsonl")
+        again = curate(tmp / "a.jsonl", entries, tmp / "c.jsonl", CurateSettings())
         assert again["kept"] == first["kept"] and sum(again["rejected"].values()) == 0
         assert (tmp / "c.jsonl").read_bytes() == (tmp / "a.jsonl").read_bytes()
         ids = [r["id"] for r in read(tmp / "a.jsonl")]
@@ -448,8 +450,9 @@ def test_curation_is_deterministic_and_idempotent(samples, catalog):
 def test_same_outputs_across_processes_with_different_hash_seeds(tmp_path, catalog):
     samples = [*NOVEL, NEAR_NOVEL_0, *CATALOG, NOVEL[2].replace("radio", "podcast")] * 2
     write_samples(tmp_path / "in.jsonl", samples)
-    code = ("import sys; from generator.curate import curate; "
-            "curate(sys.argv[1], sys.argv[2], sys.argv[3])")
+    code = ("import sys; from generator.curate import CurateSettings, curate; "
+            "from generator.ingest import IngestSettings, load_catalog; "
+            "curate(sys.argv[1], load_catalog(sys.argv[2], IngestSettings()), sys.argv[3], CurateSettings())")
     for seed in ("1", "2"):
         subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.jsonl"), str(catalog),
                         str(tmp_path / f"out{seed}.jsonl")], check=True, cwd=ROOT,
@@ -459,12 +462,6 @@ def test_same_outputs_across_processes_with_different_hash_seeds(tmp_path, catal
 
 
 # --- settings ---------------------------------------------------------------------------------
-
-def test_dataclass_defaults_match_defaults_toml():
-    with DEFAULTS_PATH.open("rb") as handle:
-        section = tomllib.load(handle)["curate"]
-    assert section == dataclasses.asdict(CurateSettings())
-
 
 def test_settings_come_from_config_and_environment():
     config = load_config(profile="test", environ={"GENERATOR_CURATE__COPY_NGRAM": "6",
@@ -520,21 +517,21 @@ def test_cli_missing_input_is_a_clean_error(tmp_path, catalog, missing):
 
 def test_real_descriptions_pass_every_rule_except_copy(tmp_path):
     """>= 99 % of real Netflix descriptions are well-formed, non-degenerate, distinct, clean."""
-    descriptions = [entry.description for entry in load_catalog(str(shared_csv(2021)))]
+    descriptions = [entry.description for entry in catalog_entries(shared_csv(2021))]
     samples = write_samples(tmp_path / "real.jsonl", descriptions)
     unrelated = write_catalog(tmp_path / "unrelated.csv", CATALOG)
-    manifest = curate(samples, str(unrelated), tmp_path / "kept.jsonl")
+    manifest = curate(samples, catalog_entries(unrelated), tmp_path / "kept.jsonl", CurateSettings())
     assert manifest["rejected"]["copy"] == 0
     assert manifest["kept"] / manifest["input"] >= 0.99, manifest["rejected"]
 
 
 def test_every_training_description_is_rejected_as_a_copy(tmp_path):
     catalog_path = shared_csv(2021)
-    entries = load_catalog(str(catalog_path))
+    entries = catalog_entries(catalog_path)
     fraction = IngestSettings().validation_fraction
     training = [e.description for e in entries if not is_validation(e.description, fraction)]
     samples = write_samples(tmp_path / "train.jsonl", training)
-    manifest = curate(samples, str(catalog_path), tmp_path / "kept.jsonl")
+    manifest = curate(samples, entries, tmp_path / "kept.jsonl", CurateSettings())
     assert manifest["kept"] == 0 and manifest["input"] == len(training)
     rejected = read(tmp_path / "kept.rejected.jsonl")
     # A description failing an earlier rule is reported as that; the copy rule catches it too.

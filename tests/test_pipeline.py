@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLE_CATALOG, assert_clean_error, run_cli
+from conftest import SAMPLE_CATALOG, assert_clean_error, catalog_entries, run_cli
 
 NIGHT = "2026-11-20"
 
@@ -127,9 +127,10 @@ def test_unknown_words_rule_rejects_invented_words(tmp_path):
     samples.write_text(
         '{"text": "A shy baker in a seaside town must share one kitchen and finds an unlikely rival."}\n'
         '{"text": "A shy procumpukar in a small town must share one tagos with a rival baker."}\n')
-    manifest = curate(samples, str(catalog), tmp_path / "k.jsonl", CurateSettings(max_unknown_words=1))
+    manifest = curate(samples, catalog_entries(catalog), tmp_path / "k.jsonl", CurateSettings(max_unknown_words=1))
     assert manifest["kept"] == 1 and manifest["rejected"]["unknown-words"] == 1
     rejected = [json.loads(line) for line in (tmp_path / "k.rejected.jsonl").read_text().splitlines()]
     assert "procumpukar" in rejected[0]["detail"]
     # Off by default: invented words are the price of novelty with a real GPT-2.
-    assert curate(samples, str(catalog), tmp_path / "k2.jsonl")["rejected"]["unknown-words"] == 0
+    assert curate(samples, catalog_entries(catalog), tmp_path / "k2.jsonl",
+                  CurateSettings())["rejected"]["unknown-words"] == 0

@@ -1,0 +1,99 @@
+"""The Airflow adapter of the nightly DAG: a run's params -> the night's config, and steps in a fresh interpreter.
+
+Kept beside the DAG (and out of ``generator/``, which knows nothing of Airflow).
+The DAG file imports this module at parse time, so it imports nothing but the
+standard library at module level.
+
+Why a hand-made fresh-interpreter runner rather than ``@task.external_python``:
+both keep TensorFlow (and CUDA, which does not survive the task runner's fork) out
+of the forked worker. ``external_python`` serialises the task function's source and
+re-runs it with its arguments pickled, so the task body must be self-contained and
+the target interpreter needs a matching Airflow for context and XCom; here one
+step runs by name from the installed ``generator`` package, with JSON in and out
+and its output streaming into the task log as it happens.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# DAG param -> the setting it overrides. An empty or null param means "the configured value".
+PARAM_SETTINGS = {
+    "steps": "train.steps",
+    "samples": "generate.samples",
+    "temperature": "generate.temperature",
+    "top_k": "generate.top_k",
+    "top_p": "generate.top_p",
+    "seed": "generate.seed",
+    "conditions": "generate.conditions",
+    "backend": "generate.backend",
+    "base_model": "model.name",
+    "target": "publish.target",
+    "dry_run": "publish.dry_run",
+}
+
+
+def config_for_run(params: dict):
+    """The effective config of a DAG run: defaults < profile < GENERATOR_* env < the run's params.
+
+    Params go through the same loader as every other layer: same conversion, same
+    validation, and their origin is named in errors ("the run's param 'steps'").
+    """
+    from generator.config import load_config
+
+    overrides: dict = {}
+    origins: dict = {}
+    for param, key in PARAM_SETTINGS.items():
+        value = params.get(param)
+        if value is None or value == "" or value == []:
+            continue
+        section, _, name = key.partition(".")
+        overrides.setdefault(section, {})[name] = value
+        origins[key] = f"the run's param {param!r}"
+    return load_config(profile=params.get("profile") or None, overrides=overrides, override_origins=origins)
+
+
+def run_step(name: str, params: dict, night: str, **kwargs) -> dict:
+    """Run one step of :mod:`generator.pipeline` in this interpreter."""
+    from generator import pipeline
+
+    steps = {"train": lambda config: pipeline.step_train(config, night),
+             "generate": lambda config: pipeline.step_generate(config, night, kwargs.get("shard", 0),
+                                                               kwargs.get("shards", 1))}
+    return steps[name](config_for_run(params))
+
+
+def run_step_in_fresh_interpreter(name: str, params: dict, night: str, **kwargs) -> dict:
+    """Run a TensorFlow step in a new Python process; its output goes to the task log as is."""
+    with tempfile.TemporaryDirectory(prefix=f"step-{name}-") as scratch:
+        result_file = Path(scratch) / "result.json"
+        request = json.dumps({"name": name, "params": params, "night": night, "kwargs": kwargs})
+        process = subprocess.run([sys.executable, __file__, request, str(result_file)])
+        if process.returncode != 0:
+            raise RuntimeError(f"step {name} failed with exit code {process.returncode} (its output is above)")
+        return json.loads(result_file.read_text())
+
+
+def _main(argv: list[str]) -> int:
+    import logging
+
+    from generator.artifacts import atomic_write_json
+    from generator.errors import UserError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    request, result_file = json.loads(argv[0]), argv[1]
+    try:
+        result = run_step(request["name"], request["params"], request["night"], **request["kwargs"])
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    atomic_write_json(result_file, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

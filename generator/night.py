@@ -1,0 +1,76 @@
+"""A night: its id (a strict YYYY-MM-DD date) and its folder, ``<workdir>/nights/<night>/``.
+
+Every stage artifact of one night lives under that folder; this module is the one
+place that names where each of them goes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from pathlib import Path
+
+from .errors import UserError
+
+_NIGHT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def today() -> str:
+    return dt.datetime.now(dt.timezone.utc).date().isoformat()
+
+
+def check_night(night: str, allow_undated: bool = False) -> str:
+    """The night's id, strictly ``YYYY-MM-DD`` (``fromisoformat`` alone also takes ``20261125``, ``2026-W48-3``)."""
+    if allow_undated and night == "undated":
+        return night
+    try:
+        if isinstance(night, str) and _NIGHT.match(night) and dt.date.fromisoformat(night):
+            return night
+    except ValueError:
+        pass
+    raise UserError(f"bad night {night!r}", "pass the night's date as YYYY-MM-DD, e.g. 2026-11-25")
+
+
+@dataclasses.dataclass
+class NightPaths:
+    root: Path
+
+    @property
+    def ingest(self) -> Path:
+        return self.root / "ingest"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "generate" / "samples.jsonl"
+
+    def shard(self, index: int) -> Path:
+        return self.root / "generate" / f"shard-{index:03d}.jsonl"
+
+    @property
+    def kept(self) -> Path:
+        return self.root / "curate" / "kept.jsonl"
+
+    @property
+    def history(self) -> Path:
+        return self.root / "curate" / "history.jsonl"
+
+    @property
+    def check(self) -> Path:
+        return self.root / "check.json"
+
+    @property
+    def decision(self) -> Path:
+        return self.root / "promote.json"
+
+    @property
+    def publish_summary(self) -> Path:
+        return self.root / "publish.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.json"
+
+
+def night_paths(config, night: str) -> NightPaths:
+    return NightPaths(config.paths.night_dir(check_night(night)))

@@ -1,0 +1,33 @@
+"""What may be shown of a location: one rule for reports, pages, manifests and logs.
+
+A catalog or target can be a presigned URL (``X-Amz-Signature``, ``X-Amz-Security-Token``),
+a ``user:pass@`` URL or an absolute local path. Nothing of that is the reader's business:
+URLs lose their userinfo and query string, local paths keep only their file name.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from pathlib import PurePath
+
+
+def mask_url(value: str) -> str:
+    """A URL without its secrets: userinfo and the query string (signatures, tokens) are dropped."""
+    parsed = urllib.parse.urlsplit(value)
+    if not parsed.scheme or not parsed.netloc:
+        return value
+    host = parsed.hostname or ""
+    if parsed.port:
+        host = f"{host}:{parsed.port}"
+    return urllib.parse.urlunsplit((parsed.scheme, host, parsed.path, "", ""))
+
+
+def public_label(source: str) -> str:
+    """A label safe to publish for a catalog source: ``catalog.csv`` or ``https://host/path/catalog.csv``."""
+    source = str(source)
+    parsed = urllib.parse.urlsplit(source)
+    if parsed.scheme in ("http", "https", "s3") and parsed.netloc:
+        return mask_url(source)
+    if parsed.scheme == "file":
+        source = urllib.parse.unquote(parsed.path)
+    return PurePath(source).name or "catalog"

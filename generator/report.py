@@ -1,0 +1,98 @@
+"""The night's report: one summary, built from what each stage declared in its manifest.
+
+``build_report`` reads the night's manifests and decisions (never re-deriving
+them); ``summary_line`` is its one line for operators (the CLI's output, the
+DAG's log, the run's note). The model card on the site is rendered from it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .artifacts import read_manifest
+from .config import Config
+from .errors import UserError
+from .night import night_paths
+
+GENERATION_FIGURES = ("temperature", "top_k", "top_p", "seed", "backend", "conditions")
+
+
+def _manifest(output) -> dict:
+    try:
+        return read_manifest(output)
+    except UserError:
+        return {}
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def build_report(config: Config, night: str) -> dict:
+    """The night's summary for operators and the model card; every part is optional."""
+    paths = night_paths(config, night)
+    ingest_m = _manifest(paths.ingest)
+    decision = _json(paths.decision)
+    train_m = _manifest(Path(config.paths.checkpoint_root) / config.train.run_name) if decision.get("trained") else {}
+    live = decision.get("live") or {}
+    generate_m = _manifest(paths.samples)
+    generation_settings = generate_m.get("settings") or {}
+    curate_m = _manifest(paths.kept)
+    publish_s = _json(paths.publish_summary)
+    render_m = _manifest(config.paths.site_root)
+    if render_m.get("rendered_night") != night:  # last night's render, not tonight's
+        render_m = {}
+    previous = previous_catalog_hash(config, night)
+    return {
+        "night": night,
+        "profile": config.profile,
+        "catalog": {"source": ingest_m.get("source"), "rows": ingest_m.get("rows"), "kept": ingest_m.get("kept"),
+                    "catalog_hash": ingest_m.get("catalog_hash"),
+                    "changed": None if previous is None else previous != ingest_m.get("catalog_hash"),
+                    "train_count": ingest_m.get("train_count"), "val_count": ingest_m.get("val_count")},
+        "model": {"name": config.model.name, "source": config.model.source,
+                  "live_release": live.get("release"), "live_step": live.get("step")},
+        "train": {"skipped": not decision.get("trained", False), "reason": decision.get("reason"),
+                  "promoted": decision.get("promoted"), "steps": train_m.get("steps", 0),
+                  "total_steps": train_m.get("step", live.get("step")),
+                  "train_loss": train_m.get("train_loss", live.get("train_loss")),
+                  "val_loss": train_m.get("val_loss", live.get("val_loss")),
+                  "live_val_loss": decision.get("live_val_loss"),
+                  "seconds": train_m.get("seconds"), "loss_curve": train_m.get("loss_curve", [])},
+        # What generation declared it used, not tonight's config re-read.
+        "generate": {"samples": generate_m.get("samples"), "terminated": generate_m.get("terminated"),
+                     "length": generate_m.get("length"), "seconds": generate_m.get("seconds"),
+                     "shards": len(generate_m.get("shards", [])) or (1 if generate_m else None),
+                     **{key: generation_settings.get(key) for key in GENERATION_FIGURES}},
+        "curate": {"input": curate_m.get("input"), "kept": curate_m.get("kept"), "kept_rate": curate_m.get("kept_rate"),
+                   "rejected": curate_m.get("rejected", {})},
+        "render": {k: render_m.get(k) for k in ("pages", "written", "unchanged", "removed", "descriptions")}
+        if render_m else {},
+        "publish": publish_s,
+    }
+
+
+def previous_catalog_hash(config: Config, night: str) -> str | None:
+    """The catalog hash of the latest earlier night that ingested one."""
+    nights = config.paths.night_dir(night).parent
+    if not nights.is_dir():
+        return None
+    earlier = sorted(p for p in nights.iterdir() if p.is_dir() and p.name < night)
+    for night_dir in reversed(earlier):
+        manifest = _manifest(night_dir / "ingest")
+        if manifest.get("catalog_hash"):
+            return manifest["catalog_hash"]
+    return None
+
+
+def summary_line(report: dict) -> str:
+    c, t, g, k, p = (report.get(key) or {} for key in ("catalog", "train", "generate", "curate", "publish"))
+    training = (f"trained +{t.get('steps')} steps (val {t.get('val_loss')}, "
+                f"{'promoted' if t.get('promoted') else 'kept live'})" if not t.get("skipped")
+                else f"training skipped ({t.get('reason')})")
+    rejected = ", ".join(f"{reason} {count}" for reason, count in sorted((k.get("rejected") or {}).items()))
+    return (f"night {report['night']}: catalog {c.get('kept')} descriptions"
+            f"{' (changed)' if c.get('changed') else ''}; {training}; generated {g.get('samples')}, "
+            f"kept {k.get('kept')} [{rejected}]; rendered {(report.get('render') or {}).get('pages', '-')} pages; "
+            f"published {p.get('uploaded', 0)} uploaded, {p.get('deleted', 0)} deleted to {p.get('target', '-')}")
