@@ -35,7 +35,7 @@ def test_run_publishes_a_browsable_site(published):
     assert f"published: file://{public}/index.html" in result.stdout
     assert (public / "index.html").is_file()
     report = json.loads((work / "nights" / NIGHT / "report.json").read_text())
-    assert report["catalog"]["kept"] == 322
+    assert report["catalog"]["kept"] == 1686
     assert report["train"]["steps"] == 20 and report["train"]["val_loss"] > 0
     assert report["generate"]["samples"] == 24
     assert report["curate"]["input"] == 24
