@@ -388,7 +388,7 @@ def test_sitemap_and_robots_with_base_url(hostile_site):
 
 
 def test_sitemap_splits_into_an_index_past_the_url_limit(tmp_path, monkeypatch):
-    monkeypatch.setattr(render_module, "SITEMAP_LIMIT", 10)
+    monkeypatch.setattr(render_module.pages, "SITEMAP_LIMIT", 10)
     samples = write_samples(tmp_path / "kept.jsonl", catalog_samples(25))
     render(samples, tmp_path / "site", RenderSettings(base_url="https://example.org"), night=NIGHT)
     site = tmp_path / "site"
@@ -427,7 +427,7 @@ def test_same_inputs_give_byte_identical_sites(tmp_path):
 
 
 def test_worker_processes_render_the_same_site(tmp_path, monkeypatch):
-    monkeypatch.setattr(render_module, "PER_WORKER_MIN", 5)
+    monkeypatch.setattr(render_module.pages, "PER_WORKER_MIN", 5)
     samples = write_samples(tmp_path / "kept.jsonl", HOSTILE + catalog_samples(40))
     settings = dict(page_size=7, base_url="https://x.org")
     one = render(samples, tmp_path / "one", RenderSettings(workers=1, **settings), night=NIGHT, report=REPORT)
@@ -449,7 +449,7 @@ def test_a_daemonic_process_renders_without_worker_processes(tmp_path, monkeypat
     """Celery's prefork children are daemonic and may not fork a Pool: render must still work there."""
     import multiprocessing
 
-    monkeypatch.setattr(render_module, "PER_WORKER_MIN", 5)
+    monkeypatch.setattr(render_module.pages, "PER_WORKER_MIN", 5)
     samples = write_samples(tmp_path / "kept.jsonl", catalog_samples(30))
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
