@@ -22,13 +22,19 @@ Every link is relative and names a file (``…/index.html``), so the same tree w
 from a file:// path, under an S3 prefix and behind any static HTTP server. Absolute
 URLs (feed, sitemap, OpenGraph, canonical) need ``base_url`` and are left out without it.
 
-Output is deterministic (no render-time clock anywhere) and incremental. A new site is
-built in a staging folder and swapped in with one rename; an existing one is updated in
-place, each file compared with what is on disk and replaced atomically only when its
-bytes differ, and files no longer produced removed. So an unchanged night rewrites
-nothing and the publisher uploads only what changed. Pages of a past night link only
-within its own folder and to paths that never change, so they stay byte-identical when
-new nights arrive.
+Output is deterministic (no render-time clock anywhere) and a render is all or nothing: the
+whole site is built in a staging folder beside ``out_dir`` and swapped in with one rename, a
+file whose bytes did not change being hard-linked from the previous site (same inode and
+mtime), and files no longer produced simply not staged. A failed render (an OSError such as
+ENOSPC becomes a one-line UserError) removes its staging folder and leaves the previous site
+byte-identical. ``<out_dir>.manifest.json`` gets ``"complete": true`` only once the site is in
+place; :func:`assert_render_complete` (in ``stage``) is what publish checks first. So an
+unchanged night rewrites nothing and the publisher uploads only what changed. Pages of a past
+night link only within its own folder and to paths that never change, so they stay
+byte-identical when new nights arrive.
+
+Every HTML page declares :data:`CONTENT_SECURITY_POLICY` (``site_model``) in a <meta>; the
+site has no inline script or style, so publish can send the same policy as a header.
 
 With ``archive_dir`` (a directory kept across nights) the night's kept samples and
 report are stored as ``<archive_dir>/<night>/kept.jsonl`` and ``report.json``, and
@@ -37,18 +43,18 @@ every archived night is rendered under ``nights/<night>/``.
 Modules, one job each (none imports the package, so there is no import circle):
   site_model   settings, the site model (Item, Night, View) and text helpers: what the others share
   inputs       kept samples -> items; the night's date and report; the archive of nights
-  writer       SiteWriter: atomic, write-only-what-changed file output
+  writer       SiteWriter: staging folder, one swap, unchanged files hard-linked (not rewritten)
   charts       the model card's inline SVG charts (loss curve, curation bars)
   model_card   the night's report as labelled rows for about.html
   pages        Site: every page, feed, sitemap and robots.txt of the gallery
-  stage        render(): the stage entry point and its manifest
+  stage        render(): the stage entry point, its manifest, assert_render_complete()
   cli          ``python -m generator render``
 """
 
 from .cli import add_cli
 from .inputs import check_night, load_items, read_report
-from .site_model import Item, Night, RenderSettings, View, slugify
-from .stage import render
+from .site_model import CONTENT_SECURITY_POLICY, Item, Night, RenderSettings, View, slugify
+from .stage import assert_render_complete, render
 
-__all__ = ["Item", "Night", "RenderSettings", "View", "add_cli", "check_night", "load_items", "read_report",
-           "render", "slugify"]
+__all__ = ["CONTENT_SECURITY_POLICY", "Item", "Night", "RenderSettings", "View", "add_cli", "assert_render_complete",
+           "check_night", "load_items", "read_report", "render", "slugify"]

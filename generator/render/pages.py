@@ -25,7 +25,7 @@ from markupsafe import Markup
 
 from ..errors import UserError
 from .model_card import model_card
-from .site_model import (TEMPLATES_DIR, TYPE_LABELS, Item, Night, RenderSettings, View, excerpt, fmt_number,
+from .site_model import (CONTENT_SECURITY_POLICY, TEMPLATES_DIR, TYPE_LABELS, Item, Night, RenderSettings, View, excerpt, fmt_number,
                          night_label, root_of, xml_text)
 from .writer import SiteWriter
 
@@ -60,6 +60,7 @@ class Site:
         self.env.filters["excerpt"] = excerpt
         self.env.filters["night"] = night_label
         self.env.filters["xmltext"] = xml_text
+        self.env.globals["content_security_policy"] = CONTENT_SECURITY_POLICY
         self.dated_views = {n.date: View.of(n, n.prefix, n.prefix) for n in nights if n.date != "undated"}
         # The newest night's type and genre pages are its dated ones (one copy, not two); only an
         # undated night (no archive) gets them at the root.
@@ -223,8 +224,7 @@ class Site:
             return len(tasks)
         global _FORKED
         _FORKED = (self, tasks)
-        os.makedirs(os.path.join(self.writer._root, "d"), exist_ok=True)
-        self.writer._dirs.add(os.path.join(self.writer._root, "d"))
+        self.writer.make_dir("d")
         bounds = [(len(tasks) * k // workers, len(tasks) * (k + 1) // workers) for k in range(workers)]
         try:
             with multiprocessing.get_context("fork").Pool(workers - 1) as pool:

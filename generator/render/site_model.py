@@ -18,6 +18,7 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Iterable
+from urllib.parse import urlsplit
 
 from ..errors import UserError
 from ..settings import setting
@@ -26,6 +27,12 @@ TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "site_templates"
 NIGHT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TYPE_LABELS = {"Movie": "Movies", "TV Show": "TV Shows"}
+# The Content-Security-Policy every HTML page declares in a <meta http-equiv> (publish may send it as a
+# header too). The site satisfies it: scripts and styles are files under assets/, no inline script,
+# <style> or style="" anywhere (the charts are styled by class), nothing from another origin.
+# No base-uri: the 404 page's <base> is render.base_url, another origin when served elsewhere.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                           "object-src 'none'; form-action 'self'")
 
 
 @dataclasses.dataclass
@@ -57,12 +64,35 @@ class RenderSettings:
         for key in ("home_picks", "archive_nights", "workers"):
             if getattr(self, key) < 0:
                 raise UserError(f"render.{key} must be 0 or more, got {getattr(self, key)}", f"set render.{key} >= 0")
-        if self.base_url and not re.match(r"^https?://[^\s/]+", self.base_url):
-            raise UserError(f"render.base_url must be an http(s) URL, got {self.base_url!r}",
-                            "use e.g. https://example.org/gallery, or leave it empty")
+        problem = base_url_problem(self.base_url) if self.base_url else None
+        if problem:
+            raise UserError(f"render.base_url {problem}, got {self.base_url!r}",
+                            "use an absolute URL such as https://example.org/gallery, or leave it empty")
         if self.templates_dir and not Path(self.templates_dir).is_dir():
             raise UserError(f"render.templates_dir {self.templates_dir} is not a directory",
                             "point it at a copy of site_templates/ or leave it empty")
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be the site's base URL, or None.
+
+    It goes verbatim into robots.txt, the sitemap, the feed and <base>/canonical links, so it
+    must be one absolute http(s) URL: a newline would add lines to robots.txt.
+    """
+    if any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf") for ch in url):
+        return "must not contain whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("http", "https") or not url.lower().startswith(parts.scheme + "://"):
+        return "must be an absolute http:// or https:// URL"
+    if not parts.hostname or parts.username is not None:
+        return "must name a host (and no user name)"
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        return "must not have a ?query or #fragment (pages are appended to it)"
+    return None
 
 
 @dataclasses.dataclass
