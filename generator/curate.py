@@ -547,6 +547,7 @@ def curate(samples_path: str | Path, catalog: list, out_path: str | Path, settin
     names it in the manifest. ``history_path`` is optional JSONL of descriptions
     published on earlier nights (objects with ``text``, optionally ``night``).
     """
+    settings.validate()  # the loader validated a loaded config; this guards direct callers
     started = time.perf_counter()
     out_path = Path(out_path)
     rejected_path = Path(rejected_path) if rejected_path else default_rejected_path(out_path)

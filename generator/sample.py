@@ -86,6 +86,7 @@ def plan_conditions(settings: GenerateSettings) -> list[tuple[str, int]]:
 def generate(checkpoint_root: str | Path, run_name: str, out_path: str | Path,
              settings: GenerateSettings) -> dict:
     """Sample ``settings.samples`` descriptions into ``out_path``; returns the manifest."""
+    settings.validate()  # the loader validated a loaded config; this guards direct callers
     run_dir = resolve_run(checkpoint_root, run_name)
     length = settings.length or default_length(run_dir)
     started = time.monotonic()

@@ -84,6 +84,8 @@ def _check_same_base(run_dir: Path, model_dir: Path) -> None:
 def train(ingest_dir: str | Path, checkpoint_root: str | Path, models_root: str | Path,
           model_settings: ModelSettings, settings: TrainSettings) -> dict:
     """Fine-tune ``settings.steps`` more steps; returns the manifest written beside the run."""
+    model_settings.validate()  # the loader validated a loaded config; these guard direct callers
+    settings.validate()
     ingest_dir = Path(ingest_dir)
     ingest_manifest = read_manifest(ingest_dir, "ingest")
     train_text = ingest_dir / "train.txt"

@@ -261,7 +261,7 @@ def test_pagination_covers_every_description_once_in_order(tmp_path):
 def test_permalinks_chain_through_the_night_with_prev_and_next(tmp_path):
     records = catalog_samples(12)
     samples = write_samples(tmp_path / "kept.jsonl", records)
-    render(samples, tmp_path / "site", night=NIGHT)
+    render(samples, tmp_path / "site", RenderSettings(), night=NIGHT)
     site = tmp_path / "site"
     ids = [hashlib.sha256(r["text"].encode()).hexdigest()[:12] for r in records]
     assert sorted(p.stem for p in (site / "d").iterdir()) == sorted(ids)
@@ -293,7 +293,7 @@ def test_type_and_genre_pages_list_exactly_their_descriptions(tmp_path):
 
 def test_undated_night_has_its_type_and_genre_pages_at_the_root(tmp_path):
     records = catalog_samples(20)
-    manifest = render(write_samples(tmp_path / "kept.jsonl", records), tmp_path / "site")
+    manifest = render(write_samples(tmp_path / "kept.jsonl", records), tmp_path / "site", RenderSettings())
     site = tmp_path / "site"
     assert manifest["night"] == "undated" and not (site / "nights" / "undated").exists()
     movies = [r["text"] for r in records if r["type"] == "Movie"]
@@ -320,7 +320,7 @@ def test_random_redirects_without_javascript_and_ids_for_javascript(tmp_path):
 def test_search_page_works_without_javascript_as_a_message_and_ships_the_index(tmp_path):
     records = catalog_samples(10)
     samples = write_samples(tmp_path / "kept.jsonl", records)
-    render(samples, tmp_path / "site", night=NIGHT)
+    render(samples, tmp_path / "site", RenderSettings(), night=NIGHT)
     site = tmp_path / "site"
     html = (site / "search/index.html").read_text()
     assert "<noscript>" in html and "Search needs JavaScript" in html
@@ -346,7 +346,7 @@ def test_model_card_renders_the_report_with_charts(hostile_site):
                                     {"curate": {"rejected": {"copy": "n/a"}}, "train": {"loss_curve": [[1, "x"], None]}}])
 def test_model_card_renders_whatever_part_of_the_report_exists(tmp_path, report):
     samples = write_samples(tmp_path / "kept.jsonl", catalog_samples(5))
-    render(samples, tmp_path / "site", night=NIGHT, report=report)
+    render(samples, tmp_path / "site", RenderSettings(), night=NIGHT, report=report)
     html = (tmp_path / "site/about/index.html").read_text()
     assert "About the model" in html
     if report and report.get("train", {}).get("skipped"):
@@ -369,7 +369,7 @@ def test_feed_is_valid_atom_dated_by_the_night(hostile_site):
 
 def test_feed_stays_well_formed_with_control_characters(tmp_path):
     samples = write_samples(tmp_path / "kept.jsonl", [{"text": "A bell\x07 rings \x0b twice & \ufffe once.", "genre": "\x01Odd"}])
-    render(samples, tmp_path / "site", night=NIGHT)
+    render(samples, tmp_path / "site", RenderSettings(), night=NIGHT)
     root = ET.parse(tmp_path / "site/feed.xml").getroot()
     assert root.find("{http://www.w3.org/2005/Atom}entry/{http://www.w3.org/2005/Atom}content").text == "A bell rings  twice &  once."
 
@@ -388,7 +388,7 @@ def test_sitemap_and_robots_with_base_url(hostile_site):
 
 
 def test_sitemap_splits_into_an_index_past_the_url_limit(tmp_path, monkeypatch):
-    monkeypatch.setattr(render_module, "SITEMAP_LIMIT", 10)
+    monkeypatch.setattr(render_module.pages, "SITEMAP_LIMIT", 10)
     samples = write_samples(tmp_path / "kept.jsonl", catalog_samples(25))
     render(samples, tmp_path / "site", RenderSettings(base_url="https://example.org"), night=NIGHT)
     site = tmp_path / "site"
@@ -408,7 +408,7 @@ def test_sitemap_splits_into_an_index_past_the_url_limit(tmp_path, monkeypatch):
 
 def test_without_base_url_no_sitemap_and_no_absolute_urls(tmp_path):
     samples = write_samples(tmp_path / "kept.jsonl", catalog_samples(5))
-    render(samples, tmp_path / "site", night=NIGHT)
+    render(samples, tmp_path / "site", RenderSettings(), night=NIGHT)
     site = tmp_path / "site"
     assert not (site / "sitemap.xml").exists()
     assert "Sitemap" not in (site / "robots.txt").read_text()
@@ -427,7 +427,7 @@ def test_same_inputs_give_byte_identical_sites(tmp_path):
 
 
 def test_worker_processes_render_the_same_site(tmp_path, monkeypatch):
-    monkeypatch.setattr(render_module, "PER_WORKER_MIN", 5)
+    monkeypatch.setattr(render_module.pages, "PER_WORKER_MIN", 5)
     samples = write_samples(tmp_path / "kept.jsonl", HOSTILE + catalog_samples(40))
     settings = dict(page_size=7, base_url="https://x.org")
     one = render(samples, tmp_path / "one", RenderSettings(workers=1, **settings), night=NIGHT, report=REPORT)
@@ -449,7 +449,7 @@ def test_a_daemonic_process_renders_without_worker_processes(tmp_path, monkeypat
     """Celery's prefork children are daemonic and may not fork a Pool: render must still work there."""
     import multiprocessing
 
-    monkeypatch.setattr(render_module, "PER_WORKER_MIN", 5)
+    monkeypatch.setattr(render_module.pages, "PER_WORKER_MIN", 5)
     samples = write_samples(tmp_path / "kept.jsonl", catalog_samples(30))
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
@@ -464,9 +464,9 @@ def test_a_daemonic_process_renders_without_worker_processes(tmp_path, monkeypat
 def test_unchanged_night_rewrites_nothing(tmp_path):
     samples = write_samples(tmp_path / "kept.jsonl", catalog_samples(30))
     site = tmp_path / "site"
-    render(samples, site, night=NIGHT, report=REPORT)
+    render(samples, site, RenderSettings(), night=NIGHT, report=REPORT)
     stamps = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in site.rglob("*") if p.is_file()}
-    again = render(samples, site, night=NIGHT, report=REPORT)
+    again = render(samples, site, RenderSettings(), night=NIGHT, report=REPORT)
     assert again["written"] == 0 and again["removed"] == 0 and again["unchanged"] == again["pages"]
     assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in site.rglob("*") if p.is_file()} == stamps
 
@@ -497,7 +497,7 @@ def test_refuses_to_render_into_a_foreign_non_empty_directory(tmp_path):
     precious.mkdir()
     (precious / "thesis.txt").write_text("do not delete")
     with pytest.raises(UserError, match="not empty"):
-        render(samples, precious, night=NIGHT)
+        render(samples, precious, RenderSettings(), night=NIGHT)
     assert (precious / "thesis.txt").read_text() == "do not delete"
 
 
@@ -533,7 +533,7 @@ def test_archive_keeps_every_night_browsable_and_permalinks_stable(tmp_path):
 def test_archive_needs_a_dated_night(tmp_path):
     samples = write_samples(tmp_path / "kept.jsonl", catalog_samples(3))
     with pytest.raises(UserError, match="needs its date"):
-        render(samples, tmp_path / "site", archive_dir=tmp_path / "archive")
+        render(samples, tmp_path / "site", RenderSettings(), archive_dir=tmp_path / "archive")
 
 
 # --- inputs and errors ------------------------------------------------------------------------------
@@ -541,7 +541,7 @@ def test_archive_needs_a_dated_night(tmp_path):
 def test_hand_written_file_with_only_text_works_and_ids_derive_from_text(tmp_path):
     samples = tmp_path / "kept.jsonl"
     samples.write_text('{"text": "A lighthouse keeper adopts a seal."}\n\n{"text": "A lighthouse keeper adopts a seal."}\n')
-    manifest = render(samples, tmp_path / "site")
+    manifest = render(samples, tmp_path / "site", RenderSettings())
     key = hashlib.sha256(b"A lighthouse keeper adopts a seal.").hexdigest()[:12]
     assert (tmp_path / "site" / "d" / f"{key}.html").is_file()
     assert manifest["descriptions"] == 1 and manifest["duplicates_dropped"] == 1 and manifest["night"] == "undated"
@@ -551,7 +551,7 @@ def test_hand_written_file_with_only_text_works_and_ids_derive_from_text(tmp_pat
 def test_empty_night_renders_a_complete_site(tmp_path):
     samples = tmp_path / "kept.jsonl"
     samples.write_text("")
-    render(samples, tmp_path / "site", night=NIGHT)
+    render(samples, tmp_path / "site", RenderSettings(), night=NIGHT)
     assert "No descriptions survived curation tonight" in (tmp_path / "site/index.html").read_text()
     assert broken_links(tmp_path / "site") == []
 
@@ -567,7 +567,7 @@ def test_bad_samples_are_user_errors(tmp_path, content, needle):
     if content is not None:
         samples.write_text(content)
     with pytest.raises(UserError, match=re.escape(needle)):
-        render(samples, tmp_path / "site", night=NIGHT)
+        render(samples, tmp_path / "site", RenderSettings(), night=NIGHT)
     assert not (tmp_path / "site").exists()
 
 
@@ -575,7 +575,7 @@ def test_bad_samples_are_user_errors(tmp_path, content, needle):
 def test_bad_night_is_a_user_error(tmp_path, night):
     samples = write_samples(tmp_path / "kept.jsonl", catalog_samples(2))
     with pytest.raises(UserError, match="bad night"):
-        render(samples, tmp_path / "site", night=night)
+        render(samples, tmp_path / "site", RenderSettings(), night=night)
 
 
 @pytest.mark.parametrize("settings", [RenderSettings(page_size=0), RenderSettings(base_url="example.org"),

@@ -1,0 +1,61 @@
+"""The model card: a night's report flattened into labelled rows and charts for about.html.
+
+Every part of the report is optional (a night without training, a render without any
+report): absent keys are skipped rather than shown empty.
+"""
+
+from __future__ import annotations
+
+from .charts import loss_curve_svg, rejection_chart_svg
+from .site_model import Night, finite_number, fmt_number
+
+
+def model_card(report: dict, night: Night) -> dict:
+    """The report, flattened into labelled rows for the template; absent keys are skipped."""
+    def section(data, fields):
+        rows = []
+        for key, label in fields:
+            value = (data or {}).get(key)
+            if value is None or value == "" or value == []:
+                continue
+            if isinstance(value, list):
+                value = ", ".join(str(v) for v in value)
+            rows.append((label, fmt_number(value) if not isinstance(value, str) else value))
+        return rows
+
+    report = report if isinstance(report, dict) else {}
+    get = lambda key: report.get(key) if isinstance(report.get(key), dict) else {}  # noqa: E731
+    catalog, model, train, generate, curate = (get(k) for k in ("catalog", "model", "train", "generate", "curate"))
+    catalog_rows = section(catalog, [("source", "Source"), ("rows", "Rows read"), ("kept", "Descriptions used"),
+                                     ("train_count", "Training"), ("val_count", "Validation"),
+                                     ("catalog_hash", "Content hash (SHA-256)"), ("changed", "Changed since last night")])
+    model_rows = section({**model, "profile": report.get("profile")},
+                         [("name", "Base model"), ("source", "Source"), ("profile", "Profile"),
+                          ("live_release", "Live release"), ("live_step", "Live checkpoint step")])
+    train_rows = []
+    if train.get("skipped"):
+        train_rows.append(("This night", f"no training ({train.get('reason') or 'skipped'})"))
+    elif train.get("reason"):
+        train_rows.append(("Decision", str(train["reason"])))
+    train_rows += section(train, [("steps", "Steps this night"), ("total_steps", "Total steps"),
+                                  ("train_loss", "Training loss"), ("val_loss", "Validation loss"),
+                                  ("live_val_loss", "Previous live validation loss"), ("promoted", "Promoted")])
+    generate_rows = section(generate, [("samples", "Samples generated"), ("terminated", "Finished (end token)"),
+                                       ("length", "Max new tokens"), ("temperature", "Temperature"),
+                                       ("top_k", "Top-k"), ("top_p", "Top-p"), ("seed", "Seed"),
+                                       ("backend", "Sampler"), ("conditions", "Conditions")])
+    kept = curate.get("kept")
+    if finite_number(kept) is None:
+        kept = len(night.items)  # what the gallery itself shows
+    curate_rows = section({**curate, "kept": kept}, [("input", "Samples checked"), ("kept", "Kept")])
+    if finite_number(curate.get("kept_rate")) is not None:
+        curate_rows.append(("Kept rate", f"{curate['kept_rate']:.1%}"))
+    rejected = curate.get("rejected") if isinstance(curate.get("rejected"), dict) else {}
+    return {
+        "catalog": catalog_rows, "model": model_rows, "train": train_rows, "generate": generate_rows,
+        "curate": curate_rows,
+        "rejected": sorted(((str(k), v) for k, v in rejected.items() if finite_number(v) is not None), key=lambda kv: (-kv[1], kv[0])),
+        "loss_svg": loss_curve_svg(train.get("loss_curve")),
+        "rejection_svg": rejection_chart_svg(rejected, kept) if rejected else None,
+        "has_report": bool(report),
+    }

@@ -1,0 +1,141 @@
+"""The render stage: kept samples (+ the night's report, + the archive) -> the site, and its manifest."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import time
+from pathlib import Path
+
+from ..artifacts import manifest_path, read_jsonl, read_manifest, write_manifest
+from ..errors import UserError
+from ..night import check_night
+from .inputs import archive_night, load_archive, load_items
+from .pages import Site
+from .site_model import Night, RenderSettings
+from .writer import SiteWriter
+
+log = logging.getLogger("generator.render")
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Render removes files it did not produce, so it only works in an empty folder or its own site."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file", "pass a directory for the site")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        try:
+            previous = read_manifest(out_dir)
+        except (UserError, ValueError):
+            previous = {}
+        if previous.get("stage") != "render":
+            raise UserError(f"{out_dir} is not empty and holds no site rendered before (no {manifest_path(out_dir).name})",
+                            "pass a new or empty directory: render deletes files it did not produce")
+
+
+def _mark_incomplete(out_dir: Path) -> None:
+    """Rewrite the previous manifest (if any) with ``complete: false``; it stays render's own."""
+    try:
+        previous = read_manifest(out_dir)
+    except (UserError, ValueError):
+        return
+    if previous.get("complete") is not False:
+        write_manifest(out_dir, "render", **{**{k: v for k, v in previous.items() if k != "stage"}, "complete": False})
+
+
+def _os_error(exc: OSError, out_dir: Path) -> UserError:
+    """One line for a render stopped by the filesystem (the previous site is left as it was)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    problem = f"render into {out_dir} failed: {exc.strerror or exc}{where}; the previous site is unchanged"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = f"free space on the disk holding {out_dir.parent} (a render stages changed files beside the site), " \
+              "then run render again"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = f"make {out_dir.parent} (and the archive) writable, then run render again"
+    elif exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST):
+        fix = "pass an --out (and --archive) whose parent folders are directories"
+    else:
+        fix = f"check {out_dir.parent}, then run render again"
+    return UserError(problem.replace("\n", " "), fix.replace("\n", " "))
+
+
+def assert_render_complete(site_dir) -> dict:
+    """Raise UserError unless ``site_dir`` is a render that finished; returns its manifest.
+
+    A render writes ``<site>.manifest.json`` with ``complete: true`` only after the site is in
+    place, so publish calls this first and never uploads a half-built or foreign folder.
+    """
+    site_dir = Path(site_dir)
+    try:
+        manifest = read_manifest(site_dir)
+    except (UserError, ValueError, OSError):
+        manifest = {}
+    if not (isinstance(manifest, dict) and manifest.get("stage") == "render" and manifest.get("complete") is True
+            and site_dir.is_dir()):
+        raise UserError(f"site at {site_dir} is not a complete render", "run render again")
+    return manifest
+
+
+def render(samples_path, out_dir, settings: RenderSettings, night: str | None = None,
+           report: dict | None = None, archive_dir=None) -> dict:
+    """Render the gallery for ``samples_path`` (curated kept JSONL) into ``out_dir``; returns the manifest."""
+    started = time.perf_counter()
+    settings.validate()  # the loader validated a loaded config; this guards direct callers
+    samples_path, out_dir = Path(samples_path), Path(out_dir)
+    if report is not None and not isinstance(report, dict):
+        raise UserError("the report must be a JSON object", "pass the report.json the pipeline wrote")
+    night = check_night(night or (report or {}).get("night") or "undated", allow_undated=True)
+    items, duplicates = load_items(read_jsonl(samples_path), night, str(samples_path))
+    _check_out_dir(out_dir)
+
+    writer = None
+    try:
+        if archive_dir is not None:
+            if night == "undated":
+                raise UserError("archiving a night needs its date", "pass --night YYYY-MM-DD (or a report with \"night\")")
+            archive_dir = Path(archive_dir)
+            archive_night(archive_dir, night, samples_path, report)
+            nights = load_archive(archive_dir)
+        else:
+            nights = [Night(night, items, report or {})]
+        writer = SiteWriter(out_dir)
+        site = Site(settings, writer, nights)
+        built = site.build()
+        # From the swap until the new manifest is written the site is tonight's but the manifest last
+        # night's: mark it incomplete first, so a crash in between cannot pass for a complete render.
+        removed = writer.finish(before_swap=lambda: _mark_incomplete(out_dir))
+    except BaseException as exc:
+        if writer is not None:
+            writer.abort()
+        if isinstance(exc, OSError):
+            raise _os_error(exc, out_dir) from exc
+        raise
+    seconds = time.perf_counter() - started
+    current = site.current
+    log.info("rendered %d pages (%d written, %d unchanged, %d removed) in %.1fs -> %s",
+             len(writer.produced), writer.written, writer.unchanged, removed, seconds, out_dir)
+    fields = dict(
+        complete=True,
+        night=current.date,
+        rendered_night=night,
+        descriptions=len(current.items),
+        duplicates_dropped=duplicates,
+        permalinks=built["permalinks"],
+        nights=[n.date for n in nights],
+        pages=len(writer.produced),
+        written=writer.written,
+        unchanged=writer.unchanged,
+        removed=removed,
+        bytes=writer.bytes,
+        types=dict(sorted(site.root_view.type_counts.items())),
+        genres=dict(sorted(site.root_view.genre_counts.items())),
+        base_url=site.base_url,
+        seconds=round(seconds, 2),
+        outputs={"site": str(out_dir), "home": str(out_dir / "index.html"),
+                 "model_card": str(out_dir / "about" / "index.html")},
+    )
+    try:
+        return write_manifest(out_dir, "render", **fields)
+    except OSError as exc:
+        raise UserError(f"render into {out_dir} swapped the new site in but could not write its manifest: "
+                        f"{exc.strerror or exc}", "free space or fix permissions beside the site, then run render "
+                        "again (publish refuses the site until then)") from exc
