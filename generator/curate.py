@@ -16,18 +16,21 @@ sample fails is its ``reason`` (with a short ``detail``) in the rejected file:
 4. ``degenerate``     a word repeated more than ``max_word_run`` times in a row, a doubled
                       function word ("the the"), a phrase of ``repeat_ngram`` words that occurs
                       twice, or fewer than ``min_distinct_ratio`` distinct words.
-5. ``unknown-words`` more than ``max_unknown_words`` words (alphabetic, 3+ letters) that no
-                      catalog description uses: the invented words of an undertrained model.
-                      Off (-1) by default; the bootstrapped profiles turn it on.
-6. ``copy``           shares a run of ``copy_ngram`` consecutive words with any description of
+5. ``unknown-words`` more than ``max_unknown_words`` (default 0) invented words: words in
+                      neither wordfreq's English list (Zipf >= ``unknown_words_min_zipf``) nor the
+                      catalog's titles and descriptions (generator/lexicon.py). -1 = off.
+6. ``fluency``        per-word perplexity under a word n-gram Kneser-Ney model of the training
+                      descriptions above the ``fluency_percentile``-th percentile of the real
+                      held-out descriptions (generator/fluency.py). 0 = off.
+7. ``copy``           shares a run of ``copy_ngram`` consecutive words with any description of
                       the *full* catalog (training and validation), after normalisation (case,
                       accents, apostrophes and punctuation ignored). Exact: hashed n-grams,
                       each hit confirmed against the catalog text.
-7. ``near-duplicate`` Jaccard similarity of word shingles (``shingle_words``; single words by
+8. ``near-duplicate`` Jaccard similarity of word shingles (``shingle_words``; single words by
                       default) >= ``near_duplicate_threshold`` with a sample already kept tonight (the first one wins) or a description
                       published on an earlier night (``history_path``). Candidates come from
                       datasketch's MinHash LSH; each is confirmed with the exact Jaccard.
-8. ``blocklist``      contains a word or phrase of the blocklist file.
+9. ``blocklist``      contains a word or phrase of the blocklist file.
 
 The settings are ``[curate]`` in ``generator/defaults.toml``. Kept samples stay in
 input order unless they carry the numeric field ``rank_by`` (default ``logprob``,
@@ -62,10 +65,12 @@ from typing import Iterable
 
 from .artifacts import atomic_open, read_jsonl, write_jsonl, write_manifest
 from .errors import UserError
+from .settings import setting
 
 log = logging.getLogger(__name__)
 
-RULES = ("unterminated", "length", "malformed", "degenerate", "unknown-words", "copy", "near-duplicate", "blocklist")
+RULES = ("unterminated", "length", "malformed", "degenerate", "unknown-words", "fluency", "copy", "near-duplicate",
+         "blocklist")
 DEFAULT_BLOCKLIST = Path(__file__).with_name("data") / "blocklist.txt"
 
 
@@ -85,7 +90,15 @@ class CurateSettings:
     num_perm: int = 64
     blocklist_file: str = ""
     rank_by: str = "logprob"
-    max_unknown_words: int = -1
+    max_unknown_words: int = 0
+    unknown_words_min_zipf: float = setting(
+        1.25, "unknown-words: English words are wordfreq's with at least this Zipf frequency "
+        "(measured: bench/bench_lexicon.py)")
+    allow_new_names: bool = setting(
+        True, "unknown-words: a capitalised word in mid-sentence is a name even if nobody uses it yet")
+    fluency_percentile: float = setting(
+        0.0, "fluency: reject samples less fluent than this percentile of real held-out descriptions; 0 = off")
+    fluency_order: int = setting(3, "fluency: n-gram order of the catalog's word language model")
 
     def validate(self) -> None:
         def bad(key: str, fix: str) -> UserError:
@@ -111,6 +124,10 @@ class CurateSettings:
             raise bad("shingle_words", "set curate.shingle_words to 1 or more")
         if not 16 <= self.num_perm <= 1024:
             raise bad("num_perm", "use 16..1024 permutations, e.g. 64")
+        if self.fluency_percentile > 100:
+            raise bad("fluency_percentile", "use a percentile such as 90, or 0 for off")
+        if not 1 <= self.fluency_order <= 6:
+            raise bad("fluency_order", "use an n-gram order of 1..6, e.g. 3")
 
 
 # --- text normalisation and ids ---------------------------------------------------------------
@@ -271,7 +288,6 @@ class CopyIndex:
         words_per_entry = [normalised_words(entry.description) for entry in entries]
         # " w1 w2 … " per entry: a run of words is in a description iff " run " is a substring.
         self._padded = [f" {' '.join(words)} " for words in words_per_entry]
-        self.vocabulary = {word for words in words_per_entry for word in words}
         self._index: dict[int, int] = {}
         for position, words in enumerate(words_per_entry):
             for key in map(hash, self._grams(words)):
@@ -296,17 +312,11 @@ class CopyIndex:
         return f" {run} " in self._padded[position]
 
 
-def check_unknown_words(words: list[str], vocabulary: set[str], limit: int) -> str | None:
-    """Too many words the catalog never uses: the made-up words of an undertrained model.
-
-    Only alphabetic words of three letters or more count, so numbers and short
-    fragments pass; ``limit`` < 0 turns the rule off.
-    """
-    if limit < 0:
-        return None
-    unknown = [w for w in words if len(w) >= 3 and w.isalpha() and w not in vocabulary]
+def check_unknown_words(text: str, lexicon, limit: int) -> str | None:
+    """Too many invented words (in neither English nor the catalog): see generator/lexicon.py."""
+    unknown = lexicon.unknown(text)
     if len(unknown) > limit:
-        return f"{len(unknown)} words not in the catalog (limit {limit}): {', '.join(unknown[:5])}"
+        return f"{len(unknown)} invented words (limit {limit}): {', '.join(unknown[:5])}"
     return None
 
 
@@ -460,10 +470,19 @@ class Curator:
     """The rules with their indexes; ``judge`` one sample at a time, in input order."""
 
     def __init__(self, catalog: list, settings: CurateSettings, blocklist: Blocklist,
-                 history: Iterable[dict] = ()):
+                 history: Iterable[dict] = (), records: list[dict] | None = None):
+        """``records`` are the ingest records (title, description, split) for unknown-words and fluency."""
+        from .fluency import FluencyJudge
+        from .lexicon import Lexicon
+
         self.settings = settings
         self.copies = CopyIndex(catalog, settings.copy_ngram)
-        self.vocabulary = self.copies.vocabulary
+        if records is None:
+            records = records_from_entries(catalog)
+        self.lexicon = (Lexicon(records, settings.unknown_words_min_zipf, settings.allow_new_names)
+                        if settings.max_unknown_words >= 0 else None)
+        self.fluency = (FluencyJudge(records, settings.fluency_order, settings.fluency_percentile)
+                        if settings.fluency_percentile > 0 else None)
         self.near = NearDuplicateIndex(settings)
         self.blocklist = blocklist
         for record in history:
@@ -489,9 +508,12 @@ class Curator:
         detail = check_degenerate(words, settings)
         if detail:
             return "degenerate", detail
-        detail = check_unknown_words(words, self.vocabulary, settings.max_unknown_words)
+        detail = self.lexicon and check_unknown_words(text, self.lexicon, settings.max_unknown_words)
         if detail:
             return "unknown-words", detail
+        detail = self.fluency and self.fluency.check(words)
+        if detail:
+            return "fluency", detail
         detail = check_copy(words, self.copies)
         if detail:
             return "copy", detail
@@ -505,6 +527,25 @@ class Curator:
             return "blocklist", detail
         self.near.add(f"kept sample {sample_key}", shingle_set)
         return None
+
+
+def records_from_entries(catalog: list, validation_fraction: float | None = None) -> list[dict]:
+    """Ingest-style records (title, description, split) from catalog entries, split as ingest splits."""
+    from .ingest import IngestSettings, is_validation
+
+    fraction = IngestSettings().validation_fraction if validation_fraction is None else validation_fraction
+    return [{"title": entry.title, "description": entry.description,
+             "split": "val" if is_validation(entry.description, fraction) else "train"} for entry in catalog]
+
+
+def catalog_records_for(catalog_source: str, catalog: list) -> list[dict]:
+    """The ingest records beside an ingest folder's ``source.csv`` (``catalog.jsonl``), else derived."""
+    beside = Path(catalog_source).with_name("catalog.jsonl") if "://" not in catalog_source else None
+    if beside is not None and beside.is_file():
+        from .quality import catalog_records
+
+        return catalog_records(beside.parent)
+    return records_from_entries(catalog)
 
 
 def rank(kept: list[dict], field: str) -> bool:
@@ -549,7 +590,7 @@ def curate(samples_path: str | Path, catalog_source: str, out_path: str | Path,
     history = read_history(history_path)
     blocklist = load_blocklist(settings.blocklist_file)
 
-    curator = Curator(catalog, settings, blocklist, history)
+    curator = Curator(catalog, settings, blocklist, history, catalog_records_for(str(catalog_source), catalog))
     kept: list[dict] = []
     counts = dict.fromkeys(RULES, 0)
     total = 0
@@ -582,6 +623,7 @@ def curate(samples_path: str | Path, catalog_source: str, out_path: str | Path,
         catalog=str(catalog_source),
         catalog_descriptions=len(catalog),
         history=curator.history_count,
+        fluency=curator.fluency.summary() if curator.fluency else None,
         blocklist=blocklist.path,
         settings=dataclasses.asdict(settings),
         seconds=round(seconds, 2),
@@ -593,7 +635,8 @@ def add_cli(subparsers) -> None:
     parser = subparsers.add_parser(
         "curate", parents=[subparsers.common],
         help="keep only novel, well-formed, distinct samples",
-        description="Check samples against the rules unterminated, length, malformed, degenerate, copy "
+        description="Check samples against the rules unterminated, length, malformed, degenerate, unknown-words, "
+        "fluency, copy "
         "(against the full catalog), near-duplicate and blocklist, in that order. Writes the kept samples "
         "(with a stable id) to OUT.jsonl, the rejected ones with their reason to OUT.rejected.jsonl, and "
         "OUT.manifest.json with counts per reason.",
