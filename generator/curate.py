@@ -16,18 +16,21 @@ sample fails is its ``reason`` (with a short ``detail``) in the rejected file:
 4. ``degenerate``     a word repeated more than ``max_word_run`` times in a row, a doubled
                       function word ("the the"), a phrase of ``repeat_ngram`` words that occurs
                       twice, or fewer than ``min_distinct_ratio`` distinct words.
-5. ``unknown-words`` more than ``max_unknown_words`` words (alphabetic, 3+ letters) that no
-                      catalog description uses: the invented words of an undertrained model.
-                      Off (-1) by default; the bootstrapped profiles turn it on.
-6. ``copy``           shares a run of ``copy_ngram`` consecutive words with any description of
+5. ``unknown-words`` more than ``max_unknown_words`` (default 0) invented words: words in
+                      neither wordfreq's English list (Zipf >= ``unknown_words_min_zipf``) nor the
+                      catalog's titles and descriptions (generator/lexicon.py). -1 = off.
+6. ``fluency``        per-word perplexity under a word n-gram Kneser-Ney model of the training
+                      descriptions above the ``fluency_percentile``-th percentile of the real
+                      held-out descriptions (generator/fluency.py). 0 = off.
+7. ``copy``           shares a run of ``copy_ngram`` consecutive words with any description of
                       the *full* catalog (training and validation), after normalisation (case,
                       accents, apostrophes and punctuation ignored). Exact: hashed n-grams,
                       each hit confirmed against the catalog text.
-7. ``near-duplicate`` Jaccard similarity of word shingles (``shingle_words``; single words by
+8. ``near-duplicate`` Jaccard similarity of word shingles (``shingle_words``; single words by
                       default) >= ``near_duplicate_threshold`` with a sample already kept tonight (the first one wins) or a description
                       published on an earlier night (``history_path``). Candidates come from
                       datasketch's MinHash LSH; each is confirmed with the exact Jaccard.
-8. ``blocklist``      contains a word or phrase of the blocklist file.
+9. ``blocklist``      contains a word or phrase of the blocklist file.
 
 The settings are ``[curate]`` in ``generator/defaults.toml``. Kept samples stay in
 input order unless they carry the numeric field ``rank_by`` (default ``logprob``,
@@ -66,7 +69,8 @@ from .settings import setting
 
 log = logging.getLogger(__name__)
 
-RULES = ("unterminated", "length", "malformed", "degenerate", "unknown-words", "copy", "near-duplicate", "blocklist")
+RULES = ("unterminated", "length", "malformed", "degenerate", "unknown-words", "fluency", "copy", "near-duplicate",
+         "blocklist")
 DEFAULT_BLOCKLIST = Path(__file__).with_name("data") / "blocklist.txt"
 
 
@@ -96,8 +100,16 @@ class CurateSettings:
                                   "shipped generator/data/blocklist.txt")
     rank_by: str = setting("logprob", "order kept samples by this numeric sample field, highest first, and "
                            "record `rank`; empty = input order")
-    max_unknown_words: int = setting(-1, "unknown-words: reject samples with more than this many words "
-                                     "(alphabetic, 3+ letters) that no catalog description uses; -1 = off")
+    max_unknown_words: int = setting(0, "unknown-words: reject samples with more than this many invented words "
+                                     "(in neither the English lexicon nor the catalog's vocabulary); -1 = off")
+    unknown_words_min_zipf: float = setting(
+        1.25, "unknown-words: English words are wordfreq's with at least this Zipf frequency "
+        "(measured: bench/bench_lexicon.py)")
+    allow_new_names: bool = setting(
+        True, "unknown-words: a capitalised word in mid-sentence is a name even if nobody uses it yet")
+    fluency_percentile: float = setting(
+        0.0, "fluency: reject samples less fluent than this percentile of real held-out descriptions; 0 = off")
+    fluency_order: int = setting(3, "fluency: n-gram order of the catalog's word language model")
 
     def validate(self) -> None:
         def bad(key: str, fix: str) -> UserError:
@@ -123,6 +135,10 @@ class CurateSettings:
             raise bad("shingle_words", "set curate.shingle_words to 1 or more")
         if not 16 <= self.num_perm <= 1024:
             raise bad("num_perm", "use 16..1024 permutations, e.g. 64")
+        if self.fluency_percentile > 100:
+            raise bad("fluency_percentile", "use a percentile such as 90, or 0 for off")
+        if not 1 <= self.fluency_order <= 6:
+            raise bad("fluency_order", "use an n-gram order of 1..6, e.g. 3")
 
 
 # --- text normalisation and ids ---------------------------------------------------------------
@@ -283,7 +299,6 @@ class CopyIndex:
         words_per_entry = [normalised_words(entry.description) for entry in entries]
         # " w1 w2 … " per entry: a run of words is in a description iff " run " is a substring.
         self._padded = [f" {' '.join(words)} " for words in words_per_entry]
-        self.vocabulary = {word for words in words_per_entry for word in words}
         self._index: dict[int, int] = {}
         for position, words in enumerate(words_per_entry):
             for key in map(hash, self._grams(words)):
@@ -308,17 +323,11 @@ class CopyIndex:
         return f" {run} " in self._padded[position]
 
 
-def check_unknown_words(words: list[str], vocabulary: set[str], limit: int) -> str | None:
-    """Too many words the catalog never uses: the made-up words of an undertrained model.
-
-    Only alphabetic words of three letters or more count, so numbers and short
-    fragments pass; ``limit`` < 0 turns the rule off.
-    """
-    if limit < 0:
-        return None
-    unknown = [w for w in words if len(w) >= 3 and w.isalpha() and w not in vocabulary]
+def check_unknown_words(text: str, lexicon, limit: int) -> str | None:
+    """Too many invented words (in neither English nor the catalog): see generator/lexicon.py."""
+    unknown = lexicon.unknown(text)
     if len(unknown) > limit:
-        return f"{len(unknown)} words not in the catalog (limit {limit}): {', '.join(unknown[:5])}"
+        return f"{len(unknown)} invented words (limit {limit}): {', '.join(unknown[:5])}"
     return None
 
 
@@ -473,9 +482,17 @@ class Curator:
 
     def __init__(self, catalog: list, settings: CurateSettings, blocklist: Blocklist,
                  history: Iterable[dict] = ()):
+        """``catalog``: the ingested entries (title, description, split), as ``ingest.read_catalog`` gives them."""
+        from .fluency import FluencyJudge
+        from .lexicon import Lexicon
+
         self.settings = settings
         self.copies = CopyIndex(catalog, settings.copy_ngram)
-        self.vocabulary = self.copies.vocabulary
+        records = [dataclasses.asdict(entry) for entry in catalog]
+        self.lexicon = (Lexicon(records, settings.unknown_words_min_zipf, settings.allow_new_names)
+                        if settings.max_unknown_words >= 0 else None)
+        self.fluency = (FluencyJudge(records, settings.fluency_order, settings.fluency_percentile)
+                        if settings.fluency_percentile > 0 else None)
         self.near = NearDuplicateIndex(settings)
         self.blocklist = blocklist
         for record in history:
@@ -501,9 +518,12 @@ class Curator:
         detail = check_degenerate(words, settings)
         if detail:
             return "degenerate", detail
-        detail = check_unknown_words(words, self.vocabulary, settings.max_unknown_words)
+        detail = self.lexicon and check_unknown_words(text, self.lexicon, settings.max_unknown_words)
         if detail:
             return "unknown-words", detail
+        detail = self.fluency and self.fluency.check(words)
+        if detail:
+            return "fluency", detail
         detail = check_copy(words, self.copies)
         if detail:
             return "copy", detail
@@ -591,6 +611,7 @@ def curate(samples_path: str | Path, catalog: list, out_path: str | Path, settin
         catalog=catalog_label,
         catalog_descriptions=len(catalog),
         history=curator.history_count,
+        fluency=curator.fluency.summary() if curator.fluency else None,
         blocklist=blocklist.path,
         settings=dataclasses.asdict(settings),
         seconds=round(seconds, 2),
@@ -604,7 +625,8 @@ def add_cli(subparsers) -> None:
     parser = subparsers.add_parser(
         "curate", parents=[subparsers.common],
         help="keep only novel, well-formed, distinct samples",
-        description="Check samples against the rules unterminated, length, malformed, degenerate, copy "
+        description="Check samples against the rules unterminated, length, malformed, degenerate, unknown-words, "
+        "fluency, copy "
         "(against the full catalog), near-duplicate and blocklist, in that order. Writes the kept samples "
         "(with a stable id) to OUT.jsonl, the rejected ones with their reason to OUT.rejected.jsonl, and "
         "OUT.manifest.json with counts per reason.",

@@ -54,7 +54,7 @@ class CatalogEntry:
     title: str
     genres: list[str]
     description: str
-    split: str = ""  # "train" or "val" once ingest has split the catalog
+    split: str = ""  # "train" or "val": the held-out side, by a hash of the description
 
     @property
     def main_genre(self) -> str:
@@ -158,6 +158,7 @@ def parse_catalog(text: str, source: str, settings: IngestSettings) -> tuple[lis
                     title=clean_text(field(row, "title")),
                     genres=genres,
                     description=description,
+                    split="val" if is_validation(description, settings.validation_fraction) else "train",
                 )
             )
     except csv.Error as exc:
@@ -197,7 +198,6 @@ def ingest(source: str, out_dir: str | Path, settings: IngestSettings) -> dict:
 
     train_lines, val_lines, records = [], [], []
     for entry in entries:
-        entry.split = "val" if is_validation(entry.description, settings.validation_fraction) else "train"
         line = training_line(entry.description, entry.type, entry.main_genre, settings.conditional)
         (val_lines if entry.split == "val" else train_lines).append(line)
         records.append({**dataclasses.asdict(entry), "control": control_prefix(entry.type, entry.main_genre).strip()})

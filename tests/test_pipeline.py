@@ -131,6 +131,8 @@ def test_unknown_words_rule_rejects_invented_words(tmp_path):
     assert manifest["kept"] == 1 and manifest["rejected"]["unknown-words"] == 1
     rejected = [json.loads(line) for line in (tmp_path / "k.rejected.jsonl").read_text().splitlines()]
     assert "procumpukar" in rejected[0]["detail"]
-    # Off by default: invented words are the price of novelty with a real GPT-2.
+    # On by default with no invented word allowed; -1 turns it off.
     assert curate(samples, catalog_entries(catalog), tmp_path / "k2.jsonl",
-                  CurateSettings())["rejected"]["unknown-words"] == 0
+                  CurateSettings())["rejected"]["unknown-words"] == 1
+    off = curate(samples, catalog_entries(catalog), tmp_path / "k3.jsonl", CurateSettings(max_unknown_words=-1))
+    assert off["rejected"]["unknown-words"] == 0
