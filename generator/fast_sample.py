@@ -286,14 +286,12 @@ class FastSampler:
 # --- the generate stage's fast backend -------------------------------------------------------
 
 
-def plan_batches(settings) -> list[tuple[str, int, int]]:
+def plan_batches(plan: list[tuple[str, int]], batch_size: int) -> list[tuple[str, int, int]]:
     """[(prefix, first global index, rows), ...]: each condition's samples cut into batches."""
-    from .sample import plan_conditions
-
     batches, index = [], 0
-    for prefix, count in plan_conditions(settings):
-        for start in range(0, count, settings.batch_size):
-            rows = min(settings.batch_size, count - start)
+    for prefix, count in plan:
+        for start in range(0, count, batch_size):
+            rows = min(batch_size, count - start)
             batches.append((prefix, index, rows))
             index += rows
     return batches
@@ -350,7 +348,8 @@ def _progress_bar(settings, total: int, initial: int):
                 disable=not shown, dynamic_ncols=True, smoothing=0.1)
 
 
-def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: int) -> dict:
+def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: int,
+                  plan: list[tuple[str, int]]) -> dict:
     """Write ``settings.samples`` samples to ``out_path`` with the early-stopping sampler.
 
     Each batch's lines are appended and fsynced to ``<out>.partial``, renamed to
@@ -362,7 +361,7 @@ def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: i
     """
     out_path = Path(out_path)
     partial, meta = partial_paths(out_path)
-    batches = plan_batches(settings)
+    batches = plan_batches(plan, settings.batch_size)
     boundaries = {first for _, first, _ in batches} | {settings.samples}
     fingerprint = resume_fingerprint(run_dir, settings, length)
 

@@ -29,7 +29,7 @@ import math
 from collections import Counter, defaultdict
 from typing import Iterable, Sequence
 
-from .curate import normalised_words
+from .words import normalised_words
 
 START, END, UNKNOWN = "<s>", "</s>", "<unk>"
 

@@ -24,7 +24,7 @@ def _texts(path: str | Path | None) -> list[str]:
 
 def distinct_2(texts: list[str]) -> float | None:
     """Distinct word bigrams / all word bigrams over the batch (1.0 = no phrase repeats)."""
-    from .curate import ngrams, normalised_words
+    from .words import ngrams, normalised_words
 
     grams = [gram for text in texts for gram in ngrams(normalised_words(text), 2)]
     return round(len(set(grams)) / len(grams), 4) if grams else None
@@ -34,7 +34,7 @@ class SharedRuns:
     """Longest run of consecutive words a text shares with any catalog description (its novelty)."""
 
     def __init__(self, descriptions: list[str]):
-        from .curate import normalised_words
+        from .words import normalised_words
 
         self.words: list[str | None] = []
         for description in descriptions:
@@ -48,7 +48,7 @@ class SharedRuns:
                 self.trigrams.setdefault(gram, []).append(position)
 
     def longest(self, text: str) -> int:
-        from .curate import normalised_words
+        from .words import normalised_words
 
         words = normalised_words(text)
         best = 0

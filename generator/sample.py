@@ -93,7 +93,7 @@ def generate(checkpoint_root: str | Path, run_name: str, out_path: str | Path,
     if settings.backend == "fast":
         from .fast_sample import generate_fast
 
-        stats = generate_fast(run_dir, out_path, settings, length)
+        stats = generate_fast(run_dir, out_path, settings, length, plan_conditions(settings))
     else:
         records = _generate_gpt2_simple(checkpoint_root, run_name, settings, length)
         write_jsonl(out_path, records)

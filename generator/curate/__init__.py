@@ -1,0 +1,59 @@
+"""Curate: publish only novel, well-formed, distinct descriptions.
+
+``curate(samples, catalog, out)`` reads samples JSONL (generate's output) and
+checks every sample against these rules, in this order; the first rule a
+sample fails is its ``reason`` (with a short ``detail``) in the rejected file:
+
+1. ``unterminated``   generation hit its length cap before ``<|endoftext|>``
+                      (``"terminated": false``; a line without the field counts as terminated).
+2. ``length``         fewer than ``min_words`` or more than ``max_words`` words, or
+                      outside ``min_chars``..``max_chars`` characters.
+3. ``malformed``      leftover markers (``<|startoftext|>``/``<|endoftext|>`` fragments, a
+                      ``[Movie]``-style control prefix: real descriptions never use square
+                      brackets), U+FFFD or mojibake (broken UTF-8), control/invisible characters,
+                      an odd number of double quotes, unbalanced brackets, or no terminal
+                      punctuation (``require_terminal_punctuation``).
+4. ``degenerate``     a word repeated more than ``max_word_run`` times in a row, a doubled
+                      function word ("the the"), a phrase of ``repeat_ngram`` words that occurs
+                      twice, or fewer than ``min_distinct_ratio`` distinct words.
+5. ``unknown-words`` more than ``max_unknown_words`` (default 0) invented words: words in
+                      neither wordfreq's English list (Zipf >= ``unknown_words_min_zipf``) nor the
+                      catalog's titles and descriptions (generator/lexicon.py). -1 = off.
+6. ``fluency``        per-word perplexity under a word n-gram Kneser-Ney model of the training
+                      descriptions above the ``fluency_percentile``-th percentile of the real
+                      held-out descriptions (generator/fluency.py). 0 = off.
+7. ``copy``           shares a run of ``copy_ngram`` consecutive words with any description of
+                      the *full* catalog (training and validation), after normalisation (case,
+                      accents, apostrophes and punctuation ignored). Exact: hashed n-grams,
+                      each hit confirmed against the catalog text.
+8. ``near-duplicate`` Jaccard similarity of word shingles (``shingle_words``; single words by
+                      default) >= ``near_duplicate_threshold`` with a sample already kept tonight (the first one wins) or a description
+                      published on an earlier night (``history_path``). Candidates come from
+                      datasketch's MinHash LSH; each is confirmed with the exact Jaccard.
+9. ``blocklist``      contains a word or phrase of the blocklist file.
+
+The settings are ``CurateSettings`` (``settings.py``); the modules: (normalised words and ids are ``generator/words.py``),
+``rules`` (per-sample checks), ``indexes`` (copy, near-duplicate, blocklist), ``stage`` (``curate()``), ``cli``. Kept samples stay in
+input order unless they carry the numeric field ``rank_by`` (default ``logprob``,
+generate's mean token log-probability): then they are ordered highest first and
+each records its ``rank``.
+
+Outputs: the kept samples (``out_path``: every original field plus ``id``, and
+``rank`` when ranked), the rejected ones (``<out stem>.rejected.jsonl`` unless
+given: plus ``id``, ``reason``, ``detail``) and ``<out stem>.manifest.json``
+(counts per reason, kept rate, settings).
+
+``id`` is the first 12 hex digits of the SHA-256 of the text in Unicode NFC
+with whitespace collapsed, so a description keeps its permalink across
+re-renders and re-runs. Curation is deterministic and idempotent: curating the
+kept output again keeps all of it, unchanged.
+"""
+
+from .cli import add_cli
+from .indexes import CopyIndex, NearDuplicateIndex, jaccard, load_blocklist, shingles
+from .settings import RULES, CurateSettings
+from .stage import Curator, curate, rank
+from ..words import ngrams, normalised_words, sample_id
+
+__all__ = ["RULES", "CopyIndex", "CurateSettings", "Curator", "NearDuplicateIndex", "add_cli", "curate", "jaccard",
+           "load_blocklist", "ngrams", "normalised_words", "rank", "sample_id", "shingles"]

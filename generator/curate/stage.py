@@ -1,0 +1,174 @@
+"""The curate stage: every sample through the rules, in order; kept and rejected files and the manifest."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Iterable
+
+from ..artifacts import atomic_open, read_jsonl, write_jsonl, write_manifest
+from ..errors import UserError
+from .indexes import Blocklist, CopyIndex, NearDuplicateIndex, check_blocklist, check_copy, load_blocklist, shingles
+from .rules import check_degenerate, check_length, check_malformed, check_unknown_words, check_unterminated
+from .settings import RULES, CurateSettings
+from ..words import normalised_words, sample_id
+
+log = logging.getLogger(__name__)
+
+
+def default_rejected_path(out_path: str | Path) -> Path:
+    out_path = Path(out_path)
+    return out_path.with_name(f"{out_path.stem}.rejected.jsonl")
+
+
+def read_history(history_path: str | Path | None) -> list[dict]:
+    """Descriptions published on earlier nights; a missing file means none yet (first night)."""
+    if not history_path or not Path(history_path).is_file():
+        return []
+    return list(read_jsonl(history_path))
+
+
+class Curator:
+    """The rules with their indexes; ``judge`` one sample at a time, in input order."""
+
+    def __init__(self, catalog: list, settings: CurateSettings, blocklist: Blocklist,
+                 history: Iterable[dict] = ()):
+        """``catalog``: the ingested entries (title, description, split), as ``ingest.read_catalog`` gives them."""
+        from ..fluency import FluencyJudge
+        from ..lexicon import Lexicon
+
+        self.settings = settings
+        self.copies = CopyIndex(catalog, settings.copy_ngram)
+        records = [dataclasses.asdict(entry) for entry in catalog]
+        self.lexicon = (Lexicon(records, settings.unknown_words_min_zipf, settings.allow_new_names)
+                        if settings.max_unknown_words >= 0 else None)
+        self.fluency = (FluencyJudge(records, settings.fluency_order, settings.fluency_percentile)
+                        if settings.fluency_percentile > 0 else None)
+        self.near = NearDuplicateIndex(settings)
+        self.blocklist = blocklist
+        for record in history:
+            words = normalised_words(record["text"])
+            night = record.get("night")
+            label = f"a description published on {night}" if night else "a previously published description"
+            self.near.add(label, shingles(words, settings.shingle_words))
+        self.history_count = len(self.near)
+
+    def judge(self, record: dict, sample_key: str) -> tuple[str, str] | None:
+        """``(reason, detail)`` of the first failing rule, or None when kept (then it joins the index)."""
+        settings, text = self.settings, record["text"]
+        detail = check_unterminated(record)
+        if detail:
+            return "unterminated", detail
+        detail = check_length(text, settings)
+        if detail:
+            return "length", detail
+        detail = check_malformed(text, settings)
+        if detail:
+            return "malformed", detail
+        words = normalised_words(text)
+        detail = check_degenerate(words, settings)
+        if detail:
+            return "degenerate", detail
+        detail = self.lexicon and check_unknown_words(text, self.lexicon, settings.max_unknown_words)
+        if detail:
+            return "unknown-words", detail
+        detail = self.fluency and self.fluency.check(words)
+        if detail:
+            return "fluency", detail
+        detail = check_copy(words, self.copies)
+        if detail:
+            return "copy", detail
+        shingle_set = shingles(words, settings.shingle_words)
+        found = self.near.find(shingle_set)
+        if found:
+            label, similarity = found
+            return "near-duplicate", f"Jaccard {similarity:.2f} with {label}"
+        detail = check_blocklist(words, self.blocklist)
+        if detail:
+            return "blocklist", detail
+        self.near.add(f"kept sample {sample_key}", shingle_set)
+        return None
+
+
+def rank(kept: list[dict], field: str) -> bool:
+    """Order kept samples by a numeric field, highest first (ties and missing values keep input order).
+
+    Adds ``rank`` (1 = best). Returns False, changing nothing, when no sample has the field.
+    """
+    def score(record: dict):
+        value = record.get(field)
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return value if numeric else None
+
+    if not field or not any(score(r) is not None for r in kept):
+        return False
+    kept.sort(key=lambda r: (score(r) is None, -(score(r) or 0.0)))
+    for position, record in enumerate(kept, start=1):
+        record["rank"] = position
+    return True
+
+
+def curate(samples_path: str | Path, catalog: list, out_path: str | Path, settings: CurateSettings,
+           history_path: str | Path | None = None, rejected_path: str | Path | None = None,
+           catalog_label: str = "") -> dict:
+    """Run the curate stage; returns its manifest (also written as ``<out stem>.manifest.json``).
+
+    ``catalog`` is the full ingested catalog (``ingest.read_catalog`` of the night's
+    ingest folder: training and validation descriptions alike); ``catalog_label``
+    names it in the manifest. ``history_path`` is optional JSONL of descriptions
+    published on earlier nights (objects with ``text``, optionally ``night``).
+    """
+    settings.validate()  # the loader validated a loaded config; this guards direct callers
+    started = time.perf_counter()
+    out_path = Path(out_path)
+    rejected_path = Path(rejected_path) if rejected_path else default_rejected_path(out_path)
+    # Check the small inputs first; a bad samples line fails the stage mid-way, but
+    # every write is atomic, so nothing is left behind.
+    if not Path(samples_path).is_file():
+        raise UserError(f"samples file not found: {samples_path}", "pass the JSONL written by the generate stage")
+    history = read_history(history_path)
+    blocklist = load_blocklist(settings.blocklist_file)
+
+    curator = Curator(catalog, settings, blocklist, history)
+    kept: list[dict] = []
+    counts = dict.fromkeys(RULES, 0)
+    total = 0
+    # Rejected samples stream straight to disk; only the kept ones stay in memory (for ranking).
+    with atomic_open(rejected_path, "w") as rejected_file:
+        for record in read_jsonl(samples_path):
+            total += 1
+            key = sample_id(record["text"])
+            verdict = curator.judge(record, key)
+            record["id"] = key
+            if verdict is None:
+                record.pop("rank", None)  # a rank from an earlier curation is recomputed, not kept stale
+                kept.append(record)
+            else:
+                record["reason"], record["detail"] = verdict
+                counts[record["reason"]] += 1
+                rejected_file.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+        ranked = rank(kept, settings.rank_by)
+        write_jsonl(out_path, kept)
+    seconds = time.perf_counter() - started
+    log.info("curated %d samples: kept %d in %.1fs", total, len(kept), seconds)
+    return write_manifest(
+        out_path, "curate",
+        input=total,
+        kept=len(kept),
+        kept_rate=round(len(kept) / total, 4) if total else 0.0,
+        rejected=counts,
+        rules=list(RULES),
+        ranked_by=settings.rank_by if ranked else None,
+        catalog=catalog_label,
+        catalog_descriptions=len(catalog),
+        history=curator.history_count,
+        fluency=curator.fluency.summary() if curator.fluency else None,
+        blocklist=blocklist.path,
+        settings=dataclasses.asdict(settings),
+        seconds=round(seconds, 2),
+        outputs={"kept": str(out_path), "rejected": str(rejected_path)},
+    )
