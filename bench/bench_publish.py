@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import boto3  # noqa: E402
 
+from generator.artifacts import manifest_path  # noqa: E402
 from generator.publish import PublishSettings, _s3_client, publish  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -99,8 +100,9 @@ def render_site(records: list[dict], work: Path, name: str) -> Path:
 
 
 def copy_fresh(site: Path, destination: Path) -> Path:
-    """The same bytes with new mtimes, as a re-render on another worker leaves them."""
+    """The same bytes with new mtimes, as a re-render on another worker leaves them (with render's manifest)."""
     shutil.copytree(site, destination, copy_function=shutil.copyfile)
+    shutil.copyfile(manifest_path(site), manifest_path(destination))
     return destination
 
 

@@ -14,6 +14,8 @@ import pytest
 from botocore.exceptions import BotoCoreError
 
 import generator.publish as publish_module
+import generator.publish.local as publish_local
+import generator.publish.s3_store as publish_s3_store
 from generator.errors import UserError
 from generator.publish import PublishSettings, parse_target, publish
 
@@ -76,6 +78,8 @@ def build_site(root: Path, items: list[tuple[str, str]], per_page: int = 10, css
         path = root / key
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+    # What render writes last, beside the site: publish refuses a site without it.
+    root.with_name(f"{root.name}.manifest.json").write_text('{"stage": "render", "complete": true}\n')
     return files
 
 
@@ -250,7 +254,7 @@ def test_order_assets_pages_indexes_home_then_deletes(tmp_path, bucket, s3):
 @pytest.mark.parametrize("page", [1, 4, 1000])
 def test_range_listing_covers_the_whole_key_space(bucket, s3, monkeypatch, page):
     """Ranges are cut at local keys; remote keys before, between and after them are all listed."""
-    monkeypatch.setattr(publish_module, "LIST_PAGE", page)
+    monkeypatch.setattr(publish_s3_store, "LIST_PAGE", page)
     local = [f"k{n:03d}.html" for n in range(0, 40, 2)]
     remote = [f"k{n:03d}.html" for n in range(0, 40, 3)] + ["a.html", "k0045.html", "zz/last.html", "k010.html/x"]
     for key in remote:
@@ -362,7 +366,7 @@ def test_multipart_file_is_not_reuploaded_when_unchanged(tmp_path, bucket, s3):
     assert not {"PutObject", "UploadPart", "CreateMultipartUpload"} & set(again["requests"])
     # Without the state object, the multipart object's MD5 comes from its metadata (one HEAD).
     s3.delete_object(Bucket=bucket, Key=publish_module.STATE_NAME)
-    third = publish(site, f"s3://{bucket}")
+    third = publish(site, f"s3://{bucket}", PublishSettings(adopt=True))  # no record of ours left: adopt
     assert third["uploaded"] == 0 and third["requests"]["HeadObject"] >= 1
     assert s3.head_object(Bucket=bucket, Key="media/trailer.bin")["ETag"] == etag
 
@@ -519,7 +523,9 @@ def test_missing_site_and_bad_target_on_the_cli(tmp_path):
 # --- file:// ---------------------------------------------------------------------------------
 
 def tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """The published files (the publisher's record excluded, as in remote_files)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and p.name != publish_module.STATE_NAME}
 
 
 def test_file_target_diffs_by_content_and_swaps_atomically(tmp_path):
@@ -549,7 +555,7 @@ def test_file_target_failure_leaves_the_published_tree(tmp_path, monkeypatch):
     publish(site, f"file://{public}")
     build_site(site, catalog(12, night="n2"))
     calls = [0]
-    real_copy = publish_module._copy_file
+    real_copy = publish_local._copy_file
 
     def failing_copy(source, destination):
         calls[0] += 1
@@ -557,11 +563,12 @@ def test_file_target_failure_leaves_the_published_tree(tmp_path, monkeypatch):
             raise OSError(28, "No space left on device")
         real_copy(source, destination)
 
-    monkeypatch.setattr(publish_module, "_copy_file", failing_copy)
+    monkeypatch.setattr(publish_local, "_copy_file", failing_copy)
     with pytest.raises(UserError, match="No space left"):
         publish(site, f"file://{public}")
     assert tree(public) == old
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["public", "site", "site-publish.manifest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["public", "site", "site-publish.manifest.json",
+                                                          "site.manifest.json"]
 
 
 def test_file_target_max_deletes_guard(tmp_path):
