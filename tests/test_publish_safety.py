@@ -280,3 +280,21 @@ def test_ingest_reports_s3_errors_through_the_same_mapping(tmp_path, bucket):
     assert_clean_error(result, "no such key", "fix: check the key")
     result = run_cli("ingest", "--catalog", "s3://no-such-bucket-zz/c.csv", "--out", str(tmp_path / "in"), timeout=120)
     assert_clean_error(result, "no such bucket", "create the bucket first")
+
+
+def test_a_target_published_before_records_upgrades_without_adopt(tmp_path):
+    """The site's last summary names this target and predates records: the target is this gallery's."""
+    site, public = tmp_path / "site", tmp_path / "public"
+    items = catalog(6)
+    build_site(site, items)
+    publish(site, f"file://{public}")
+    summary_path = tmp_path / "site-publish.manifest.json"
+    old_summary = {k: v for k, v in json.loads(summary_path.read_text()).items() if k != "foreign"}
+    summary_path.write_text(json.dumps(old_summary))
+    (public / STATE).unlink()  # as the old publisher left it
+    new = build_site(site, items[:-1])
+    assert publish(site, f"file://{public}", PublishSettings(dry_run=True))["to_delete"] == 1  # a look first
+    assert publish(site, f"file://{public}")["deleted"] == 1 and tree(public) == new
+    (public / STATE).unlink()  # a record lost under a current publisher: not presumed ours
+    with pytest.raises(UserError, match="did not publish"):
+        publish(site, f"file://{public}")

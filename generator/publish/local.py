@@ -101,7 +101,8 @@ def _build_tree(staging: Path, files: list[LocalFile], changed: set[str], existi
     (staging / STATE_NAME).write_bytes(record.to_bytes())
 
 
-def publish_file(target: Target, paths: list[tuple[str, Path]], settings: PublishSettings, started: float) -> dict:
+def publish_file(target: Target, paths: list[tuple[str, Path]], settings: PublishSettings, started: float,
+                 published_before_records: bool = False) -> dict:
     root = resolved_root(target.path)
     clock = time.monotonic()
     files = describe(paths, settings, compress=False)
@@ -109,7 +110,7 @@ def publish_file(target: Target, paths: list[tuple[str, Path]], settings: Publis
     clock = time.monotonic()
     existing = _existing_tree(root)
     record = _read_record(root, existing, settings)
-    owned = owned_keys(record, set(existing), target.uri, settings)
+    owned = owned_keys(record, set(existing), target.uri, settings, published_before_records)
     uploads, skipped = [], []
     for f in files:
         old = existing.get(f.key)

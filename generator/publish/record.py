@@ -104,9 +104,14 @@ def _from_version_1(state: dict, listed_etags: dict[str, str], settings: Publish
     return Record(files)
 
 
-def owned_keys(record: Record | None, existing: set[str], target_uri: str, settings: PublishSettings) -> set[str]:
-    """Keys of ``existing`` (what the target holds, record excluded) this gallery may overwrite or delete."""
-    if settings.adopt:
+def owned_keys(record: Record | None, existing: set[str], target_uri: str, settings: PublishSettings,
+               published_before_records: bool = False) -> set[str]:
+    """Keys of ``existing`` (what the target holds, record excluded) this gallery may overwrite or delete.
+
+    ``published_before_records``: the site's last publish summary shows this very target, written by
+    a publisher older than records; the target is taken as this gallery's, as that publisher did.
+    """
+    if settings.adopt or (record is None and published_before_records):
         return set(existing)
     if record is None:
         if existing:

@@ -25,7 +25,7 @@ from .s3_store import (MULTIPART_THRESHOLD, RemoteObject, RequestCounter, config
 
 
 def plan_s3(client, target: Target, files: list[LocalFile], remote: dict[str, RemoteObject], record: Record | None,
-            settings: PublishSettings) -> tuple[Plan, Record, dict[str, Entry]]:
+            settings: PublishSettings, published_before_records: bool = False) -> tuple[Plan, Record, dict[str, Entry]]:
     """Decide what to upload and delete.
 
     Returns the plan, the record to write before the first upload (what the target
@@ -33,7 +33,7 @@ def plan_s3(client, target: Target, files: list[LocalFile], remote: dict[str, Re
     unconfirmed) and the entries that stay true after the publish (uploads add theirs).
     """
     existing = set(remote) - {STATE_NAME}
-    owned = owned_keys(record, existing, target.uri, settings)
+    owned = owned_keys(record, existing, target.uri, settings, published_before_records)
     entries = record.files if record else {}
 
     uploads, skipped, to_head = [], [], []
@@ -86,7 +86,7 @@ def plan_s3(client, target: Target, files: list[LocalFile], remote: dict[str, Re
 
 
 def publish_s3(target: Target, paths: list[tuple[str, Path]], settings: PublishSettings, started: float,
-               client=None) -> dict:
+               client=None, published_before_records: bool = False) -> dict:
     from boto3.s3.transfer import TransferConfig
 
     client = client or s3_client_for(settings)
@@ -115,7 +115,7 @@ def publish_s3(target: Target, paths: list[tuple[str, Path]], settings: PublishS
             remote = listing.result()
         clock = time.monotonic()
         record = read_record(client, target, remote, settings)
-        plan, before, after = plan_s3(client, target, files, remote, record, settings)
+        plan, before, after = plan_s3(client, target, files, remote, record, settings, published_before_records)
         timings["plan"], clock = time.monotonic() - clock, time.monotonic()
         if settings.dry_run:
             return summary(target, files, plan, settings, started, 0, counter.counts, timings, **extra)

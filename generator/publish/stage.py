@@ -46,6 +46,24 @@ def check_render_complete(site: Path) -> None:
         raise UserError(f"site {site} is incomplete: {path.name} says its render did not complete", fix)
 
 
+def published_before_records(site: Path, target: str) -> bool:
+    """Whether this site's last publish went to ``target`` with a publisher older than ownership records.
+
+    Those publishers kept no record in a file:// target and treated everything under
+    an S3 prefix as the site; their summaries (``<site>-publish.manifest.json``) lack
+    the ``foreign`` count. Such a target upgrades without --adopt. A dry run in between
+    keeps the finding (``presumed_ours``), since its summary replaces the old one.
+    """
+    path = manifest_path(manifest_output(site))
+    try:
+        last = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        return False
+    if not isinstance(last, dict) or last.get("stage") != "publish" or last.get("target") != target:
+        return False
+    return bool(last.get("presumed_ours")) or (last.get("dry_run") is False and "foreign" not in last)
+
+
 def publish(site_dir: str | os.PathLike, target: str, settings: PublishSettings | None = None, *, client=None) -> dict:
     """Publish the rendered site at ``site_dir`` to ``target``; returns the summary (also the manifest).
 
@@ -67,13 +85,16 @@ def publish(site_dir: str | os.PathLike, target: str, settings: PublishSettings 
     paths = site_paths(site)
     if not paths:
         raise UserError(f"site directory {site} has no files", "render the site first")
+    legacy = published_before_records(site, target)
     if parsed.kind == "s3":
-        summary = publish_s3(parsed, paths, settings, started, client=client)
+        summary = publish_s3(parsed, paths, settings, started, client=client, published_before_records=legacy)
     else:
-        summary = publish_file(parsed, paths, settings, started)
+        summary = publish_file(parsed, paths, settings, started, published_before_records=legacy)
         if settings.gzip:
             message = "gzip applies to S3 targets only (a directory serves files as they are); ignored"
             log.warning(message)
             summary["warnings"].append(message)
+    if legacy and settings.dry_run:
+        summary["presumed_ours"] = True
     log.debug("publish %s: %s", target, summary_line(summary))
     return write_manifest(manifest_output(site), "publish", **summary)
