@@ -26,6 +26,8 @@ def add_cli(subparsers) -> None:
     parser.add_argument("--adopt", action="store_true", default=None,
                         help="take over files already in the target that this gallery did not publish: they may "
                         "be overwritten, or deleted when the site does not have them")
+    parser.add_argument("--verify", action="store_true", default=None,
+                        help="S3: list the whole target instead of diffing against its ownership record")
     parser.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
     parser.add_argument("--gzip", action=argparse.BooleanOptionalAction, default=None,
                         help="gzip text files with Content-Encoding: gzip (S3 only)")
@@ -41,7 +43,7 @@ def _cli(args, config) -> int:
 
     config = with_overrides(config, publish={
         "target": args.target, "dry_run": args.dry_run, "max_deletes": args.max_deletes,
-        "force_deletes": args.force_deletes, "adopt": args.adopt, "endpoint_url": args.endpoint_url,
+        "force_deletes": args.force_deletes, "adopt": args.adopt, "verify": args.verify, "endpoint_url": args.endpoint_url,
         "gzip": args.gzip, "concurrency": args.concurrency, "website": args.website,
         "cloudfront_distribution_id": args.cloudfront_distribution_id})
     settings = config.publish

@@ -61,6 +61,8 @@ class PublishSettings:
     force_deletes: bool = setting(False, "delete even when more than max_deletes files would go")
     adopt: bool = setting(False, "take over the files already in a target this gallery has not published "
                           "(they may be overwritten or deleted); a first publish into a non-empty target needs it")
+    verify: bool = setting(False, "S3: list the whole target instead of trusting the ownership record (finds "
+                           "changes made behind the publisher's back; costs a request per 1000 files)")
     concurrency: int = setting(8, "parallel uploads within one phase (assets, pages, indexes, home run in turn)")
     gzip: bool = setting(False, "gzip text files (HTML, CSS, JS, JSON, XML, SVG...) with Content-Encoding: gzip "
                          "and a fixed mtime, so unchanged files keep their bytes; S3 targets only")

@@ -47,6 +47,12 @@ class Entry:
 @dataclasses.dataclass
 class Record:
     files: dict[str, Entry]
+    from_version_1: bool = False  # converted from a listing: only as good as that listing
+
+    @property
+    def confirmed(self) -> bool:
+        """Every entry names the checksum and ETag the store holds (no upload left unconfirmed)."""
+        return not self.from_version_1 and all(entry.md5 and entry.etag for entry in self.files.values())
 
     def to_bytes(self) -> bytes:
         files = {key: self.files[key].as_json() for key in sorted(self.files)}
@@ -101,7 +107,7 @@ def _from_version_1(state: dict, listed_etags: dict[str, str], settings: Publish
             files[key] = Entry(md5, headers_digest(object_headers(key, settings, settings.gzip)), etag)
         else:
             files[key] = Entry("", "", "")  # ours, contents unconfirmed: checked against the store
-    return Record(files)
+    return Record(files, from_version_1=True)
 
 
 def owned_keys(record: Record | None, existing: set[str], target_uri: str, settings: PublishSettings,

@@ -1,4 +1,16 @@
-"""Publishing to s3://bucket/prefix: diff against the listing and the record, upload by phase, delete last.
+"""Publishing to s3://bucket/prefix: diff against the ownership record, upload by phase, delete last.
+
+What the target holds comes from the record (record.py), not from listing the
+bucket, so an unchanged or slightly changed publish costs a few requests whatever
+the size of the site: one GET of the record and a spot check (one page of the
+listing from a random recorded key on, see ``s3_store.spot_check``). The whole
+target is listed instead with ``--verify``, when there is no record, when the
+record has unconfirmed entries (an interrupted publish, or a version-1 state),
+when the spot check disagrees, or when the record is small enough for one
+listing page to cover it anyway. The trade-off: an object changed behind the
+publisher's back outside the spot-checked range is found by the next spot check
+that covers it, or by ``--verify``; objects this gallery did not publish are
+never deleted either way.
 
 Headers (Content-Type, Cache-Control, Content-Encoding) are a function of the key
 and of the settings; the record keeps the digest of the headers each file was
@@ -19,9 +31,10 @@ from .common import PHASES, STATE_NAME, LocalFile, Plan, PublishSettings, Target
     is_fingerprinted, log
 from .plan import assign_phases, split_extras, summary
 from .record import Entry, Record, is_plain_md5, owned_keys
-from .s3_store import (MULTIPART_THRESHOLD, RemoteObject, RequestCounter, configure_website, delete_keys, invalidate,
-                       invalidation_paths, list_remote, parallel, read_record, s3_client_for, s3_errors, s3_failure,
-                       upload_one, write_record)
+from . import s3_store
+from .s3_store import (MULTIPART_THRESHOLD, RemoteObject, RequestCounter, configure_website, delete_keys,
+                       get_record_body, invalidate, invalidation_paths, list_remote, parallel, read_record,
+                       s3_client_for, s3_errors, s3_failure, spot_check, upload_one, write_record)
 
 
 def plan_s3(client, target: Target, files: list[LocalFile], remote: dict[str, RemoteObject], record: Record | None,
@@ -93,34 +106,56 @@ def publish_s3(target: Target, paths: list[tuple[str, Path]], settings: PublishS
     counter = RequestCounter()
     client.meta.events.register("before-send.s3", counter)
     errors = s3_errors()
-    extra = {"invalidation": None, "website": None}
+    extra = {"invalidation": None, "website": None, "remote_view": ""}
     timings: dict[str, float] = {}
     files: list[LocalFile] = []
     plan = Plan([], [], [], [], [])
     phase, done = "", 0
 
-    def timed_listing() -> dict[str, RemoteObject]:
+    def remote_view() -> tuple[dict[str, RemoteObject], Record | None]:
+        """What the target holds: from the record when it can be trusted, else from a full listing."""
         clock = time.monotonic()
-        remote = list_remote(client, target, [key for key, _ in paths], settings.concurrency)
+        body = get_record_body(client, target)
+        record = read_record(body, target, {}, settings) if body is not None else None
+        if settings.verify:
+            why = "--verify"
+        elif record is None:
+            why = "no record" if body is None else "no readable record"
+        elif not record.confirmed:
+            why = "the record has unconfirmed entries"
+        elif settings.adopt:
+            why = "--adopt (files not in the record are taken over too)"
+        elif len(record.files) <= s3_store.LIST_PAGE:
+            why = "one listing page covers it"
+        else:
+            why = spot_check(client, target, record)
+        if why:
+            remote = list_remote(client, target, [key for key, _ in paths], settings.concurrency)
+            record = read_record(body, target, remote, settings) if body is not None else None
+            extra["remote_view"] = f"listing: {why}"
+        else:
+            remote = {key: RemoteObject(entry.etag, 0) for key, entry in record.files.items()}
+            extra["remote_view"] = "record"
         timings["list"] = time.monotonic() - clock
-        return remote
+        return remote, record
 
     try:
-        # The listing mostly waits on the store; hash the local files meanwhile.
+        # Reading the record (and listing) mostly waits on the store; hash the local files meanwhile.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as background:
-            listing = background.submit(timed_listing)
+            view = background.submit(remote_view)
             clock = time.monotonic()
             files = describe(paths, settings, compress=settings.gzip)
             timings["scan"] = time.monotonic() - clock
-            remote = listing.result()
+            remote, record = view.result()
         clock = time.monotonic()
-        record = read_record(client, target, remote, settings)
         plan, before, after = plan_s3(client, target, files, remote, record, settings, published_before_records)
         timings["plan"], clock = time.monotonic() - clock, time.monotonic()
         if settings.dry_run:
             return summary(target, files, plan, settings, started, 0, counter.counts, timings, **extra)
+        stored = record  # what the target's record says now
         if (plan.uploads or plan.deletes) and not before.same_as(record):
             write_record(client, target, before)  # from here on, a failure still leaves every upload owned
+            stored = before
         transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD,
                                   max_concurrency=4)
         for phase in PHASES:
@@ -135,7 +170,7 @@ def publish_s3(target: Target, paths: list[tuple[str, Path]], settings: PublishS
         phase = "deletes"
         delete_keys(client, target, plan.deletes)
         final = Record(after)
-        if not final.same_as(record):
+        if not final.same_as(stored):
             write_record(client, target, final)
         phase = "website"
         if settings.website:

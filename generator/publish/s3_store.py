@@ -15,6 +15,7 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import io
+import random
 import threading
 import time
 from collections import Counter
@@ -27,6 +28,8 @@ from .record import Record, parse_record
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
 LIST_PAGE = 1000  # ListObjectsV2 returns at most 1000 keys
+# Keys the spot check lists (one request) to see that the store still holds what the record says.
+SAMPLE_KEYS = 32
 # Above this many changed paths one wildcard invalidation is cheaper (CloudFront bills per path).
 MAX_INVALIDATION_PATHS = 30
 
@@ -107,12 +110,51 @@ def list_remote(client, target: Target, local_keys: Iterable[str] = (), concurre
 
 
 
-def read_record(client, target: Target, remote: dict[str, RemoteObject], settings: PublishSettings) -> Record | None:
-    if STATE_NAME not in remote:
-        return None
-    body = client.get_object(Bucket=target.bucket, Key=target.prefix + STATE_NAME)["Body"].read()
+def get_record_body(client, target: Target) -> bytes | None:
+    """The raw ownership record, or None when the target has none."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return client.get_object(Bucket=target.bucket, Key=target.prefix + STATE_NAME)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
+
+
+def read_record(body: bytes | None, target: Target, remote: dict[str, RemoteObject],
+                settings: PublishSettings) -> Record | None:
     return parse_record(body, f"s3://{target.bucket}/{target.prefix}{STATE_NAME}",
                         {key: obj.etag for key, obj in remote.items()}, settings)
+
+
+def sample_start(count: int) -> int:
+    """Where the spot check starts among the recorded keys: anywhere, so nights check different parts."""
+    return random.randrange(count)
+
+
+def spot_check(client, target: Target, record: Record) -> str:
+    """List one page of keys from a random recorded key on; "" if the store agrees with the record there.
+
+    One request, against a HEAD per key: a recorded key missing in that range, or
+    listed with another ETag, means someone changed the target behind the
+    publisher's back, and the caller lists everything instead of trusting the record.
+    """
+    keys = sorted(record.files)
+    start = sample_start(len(keys))
+    response = client.list_objects_v2(Bucket=target.bucket, Prefix=target.prefix, MaxKeys=SAMPLE_KEYS,
+                                      **({"StartAfter": target.prefix + keys[start - 1]} if start else {}))
+    listed = {item["Key"][len(target.prefix):]: item["ETag"].strip('"').lower()
+              for item in response.get("Contents", [])}
+    last = max(listed) if listed and response.get("IsTruncated") else None
+    for key in keys[start:]:
+        if last is not None and key > last:
+            break
+        if key not in listed:
+            return f"{key} is recorded but not in the store"
+        if listed[key] != record.files[key].etag:
+            return f"{key} was changed outside the publisher"
+    return ""
 
 
 def write_record(client, target: Target, record: Record) -> None:
