@@ -145,7 +145,7 @@ def content_publish(counted: Counted, site: Path, bucket: str, concurrency: int)
     requests = counted.take()
     return {"files": summary["uploaded"], "bytes": summary["uploaded_bytes"], "puts": requests["PutObject"],
             "requests": sum(requests.values()), "seconds": time.perf_counter() - started,
-            "timings": summary["timings"]}
+            "timings": summary["timings"], "remote_view": summary.get("remote_view", "")}
 
 
 def repeated(runs: int, measure, reset=None) -> dict:
@@ -280,7 +280,8 @@ def main() -> None:
           f"{one_sync['puts'] / max(one['puts'], 1):.0f}x fewer PUTs, "
           f"{one_sync['seconds'] / one['seconds']:.1f}x faster")
     t = one["timings"]
-    print(f"1% pages re-publish, where the time goes: listing {t['list']:.2f} s (the local scan, "
+    print(f"1% pages re-publish, where the time goes: what the bucket holds {t['list']:.2f} s "
+          f"({one['remote_view'] or 'listing'}; the local scan, "
           f"{t['scan']:.2f} s, runs meanwhile), planning {t['plan']:.2f} s, uploads {t['upload']:.2f} s "
           f"(total {one['seconds']:.2f} s)")
     share = one["bytes"] / full["bytes"]
