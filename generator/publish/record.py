@@ -122,7 +122,7 @@ def owned_keys(record: Record | None, existing: set[str], target_uri: str, setti
     if record is None:
         if existing:
             raise UserError(f"target {target_uri} already holds {len(existing)} files that this gallery did not "
-                            f"publish (no {STATE_NAME} of ours there)",
+                            "publish",
                             "pass --adopt to take them over, or choose an empty target")
         return set()
     return set(record.files) & existing
