@@ -41,8 +41,19 @@ RECIPES = {
                           {"temperature": 0.8, "top_p": 0.9}),
     "small-400": ("small", {}, {"steps": 400, "learning_rate": 0.001, "batch_size": 2},
                   {"temperature": 0.8, "top_p": 0.9}),
+    # A byte-level BPE large enough that (nearly) every catalog word is one token.
+    "tiny-words-300": ("tiny", {"vocab_size": 12288}, {"steps": 300, "learning_rate": 0.002},
+                       {"temperature": 0.8, "top_p": 0.9}),
+    "tiny-words-600": ("tiny", {"vocab_size": 12288}, {"steps": 600, "learning_rate": 0.002},
+                       {"temperature": 0.8, "top_p": 0.9}),
+    "tiny-words-600-cool": ("tiny", {"vocab_size": 12288}, {"steps": 600, "learning_rate": 0.002},
+                            {"temperature": 0.7, "top_p": 0.85}),
+    "tiny-words-1200": ("tiny", {"vocab_size": 12288}, {"steps": 1200, "learning_rate": 0.002},
+                        {"temperature": 0.8, "top_p": 0.9}),
 }
-SWEEPS = {"default": ["tiny-300", "tiny-300-cool", "tiny-600", "tiny-2k-vocab-600", "small-400"], "smoke": ["smoke"]}
+SWEEPS = {"default": ["tiny-300", "tiny-300-cool", "tiny-600", "tiny-2k-vocab-600", "small-400"], "smoke": ["smoke"],
+          "words": ["tiny-300", "tiny-words-300", "tiny-600", "tiny-words-600", "tiny-words-600-cool",
+                    "tiny-words-1200"]}
 
 
 def run_recipe(name: str, catalog: str, samples: int, workdir: Path) -> dict:

@@ -77,7 +77,8 @@ def _night() -> str:
 
 **Boxes**: `ingest` → `check_catalog` (skip training when the catalog hash equals the live checkpoint's) →
 `train` (GPU queue) → `promote` (validation-loss gate, atomic live pointer) → `plan_shards` →
-`generate` ×N (GPU queue, dynamic mapping) → `merge_shards` → `curate` → `render` → `publish` (Asset outlet) → `report`.
+`generate` ×N (GPU queue, dynamic mapping) → `merge_shards` → `curate` → `rounds` (GPU queue: more rounds until
+`generate.target_kept` are kept or a budget is spent; the quality panel) → `render` → `publish` (Asset outlet) → `report`.
 
 **Params** (Trigger DAG w/ config): catalog, profile, base_model, steps, samples, temperature, top_k, top_p,
 force_retrain, target, dry_run. The run report lands in `<workdir>/nights/<night>/report.json` and the `report` log.
@@ -158,6 +159,14 @@ def nightly_gallery():
 
         return step_curate(_config(), merged["night"], merged["samples_path"])
 
+    @task(queue=GPU_QUEUE, execution_timeout=timedelta(hours=2),
+          doc_md="Further generate+curate rounds until generate.target_kept descriptions are kept or a budget "
+          "is spent (in a fresh interpreter), then the night's quality panel.")
+    def rounds(curated: dict) -> dict:
+        from nightly_steps import run_step_in_fresh_interpreter
+
+        return run_step_in_fresh_interpreter("rounds", _params(), curated["night"])
+
     @task(doc_md="Render the static gallery (Jinja2) with the night's model card and the archive.")
     def render(curated: dict) -> dict:
         from generator.pipeline import step_render
@@ -186,7 +195,7 @@ def nightly_gallery():
     [trained, skipped] >> promoted
     shards = plan_shards(promoted)
     generated = generate.partial(shards=shards, promoted=promoted).expand(shard=shards)
-    report(publish(render(curate(merge_shards(generated)))))
+    report(publish(render(rounds(curate(merge_shards(generated))))))
 
 
 nightly_gallery()

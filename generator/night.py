@@ -47,6 +47,18 @@ class NightPaths:
     def shard(self, index: int) -> Path:
         return self.root / "generate" / f"shard-{index:03d}.jsonl"
 
+    def round(self, index: int) -> Path:
+        """A further round's samples (round 0 is the first generation, ``samples``)."""
+        return self.root / "generate" / f"round-{index:03d}.jsonl"
+
+    @property
+    def rounds(self) -> Path:
+        return self.root / "generate" / "rounds.json"
+
+    @property
+    def quality(self) -> Path:
+        return self.root / "curate" / "quality.json"
+
     @property
     def kept(self) -> Path:
         return self.root / "curate" / "kept.jsonl"

@@ -137,7 +137,7 @@ def step_generate(config: Config, night: str, shard: int = 0, shards: int = 1) -
 SUMMED = ("samples", "terminated", "unterminated", "seconds", "sample_tokens", "decode_steps", "sampling_seconds")
 
 
-def merge_shards(config: Config, night: str, shard_paths: list[str]) -> dict:
+def merge_shards(config: Config, night: str, shard_paths: list[str], round_index: int = 0) -> dict:
     """Concatenate shard outputs in shard order, renumbering ``index``; writes the generate manifest.
 
     The manifest sums the shards' figures and records each shard's settings, so the
@@ -159,8 +159,9 @@ def merge_shards(config: Config, night: str, shard_paths: list[str]) -> dict:
     settings.update(samples=count)
     write_manifest(paths.samples, "generate", **totals, samples_path=str(paths.samples),
                    length=max((m.get("length") or 0 for m in manifests), default=0), settings=settings,
-                   shards=[{"path": str(path), "samples": m.get("samples"), "seed": (m.get("settings") or {}).get("seed")}
-                           for path, m in zip(shard_paths, manifests)])
+                   shards=[part for path, m in zip(shard_paths, manifests) for part in m.get("shards") or [
+                       {"path": str(path), "samples": m.get("samples"), "seed": (m.get("settings") or {}).get("seed"),
+                        "round": round_index}]])
     return {"night": night, "samples_path": str(paths.samples), "samples": count}
 
 
@@ -202,6 +203,60 @@ def step_render(config: Config, night: str, kept_path: str | None = None) -> dic
                       report=build_report(config, night), archive_dir=config.paths.archive_root)
     return {"night": night, "site_dir": str(config.paths.site_root), "pages": manifest.get("pages"),
             "written": manifest.get("written"), "descriptions": manifest.get("descriptions")}
+
+
+def step_rounds(config: Config, night: str) -> dict:
+    """Finish the night's curation: further rounds until ``generate.target_kept`` are kept or a budget is spent.
+
+    Each round generates into ``generate/round-NNN.jsonl`` with its own seed, joins the
+    night's samples and the whole night is curated again (curation is deterministic, so
+    a description kept in one round stays kept). ``rounds.json`` records every round and
+    why the night stopped; the quality panel of what will be published is written last.
+    """
+    import math
+    import time
+
+    from .checkpoints import read_live
+    from .quality import quality_panel
+    from .sample import generate
+
+    paths = night_paths(config, night)
+    settings = config.generate
+    target, started = settings.target_kept, time.monotonic()
+    rounds = [{"round": 0, "samples": read_manifest(paths.samples, "generate")["samples"],
+               "kept": read_manifest(paths.kept, "curate")["kept"]}]
+    while True:
+        total, kept = sum(r["samples"] for r in rounds), rounds[-1]["kept"]
+        minutes = (time.monotonic() - started) / 60
+        if target <= 0:
+            stop = "one round (generate.target_kept is 0)"
+        elif kept >= target:
+            stop = f"target reached: {kept} kept of {target} wanted"
+        elif total >= settings.max_samples:
+            stop = f"sample budget spent: {total} of generate.max_samples {settings.max_samples}, {kept} kept"
+        elif settings.max_minutes and minutes >= settings.max_minutes:
+            stop = f"time budget spent: {minutes:.1f} of generate.max_minutes {settings.max_minutes}, {kept} kept"
+        else:
+            stop = None
+        if stop:
+            break
+        # Enough samples for the shortfall at tonight's kept rate, with a margin, within the budget.
+        rate = max(kept / total, 0.02)
+        wanted = max(settings.batch_size, math.ceil((target - kept) / rate * 1.2))
+        count = min(wanted, settings.max_samples - total)
+        release = Path(read_live(config.paths.checkpoint_root, config.train.run_name)["path"])
+        round_path = paths.round(len(rounds))
+        generate(release.parent, release.name, round_path,
+                 dataclasses.replace(settings, samples=count, seed=settings.seed + 100_000 * len(rounds)))
+        merge_shards(config, night, [str(paths.samples), str(round_path)], round_index=len(rounds))
+        curated = step_curate(config, night)
+        rounds.append({"round": len(rounds), "samples": count, "kept": curated["kept"]})
+        log.info("night %s: round %d generated %d, %d kept in all", night, len(rounds) - 1, count, curated["kept"])
+    record = {"target_kept": target, "samples": total, "kept": kept, "rounds": rounds, "stop": stop,
+              "minutes": round((time.monotonic() - started) / 60, 2)}
+    atomic_write_json(paths.rounds, record)
+    atomic_write_json(paths.quality, quality_panel(paths.samples, paths.ingest, paths.kept, config.curate.fluency_order))
+    return {"night": night, "kept_path": str(paths.kept), "kept": kept, "samples": total, "stop": stop}
 
 
 def require_target(config: Config) -> str:
@@ -252,7 +307,9 @@ def run_night(config: Config, catalog: str, night: str | None = None, force_retr
     promoted = step_promote(config, night, trained=decision["train"])
     log.info("night %s: %s", night, promoted["reason"])
     generated = step_generate(config, night)
-    curated = step_curate(config, night, generated["samples_path"])
+    step_curate(config, night, generated["samples_path"])
+    curated = step_rounds(config, night)
+    log.info("night %s: %s", night, curated["stop"])
     rendered = step_render(config, night, curated["kept_path"])
     step_publish(config, night, rendered["site_dir"])
     result = step_report(config, night)

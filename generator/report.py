@@ -40,6 +40,7 @@ def build_report(config: Config, night: str) -> dict:
     generation_settings = generate_m.get("settings") or {}
     curate_m = _manifest(paths.kept)
     publish_s = _json(paths.publish_summary)
+    rounds = _json(paths.rounds)
     render_m = _manifest(config.paths.site_root)
     if render_m.get("rendered_night") != night:  # last night's render, not tonight's
         render_m = {}
@@ -63,13 +64,17 @@ def build_report(config: Config, night: str) -> dict:
         # What generation declared it used, not tonight's config re-read.
         "generate": {"samples": generate_m.get("samples"), "terminated": generate_m.get("terminated"),
                      "length": generate_m.get("length"), "seconds": generate_m.get("seconds"),
-                     "shards": len(generate_m.get("shards", [])) or (1 if generate_m else None),
+                     "shards": sum(1 for s in generate_m.get("shards", []) if not s.get("round"))
+                     or (1 if generate_m else None),
+                     "rounds": len(rounds.get("rounds", [])) or None, "target_kept": rounds.get("target_kept"),
+                     "stop": rounds.get("stop"),
                      **{key: generation_settings.get(key) for key in GENERATION_FIGURES}},
         "curate": {"input": curate_m.get("input"), "kept": curate_m.get("kept"), "kept_rate": curate_m.get("kept_rate"),
                    "rejected": curate_m.get("rejected", {})},
         "render": {k: render_m.get(k) for k in ("pages", "written", "unchanged", "removed", "descriptions")}
         if render_m else {},
         "publish": publish_s,
+        "quality": _json(paths.quality),
     }
 
 
@@ -91,8 +96,27 @@ def summary_line(report: dict) -> str:
     training = (f"trained +{t.get('steps')} steps (val {t.get('val_loss')}, "
                 f"{'promoted' if t.get('promoted') else 'kept live'})" if not t.get("skipped")
                 else f"training skipped ({t.get('reason')})")
-    rejected = ", ".join(f"{reason} {count}" for reason, count in sorted((k.get("rejected") or {}).items()))
+    rejected = ", ".join(f"{reason} {count}" for reason, count in sorted((k.get("rejected") or {}).items()) if count)
+    rounds = f" in {g['rounds']} rounds ({g.get('stop')})" if (g.get("rounds") or 0) > 1 else ""
     return (f"night {report['night']}: catalog {c.get('kept')} descriptions"
-            f"{' (changed)' if c.get('changed') else ''}; {training}; generated {g.get('samples')}, "
-            f"kept {k.get('kept')} [{rejected}]; rendered {(report.get('render') or {}).get('pages', '-')} pages; "
+            f"{' (changed)' if c.get('changed') else ''}; {training}; generated {g.get('samples')}{rounds}, "
+            f"kept {k.get('kept')} [{rejected}]; {quality_line(report.get('quality') or {})}"
+            f"rendered {(report.get('render') or {}).get('pages', '-')} pages; "
             f"published {p.get('uploaded', 0)} uploaded, {p.get('deleted', 0)} deleted to {p.get('target', '-')}")
+
+
+def quality_line(panel: dict) -> str:
+    """The quality panel in a few figures: invented words, fluency against real text, realism."""
+    if not panel:
+        return ""
+    invented = panel.get("invented_rate") or {}
+    fluency = panel.get("fluency") or {}
+    realism = (panel.get("realism") or {}).get("accuracy")
+
+    def pct(value):
+        return "-" if value is None else f"{value:.0%}"
+
+    return (f"quality: invented words {pct(invented.get('after'))} published ({pct(invented.get('before'))} generated), "
+            f"perplexity {fluency.get('published_median_perplexity')} vs real "
+            f"{fluency.get('real_held_out_median_perplexity')}, realism "
+            f"{'-' if realism is None else f'{realism:.2f}'} (0.5 = indistinguishable); ")

@@ -33,7 +33,11 @@ BACKENDS = ("gpt2-simple", "fast")
 
 @dataclasses.dataclass
 class GenerateSettings:
-    samples: int = setting(200, "how many samples to generate")
+    samples: int = setting(200, "samples generated in the night's first round")
+    target_kept: int = setting(0, "aim of the night: after the first round, generate and curate further rounds "
+                               "until this many descriptions pass curation or a budget is spent (0 = one round)")
+    max_samples: int = setting(4000, "budget: samples the night may generate in all its rounds")
+    max_minutes: float = setting(0.0, "budget: minutes the further rounds may take (0 = no limit)")
     batch_size: int = setting(20, "samples decoded together")
     length: int = setting(0, "max new tokens per sample; 0 = from the training data (longest description + 25%)")
     temperature: float = setting(0.8, "sampling temperature")
@@ -57,6 +61,9 @@ class GenerateSettings:
             raise UserError(f"generate.samples must be >= 1, got {self.samples}", "pass --samples 1 or more")
         if self.batch_size < 1:
             raise UserError(f"generate.batch_size must be >= 1, got {self.batch_size}", "pass --batch-size 1 or more")
+        if self.target_kept < 0 or self.max_samples < 1 or self.max_minutes < 0:
+            raise UserError("generate.target_kept and generate.max_minutes must be >= 0, generate.max_samples >= 1",
+                            "fix them in your config")
         if self.backend not in BACKENDS:
             raise UserError(f"unknown generate.backend {self.backend!r}", f"use one of: {', '.join(BACKENDS)}")
         if self.temperature <= 0:

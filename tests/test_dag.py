@@ -63,7 +63,7 @@ print(json.dumps({{
                           "render", "publish", "report"}
     for task_id, task in tasks.items():
         assert task["retries"] >= 1 and task["timeout"] and task["backoff"] > 1 and task["doc"], task_id
-        assert task["queue"] == ("gpu" if task_id in ("train", "generate") else "default"), task_id
+        assert task["queue"] == ("gpu" if task_id in ("train", "generate", "rounds") else "default"), task_id
     assert info["catchup"] is False and info["max_active_runs"] == 1 and info["doc"] and info["tags"]
     assert set(info["params"]) >= {"catalog", "profile", "base_model", "steps", "samples", "temperature", "top_k",
                                    "top_p", "force_retrain", "target", "dry_run"}
@@ -108,9 +108,16 @@ def test_nightly_runs_publish_skip_unchanged_and_keep_live_on_regression(tmp_pat
     assert head["ContentType"].startswith("text/html")
     live_before = json.loads((work / "checkpoints" / "nightly.live.json").read_text())
 
-    second = night("2026-11-21")
+    # Unchanged catalog, and a sharded night: 24 samples in shards of at most 10 -> 3 mapped generate tasks.
+    second = night("2026-11-21", extra_env={"GALLERY_SHARD_SAMPLES": "10"})
     assert second["train"]["skipped"] is True and "unchanged" in second["train"]["reason"]
     assert second["generate"]["samples"] == 24
+    # merge_shards declared the night's generation: its figures reach the report and the model card.
+    assert second["generate"]["shards"] == 3
+    assert second["generate"]["terminated"] is not None and second["generate"]["seconds"] is not None
+    assert second["generate"]["temperature"] is not None and second["generate"]["backend"] == "fast"
+    about = (work / "site" / "about" / "index.html").read_text()
+    assert "Generation" in about and "Samples generated" in about and "Finished (end token)" in about
 
     # A retrain whose checkpoint is much worse (a learning rate that blows the weights up) stays off the live pointer.
     third = night("2026-11-22", {"force_retrain": True}, {"GENERATOR_TRAIN__LEARNING_RATE": "3.0"})

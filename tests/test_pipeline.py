@@ -136,3 +136,51 @@ def test_unknown_words_rule_rejects_invented_words(tmp_path):
                   CurateSettings())["rejected"]["unknown-words"] == 1
     off = curate(samples, catalog_entries(catalog), tmp_path / "k3.jsonl", CurateSettings(max_unknown_words=-1))
     assert off["rejected"]["unknown-words"] == 0
+
+
+@pytest.mark.slow
+def test_a_night_on_a_configured_description_column(tmp_path):
+    """ingest.description_column reaches every stage: curate judges against what ingest declared."""
+    import csv
+    import os
+
+    rows = list(csv.DictReader(SAMPLE_CATALOG.open(encoding="utf-8")))[:200]
+    catalog = tmp_path / "synopses.csv"
+    with catalog.open("w", encoding="utf-8", newline="") as handle:
+        fields = ["synopsis" if name == "description" else name for name in rows[0]]
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows({("synopsis" if k == "description" else k): v for k, v in row.items()} for row in rows)
+    work, public = tmp_path / "work", tmp_path / "public"
+    env = {**os.environ, "GENERATOR_INGEST__DESCRIPTION_COLUMN": "synopsis"}
+    result = run_cli("run", "--profile", "test", "--catalog", str(catalog), "--workdir", str(work),
+                     "--target", f"file://{public}", "--samples", "8", "--night", "2026-11-23", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((work / "nights" / "2026-11-23" / "report.json").read_text())
+    assert report["catalog"]["kept"] == 200 and report["curate"]["input"] == 8
+    assert (public / "index.html").is_file()
+
+
+@pytest.mark.slow
+def test_a_night_generates_in_rounds_until_its_budget_and_reports_why(tmp_path):
+    """A target no tiny model reaches: rounds stop at the sample budget, and the report says so."""
+    import os
+
+    work, public = tmp_path / "work", tmp_path / "public"
+    env = {**os.environ, "GENERATOR_GENERATE__TARGET_KEPT": "1000", "GENERATOR_GENERATE__MAX_SAMPLES": "20"}
+    result = run_cli("run", "--profile", "test", "--catalog", str(SAMPLE_CATALOG), "--workdir", str(work),
+                     "--target", f"file://{public}", "--samples", "8", "--night", "2026-11-24", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    night = work / "nights" / "2026-11-24"
+    rounds = json.loads((night / "generate" / "rounds.json").read_text())
+    assert rounds["samples"] == 20 and [r["samples"] for r in rounds["rounds"]][0] == 8
+    assert len(rounds["rounds"]) >= 2 and rounds["stop"].startswith("sample budget spent")
+    samples = (night / "generate" / "samples.jsonl").read_text().splitlines()
+    assert [json.loads(line)["index"] for line in samples] == list(range(20))
+    report = json.loads((night / "report.json").read_text())
+    assert report["generate"]["samples"] == 20 and report["generate"]["rounds"] == len(rounds["rounds"])
+    assert report["curate"]["input"] == 20
+    assert "sample budget spent" in result.stdout
+    panel = report["quality"]
+    assert panel["samples"] == 20 and set(panel) >= {"invented_rate", "distinct_2", "novelty", "fluency", "realism"}
+    assert "Quality" in (work / "site" / "about" / "index.html").read_text()

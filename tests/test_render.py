@@ -342,6 +342,32 @@ def test_model_card_renders_the_report_with_charts(hostile_site):
     assert (site / f"nights/{NIGHT}/about.html").is_file()
 
 
+def test_model_card_shows_the_quality_panel_and_its_trend_up_to_its_night(tmp_path):
+    def panel(accuracy, invented):
+        return {"invented_rate": {"before": 0.4, "after": invented}, "distinct_2": 0.9,
+                "novelty": {"longest_shared_run_median": 3, "longest_shared_run_max": 6},
+                "fluency": {"published_median_perplexity": 310.4, "real_held_out_median_perplexity": 420.0},
+                "realism": {"accuracy": accuracy}}
+
+    archive, site = tmp_path / "archive", tmp_path / "site"
+    nights = [("2026-11-23", 0.91), ("2026-11-24", 0.83), ("2026-11-25", 0.74)]
+    for night, accuracy in nights:
+        samples = write_samples(tmp_path / f"{night}.jsonl", catalog_samples(6))
+        render(samples, site, RenderSettings(), night=night, report={"night": night, "quality": panel(accuracy, 0.0)},
+               archive_dir=archive)
+    html = (site / "about/index.html").read_text()
+    for needle in ("Quality", "Invented words, published", "0.0%", "40.0%", "0.74", "310", "420",
+                   "Realism by night"):
+        assert needle in html, needle
+    trend = re.search(r'aria-labelledby="trend-title trend-desc">.*?</svg>', html, re.S).group(0)
+    assert len(re.search(r'<polyline class="line" points="([^"]+)"', trend).group(1).split()) == 3
+    # A past night's card shows the trend up to that night only.
+    past = (site / "nights/2026-11-24/about.html").read_text()
+    past_trend = re.search(r'aria-labelledby="trend-title trend-desc">.*?</svg>', past, re.S).group(0)
+    assert len(re.search(r'<polyline class="line" points="([^"]+)"', past_trend).group(1).split()) == 2
+    assert "Realism by night" not in (site / "nights/2026-11-23/about.html").read_text()  # one night: no trend
+
+
 @pytest.mark.parametrize("report", [None, {}, {"night": NIGHT, "train": {"skipped": True, "reason": "catalog unchanged"}},
                                     {"curate": {"rejected": {"copy": "n/a"}}, "train": {"loss_curve": [[1, "x"], None]}}])
 def test_model_card_renders_whatever_part_of_the_report_exists(tmp_path, report):

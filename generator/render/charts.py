@@ -1,4 +1,4 @@
-"""The model card's charts as inline SVG: the training loss curve and the curation bars.
+"""The model card's charts as inline SVG: the training loss curve, the quality trend and the curation bars.
 
 Numbers only come from the night's report, which may be partial or odd: anything that is
 not a finite number is skipped, and labels are escaped.
@@ -8,17 +8,33 @@ from __future__ import annotations
 
 from markupsafe import Markup, escape
 
-from .site_model import excerpt, finite_number, fmt_number
+from .site_model import excerpt, finite_number
 
 
 def loss_curve_svg(points) -> str | None:
     """Inline SVG line chart of [[step, loss], …]; None without at least two valid points."""
+    return line_chart_svg(points, chart_id="loss", title="Training loss by step", x_name="step", y_name="loss",
+                          x_tick=lambda x: f"{int(round(x)):,}", y_decimals=3)
+
+
+def trend_svg(points, labels: list[str], title: str, y_name: str) -> str | None:
+    """Inline SVG line chart of a figure over nights: ``points`` [[night number, value], …], ``labels`` the nights."""
+    def tick(x):
+        index = int(round(x))
+        return escape(labels[index][5:]) if 0 <= index < len(labels) and abs(x - index) < 0.01 else ""
+
+    return line_chart_svg(points, chart_id="trend", title=title, x_name="night", y_name=y_name, x_tick=tick,
+                          y_decimals=2)
+
+
+def line_chart_svg(points, *, chart_id: str, title: str, x_name: str, y_name: str, x_tick, y_decimals: int) -> str | None:
+    """Inline SVG line chart of [[x, y], …]; None without at least two valid points."""
     clean = []
     for point in points or []:
         if isinstance(point, (list, tuple)) and len(point) >= 2:
-            step, loss = finite_number(point[0]), finite_number(point[1])
-            if step is not None and loss is not None:
-                clean.append((step, loss))
+            x, y = finite_number(point[0]), finite_number(point[1])
+            if x is not None and y is not None:
+                clean.append((x, y))
     if len(clean) < 2:
         return None
     clean.sort()
@@ -40,10 +56,11 @@ def loss_curve_svg(points) -> str | None:
         return top + (y1 - y) / (y1 - y0) * (height - top - bottom)
 
     path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in clean)
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="loss-title loss-desc">',
-             '<title id="loss-title">Training loss by step</title>',
-             f'<desc id="loss-desc">{len(clean)} points from step {fmt_number(int(xs[0]))} (loss {ys[0]:.3f}) '
-             f'to step {fmt_number(int(xs[-1]))} (loss {ys[-1]:.3f}).</desc>']
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-labelledby="{chart_id}-title {chart_id}-desc">',
+             f'<title id="{chart_id}-title">{escape(title)}</title>',
+             f'<desc id="{chart_id}-desc">{len(clean)} points from {x_name} {x_tick(xs[0])} ({y_name} '
+             f'{ys[0]:.{y_decimals}f}) to {x_name} {x_tick(xs[-1])} ({y_name} {ys[-1]:.{y_decimals}f}).</desc>']
     for i in range(5):
         y = y0 + (y1 - y0) * i / 4
         parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{sy(y):.1f}" y2="{sy(y):.1f}"/>')
@@ -51,9 +68,9 @@ def loss_curve_svg(points) -> str | None:
     for i in range(5):
         x = x0 + (x1 - x0) * i / 4
         parts.append(f'<text class="tick" x="{sx(x):.1f}" y="{height - bottom + 18}" text-anchor="middle">'
-                     f'{int(round(x)):,}</text>')
+                     f'{x_tick(x)}</text>')
     parts.append(f'<text class="axis-label" x="{(left + width - right) / 2:.0f}" y="{height - 4}" '
-                 f'text-anchor="middle">step</text>')
+                 f'text-anchor="middle">{x_name}</text>')
     parts.append(f'<polyline class="line" points="{path}"/>')
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -6,12 +6,15 @@ report): absent keys are skipped rather than shown empty.
 
 from __future__ import annotations
 
-from .charts import loss_curve_svg, rejection_chart_svg
+from .charts import loss_curve_svg, rejection_chart_svg, trend_svg
 from .site_model import Night, finite_number, fmt_number
 
 
-def model_card(report: dict, night: Night) -> dict:
-    """The report, flattened into labelled rows for the template; absent keys are skipped."""
+def model_card(report: dict, night: Night, nights: list[Night] = ()) -> dict:
+    """The report, flattened into labelled rows for the template; absent keys are skipped.
+
+    ``nights``: the archived nights up to this one, for the quality trend.
+    """
     def section(data, fields):
         rows = []
         for key, label in fields:
@@ -51,11 +54,53 @@ def model_card(report: dict, night: Night) -> dict:
     if finite_number(curate.get("kept_rate")) is not None:
         curate_rows.append(("Kept rate", f"{curate['kept_rate']:.1%}"))
     rejected = curate.get("rejected") if isinstance(curate.get("rejected"), dict) else {}
+    rounds_rows = section(generate, [("target_kept", "Descriptions wanted"), ("rounds", "Rounds"), ("stop", "Stopped")])
     return {
         "catalog": catalog_rows, "model": model_rows, "train": train_rows, "generate": generate_rows,
-        "curate": curate_rows,
+        "curate": rounds_rows + curate_rows,
+        "quality": quality_rows(get("quality")),
+        "quality_svg": quality_trend(nights),
         "rejected": sorted(((str(k), v) for k, v in rejected.items() if finite_number(v) is not None), key=lambda kv: (-kv[1], kv[0])),
         "loss_svg": loss_curve_svg(train.get("loss_curve")),
         "rejection_svg": rejection_chart_svg(rejected, kept) if rejected else None,
         "has_report": bool(report),
     }
+
+
+def quality_rows(panel: dict) -> list[tuple[str, str]]:
+    """The night's quality panel (generator/quality.py) as labelled rows."""
+    def number(*path):
+        value = panel
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        return finite_number(value)
+
+    rows = []
+    for label, path, shown in [
+        ("Invented words, generated", ("invented_rate", "before"), "{:.1%}"),
+        ("Invented words, published", ("invented_rate", "after"), "{:.1%}"),
+        ("Distinct word pairs (distinct-2)", ("distinct_2",), "{:.3f}"),
+        ("Longest run shared with the catalog (median words)", ("novelty", "longest_shared_run_median"), "{:g}"),
+        ("Longest run shared with the catalog (max words)", ("novelty", "longest_shared_run_max"), "{:g}"),
+        ("Perplexity, published (median)", ("fluency", "published_median_perplexity"), "{:,.0f}"),
+        ("Perplexity, real held-out descriptions (median)", ("fluency", "real_held_out_median_perplexity"), "{:,.0f}"),
+        ("Realism: classifier accuracy, published vs real (0.5 = indistinguishable)", ("realism", "accuracy"),
+         "{:.2f}"),
+    ]:
+        value = number(*path)
+        if value is not None:
+            rows.append((label, shown.format(value)))
+    return rows
+
+
+def quality_trend(nights) -> object:
+    """The realism accuracy of each night up to this one, as a small line chart (None under two nights)."""
+    dated = [n for n in nights if n.date != "undated"]
+    points = []
+    for index, night in enumerate(dated):
+        panel = (night.report or {}).get("quality") if isinstance(night.report, dict) else None
+        accuracy = finite_number(((panel or {}).get("realism") or {}).get("accuracy")) if isinstance(panel, dict) else None
+        if accuracy is not None:
+            points.append([index, accuracy])
+    return trend_svg(points, [n.date for n in dated], "Realism by night: classifier accuracy (lower is better)",
+                     "accuracy")

@@ -286,7 +286,8 @@ class Site:
 
     def about(self) -> None:
         for night in self.nights:
-            card = model_card(night.report, night)
+            # The trend stops at this night: a past night's card never depends on later nights.
+            card = model_card(night.report, night, [n for n in self.nights if n.date <= night.date])
             context = dict(card=card, night=night, count=len(night.items), nav="about",
                            types=Counter(i.type or "untyped" for i in night.items).most_common(),
                            genres=Counter(i.genre or "no genre" for i in night.items).most_common(12))
