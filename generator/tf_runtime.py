@@ -33,7 +33,3 @@ def new_session(threads: int = 0):
     tf.compat.v1.reset_default_graph()
     return gpt2.start_tf_sess(threads=threads if threads > 0 else -1)
 
-
-def gpu_devices() -> list[str]:
-    tf = import_tf()
-    return [device.name for device in tf.config.list_physical_devices("GPU")]

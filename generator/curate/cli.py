@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .settings import RULES
 from .stage import curate
 
 def add_cli(subparsers) -> None:
@@ -12,9 +13,8 @@ def add_cli(subparsers) -> None:
     parser = subparsers.add_parser(
         "curate", parents=[subparsers.common],
         help="keep only novel, well-formed, distinct samples",
-        description="Check samples against the rules unterminated, length, malformed, degenerate, unknown-words, "
-        "fluency, copy "
-        "(against the full catalog), near-duplicate and blocklist, in that order. Writes the kept samples "
+        description=f"Check samples against the rules {', '.join(RULES)}, in that order (copy is against the "
+        "full catalog). Writes the kept samples "
         "(with a stable id) to OUT.jsonl, the rejected ones with their reason to OUT.rejected.jsonl, and "
         "OUT.manifest.json with counts per reason.",
     )
