@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from s3server import s3_server  # noqa: F401  (a session fixture: moto's S3 server on loopback)
+from s3server import make_bucket, s3_server, s3_test_client  # noqa: F401  (s3_server: a session fixture, moto on loopback)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CATALOG = ROOT / "sample_data" / "catalog.csv"
@@ -83,3 +83,15 @@ def assert_clean_error(result: subprocess.CompletedProcess, *needles: str) -> No
     assert len(error_lines) == 1, result.stderr
     for needle in needles:
         assert needle.lower() in error_lines[0].lower(), error_lines[0]
+
+
+@pytest.fixture
+def bucket(s3_server):
+    """A fresh bucket on the moto server."""
+    return make_bucket(s3_server)
+
+
+@pytest.fixture
+def s3(s3_server):
+    """A boto3 client of the moto server, for checking what landed."""
+    return s3_test_client(s3_server)

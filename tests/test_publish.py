@@ -20,7 +20,6 @@ from generator.errors import UserError
 from generator.publish import PublishSettings, parse_target, publish
 
 from conftest import assert_clean_error, run_cli
-from s3server import make_bucket, s3_server, s3_test_client  # noqa: F401  (s3_server is a fixture)
 
 CSS = "body { font-family: sans-serif; }\n"
 CSS_NAME = f"assets/site.{hashlib.sha256(CSS.encode()).hexdigest()[:8]}.css"
@@ -166,16 +165,6 @@ def fail_puts_from(client, nth: int) -> list[int]:
 
     client.meta.events.register("before-send.s3.PutObject", hook)
     return count
-
-
-@pytest.fixture
-def bucket(s3_server):
-    return make_bucket(s3_server)
-
-
-@pytest.fixture
-def s3(s3_server):
-    return s3_test_client(s3_server)
 
 
 def new_client(**_):

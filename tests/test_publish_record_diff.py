@@ -8,18 +8,7 @@ import pytest
 import generator.publish.s3_store as s3_store
 from generator.publish import PublishSettings, publish
 
-from s3server import make_bucket, s3_server, s3_test_client  # noqa: F401  (s3_server is a fixture)
 from test_publish import build_site, catalog, item_ids, remote_files
-
-
-@pytest.fixture
-def bucket(s3_server):
-    return make_bucket(s3_server)
-
-
-@pytest.fixture
-def s3(s3_server):
-    return s3_test_client(s3_server)
 
 
 @pytest.fixture

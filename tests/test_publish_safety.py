@@ -16,20 +16,9 @@ from generator.errors import UserError
 from generator.publish import PublishSettings, publish
 
 from conftest import ROOT, assert_clean_error, run_cli
-from s3server import make_bucket, s3_server, s3_test_client  # noqa: F401  (s3_server is a fixture)
 from test_publish import build_site, catalog, fail_puts_from, new_client, remote_files, tree
 
 STATE = publish_module.STATE_NAME
-
-
-@pytest.fixture
-def bucket(s3_server):
-    return make_bucket(s3_server)
-
-
-@pytest.fixture
-def s3(s3_server):
-    return s3_test_client(s3_server)
 
 
 def record_of(s3, bucket: str, prefix: str = "") -> dict:
