@@ -5,7 +5,10 @@ Each ``step_*`` function is one box of the nightly DAG and one part of
 and the path the previous step returned, reads what that step declared, and
 returns a small dict of paths and figures (never large data) that always
 carries ``night``. The CLI, the Airflow tasks (via XCom) and the tests call
-the same functions. Where each artifact lives is :mod:`generator.night`; the
+the same functions. Every step holds the workdir's lock (:mod:`generator.lock`)
+while it writes; ``run_night`` holds it for the whole night. Generate shards
+hold it shared, so the DAG's shards run side by side but never beside another
+writer. Where each artifact lives is :mod:`generator.night`; the
 report is :mod:`generator.report`.
 """
 
@@ -16,17 +19,33 @@ import json
 import logging
 from pathlib import Path
 
+from . import lock
 from .artifacts import atomic_write_json, read_jsonl, read_manifest, write_jsonl, write_manifest
 from .config import Config
 from .errors import UserError
 from .night import check_night, night_paths, today
+from .redact import public_label
 from .report import build_report, summary_line
 
 log = logging.getLogger(__name__)
 
 
+def _holds_workdir(step):
+    """Run ``step(config, night, ...)`` holding the workdir's lock (exclusive), its night checked first."""
+    import functools
+
+    @functools.wraps(step)
+    def locked(config: Config, night: str, *args, **kwargs):
+        check_night(night)
+        with lock.workdir(config):
+            return step(config, night, *args, **kwargs)
+
+    return locked
+
+
 # --- ingest and the decision to train ---------------------------------------------------------
 
+@_holds_workdir
 def step_ingest(config: Config, night: str, catalog: str) -> dict:
     from .ingest import ingest
 
@@ -36,6 +55,7 @@ def step_ingest(config: Config, night: str, catalog: str) -> dict:
             "rows": manifest["rows"], "kept": manifest["kept"]}
 
 
+@_holds_workdir
 def step_should_train(config: Config, night: str, force_retrain: bool = False) -> dict:
     """Skip training when the live checkpoint was trained on this very catalog."""
     from .checkpoints import read_live
@@ -57,6 +77,7 @@ def step_should_train(config: Config, night: str, force_retrain: bool = False) -
     return {"night": night, **decision}
 
 
+@_holds_workdir
 def step_train(config: Config, night: str) -> dict:
     from .train import train
 
@@ -66,6 +87,7 @@ def step_train(config: Config, night: str) -> dict:
                                                               "resumed")}}
 
 
+@_holds_workdir
 def step_promote(config: Config, night: str, trained: bool = True) -> dict:
     """The promotion gate; writes the night's decision to ``promote.json``."""
     from .checkpoints import evaluate_loss, gate, promote, read_live, restore_run_from_live
@@ -115,10 +137,16 @@ def shard_settings(settings, index: int, count: int):
 
 
 def step_generate(config: Config, night: str, shard: int = 0, shards: int = 1) -> dict:
+    paths = night_paths(config, night)
+    # Shards of one night write their own files side by side: they share the workdir's lock.
+    with lock.workdir(config, lock.SHARED if shards > 1 else lock.EXCLUSIVE):
+        return _generate(config, night, paths, shard, shards)
+
+
+def _generate(config: Config, night: str, paths, shard: int, shards: int) -> dict:
     from .checkpoints import read_live
     from .sample import generate
 
-    paths = night_paths(config, night)
     live = read_live(config.paths.checkpoint_root, config.train.run_name)
     if live is None:
         raise UserError("there is no live checkpoint to generate from", "run the train and promote steps first")
@@ -137,6 +165,7 @@ def step_generate(config: Config, night: str, shard: int = 0, shards: int = 1) -
 SUMMED = ("samples", "terminated", "unterminated", "seconds", "sample_tokens", "decode_steps", "sampling_seconds")
 
 
+@_holds_workdir
 def merge_shards(config: Config, night: str, shard_paths: list[str]) -> dict:
     """Concatenate shard outputs in shard order, renumbering ``index``; writes the generate manifest.
 
@@ -182,6 +211,7 @@ def _write_history(config: Config, night: str, out: Path) -> int:
     return write_jsonl(out, records())
 
 
+@_holds_workdir
 def step_curate(config: Config, night: str, samples_path: str | None = None) -> dict:
     from .curate import curate
     from .ingest import read_catalog
@@ -194,6 +224,7 @@ def step_curate(config: Config, night: str, samples_path: str | None = None) -> 
     return {"night": night, "kept_path": str(paths.kept), "kept": manifest.get("kept"), "input": manifest.get("input")}
 
 
+@_holds_workdir
 def step_render(config: Config, night: str, kept_path: str | None = None) -> dict:
     from .render import render
 
@@ -215,6 +246,7 @@ def require_target(config: Config) -> str:
     return config.publish.target
 
 
+@_holds_workdir
 def step_publish(config: Config, night: str, site_dir: str | None = None) -> dict:
     from .publish import publish
 
@@ -232,6 +264,7 @@ def site_url(target: str) -> str:
     return target.rstrip("/") + "/index.html"
 
 
+@_holds_workdir
 def step_report(config: Config, night: str) -> dict:
     paths = night_paths(config, night)
     report = build_report(config, night)
@@ -243,7 +276,12 @@ def run_night(config: Config, catalog: str, night: str | None = None, force_retr
     """Every step of the night, in order, in this process; returns the report."""
     night = check_night(night or today())
     require_target(config)
-    log.info("night %s: ingest %s", night, catalog)
+    with lock.workdir(config):
+        return _run_night(config, catalog, night, force_retrain)
+
+
+def _run_night(config: Config, catalog: str, night: str, force_retrain: bool) -> dict:
+    log.info("night %s: ingest %s", night, public_label(catalog))
     step_ingest(config, night, catalog)
     decision = step_should_train(config, night, force_retrain)
     log.info("night %s: %s", night, decision["reason"])

@@ -83,9 +83,20 @@ def _check_same_base(run_dir: Path, model_dir: Path) -> None:
 
 def train(ingest_dir: str | Path, checkpoint_root: str | Path, models_root: str | Path,
           model_settings: ModelSettings, settings: TrainSettings) -> dict:
-    """Fine-tune ``settings.steps`` more steps; returns the manifest written beside the run."""
+    """Fine-tune ``settings.steps`` more steps; returns the manifest written beside the run.
+
+    Holds the run folder's lock: two trainings into one run would interleave checkpoints.
+    """
+    from .lock import exclusive
+
     model_settings.validate()  # the loader validated a loaded config; these guard direct callers
     settings.validate()
+    with exclusive(Path(checkpoint_root) / settings.run_name, "checkpoint run"):
+        return _train(ingest_dir, checkpoint_root, models_root, model_settings, settings)
+
+
+def _train(ingest_dir: str | Path, checkpoint_root: str | Path, models_root: str | Path,
+           model_settings: ModelSettings, settings: TrainSettings) -> dict:
     ingest_dir = Path(ingest_dir)
     ingest_manifest = read_manifest(ingest_dir, "ingest")
     train_text = ingest_dir / "train.txt"
