@@ -11,8 +11,9 @@ same lock does not wait: it fails at once with a :class:`UserError` naming the h
 Stale locks: the lock is the ``flock``, not the file. The kernel releases a flock when its
 process exits, however it exits (even SIGKILL or a crash), so a lock file left behind with
 a dead process's record is not a lock: the next process takes it over and rewrites the
-record. The file is never deleted (deleting a lock file lets two processes lock two
-different inodes of the same name); a released lock file is empty. ``flock`` works on
+record. A clean release removes the file (while still holding it; a process that opened
+the old file just before checks, after locking, that the name still points at what it
+locked, and retries otherwise), so only a killed process leaves one. ``flock`` works on
 local filesystems and on NFSv4 (Linux emulates it with a byte-range lock there); workers
 sharing a workdir need one of those.
 
@@ -89,13 +90,14 @@ def _holder(fd: int) -> str:
         return "another process (its record is not readable)"
 
 
-def _open(lock: Path, what: str, path) -> int:
+def _open(lock: Path) -> int:
+    """The lock file's descriptor; an OSError (read-only, not a directory, no space) goes to the caller's boundary."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
     try:
+        return os.open(lock, flags, 0o644)
+    except FileNotFoundError:  # the folder the lock guards is not made yet
         lock.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise UserError(f"cannot create the lock file of {what} {path}: {exc.strerror or exc} ({lock})",
-                        f"make {lock.parent} a writable directory") from None
+        return os.open(lock, flags, 0o644)
 
 
 @contextlib.contextmanager
@@ -115,30 +117,46 @@ def _locked(path, what: str, mode: str, lock: Path | None = None) -> Iterator[Pa
             with _guard:
                 held[2] -= 1
         return
-    fd = _open(lock, what, path)
+    fd = _acquire(lock, what, path, mode)
+    with _guard:
+        _held[key] = [fd, mode, 1]
     try:
+        yield lock
+    finally:
+        with _guard:
+            del _held[key]
+        if mode == EXCLUSIVE:
+            # Unlinked while still held: whoever opens the name next gets a new file, and
+            # _acquire's inode check makes a late opener of this one retry on that.
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+        os.close(fd)  # closing the last descriptor releases the flock
+
+
+def _acquire(lock: Path, what: str, path, mode: str) -> int:
+    """Open and flock the lock file; retry when the name was unlinked and re-created meanwhile."""
+    while True:
+        fd = _open(lock)
         try:
             fcntl.flock(fd, (fcntl.LOCK_EX if mode == EXCLUSIVE else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except OSError as exc:
+            holder = _holder(fd)
+            os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
-            raise UserError(f"{what} {path} is in use by {_holder(fd)}", _FIX) from None
+            raise UserError(f"{what} {path} is in use by {holder}", _FIX) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:  # we locked a file its holder had just unlinked: lock the current one instead
+            os.close(fd)
+            continue
         if mode == EXCLUSIVE:
             data = (json.dumps(_record(), sort_keys=True) + "\n").encode("utf-8")
             os.ftruncate(fd, 0)
             os.pwrite(fd, data, 0)
-        with _guard:
-            _held[key] = [fd, mode, 1]
-        try:
-            yield lock
-        finally:
-            with _guard:
-                del _held[key]
-            if mode == EXCLUSIVE:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, 0)  # released: an empty lock file names nobody
-    finally:
-        os.close(fd)  # closing the last descriptor releases the flock
+        return fd
 
 
 def exclusive(path, what: str, lock: Path | None = None):

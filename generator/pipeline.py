@@ -214,6 +214,7 @@ def _write_history(config: Config, night: str, out: Path) -> int:
 @_holds_workdir
 def step_curate(config: Config, night: str, samples_path: str | None = None) -> dict:
     from .curate import curate
+    from .curate.stage import check_min_kept
     from .ingest import read_catalog
 
     paths = night_paths(config, night)
@@ -221,14 +222,20 @@ def step_curate(config: Config, night: str, samples_path: str | None = None) -> 
     ingest_manifest = read_manifest(paths.ingest, "ingest")
     manifest = curate(samples_path or paths.samples, read_catalog(paths.ingest), paths.kept, config.curate,
                       history_path=paths.history if history else None, catalog_label=ingest_manifest.get("source", ""))
+    # The kept and rejected files are written (they say why so few passed); what fails is the night.
+    check_min_kept(manifest["kept"], manifest["input"], config.curate, paths.kept)
     return {"night": night, "kept_path": str(paths.kept), "kept": manifest.get("kept"), "input": manifest.get("input")}
 
 
 @_holds_workdir
 def step_render(config: Config, night: str, kept_path: str | None = None) -> dict:
+    from .curate.stage import check_min_kept
     from .render import render
 
     paths = night_paths(config, night)
+    kept_path = Path(kept_path or paths.kept)
+    # Again here, not only in curate: a re-run render task after a failed curate must not publish too few.
+    check_min_kept(sum(1 for _ in read_jsonl(kept_path)), None, config.curate, kept_path)
     manifest = render(kept_path or paths.kept, config.paths.site_root, config.render, night=night,
                       report=build_report(config, night), archive_dir=config.paths.archive_root)
     return {"night": night, "site_dir": str(config.paths.site_root), "pages": manifest.get("pages"),
