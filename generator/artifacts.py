@@ -176,15 +176,24 @@ def read_manifest(output: str | os.PathLike, stage: str | None = None) -> dict:
     hint = f"run the {stage} stage first" if stage else "run the previous stage first"
     if not path.is_file():
         raise UserError(f"no manifest at {path}", hint)
+    return read_json_object(path, "manifest", f"{hint} again (it rewrites the manifest)")
+
+
+def read_json_object(path: str | os.PathLike, what: str, fix: str) -> dict:
+    """A JSON file holding one object; unreadable, not UTF-8, not JSON, too deep or not an object: UserError."""
+    path = Path(path)
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{what} file not found: {path}", fix) from None
     except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}", "check the file's permissions") from None
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise UserError(f"manifest {path} is not valid JSON", f"{hint} again (it rewrites the manifest)") from None
-    if not isinstance(manifest, dict):
-        raise UserError(f"manifest {path} is not a JSON object", f"{hint} again (it rewrites the manifest)")
-    return manifest
+        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}", fix) from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0][:120]
+        raise UserError(f"{what} {path} is not valid JSON: {why}", fix) from None
+    if not isinstance(value, dict):
+        raise UserError(f"{what} {path} must be a JSON object", fix)
+    return value
 
 
 def check_output_file(path: str | os.PathLike, flag: str = "--out") -> Path:

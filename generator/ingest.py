@@ -72,7 +72,10 @@ def clean_text(value: str) -> str:
 
 def fetch_catalog_bytes(source: str) -> bytes:
     """Read the raw CSV bytes from a local path, an http(s) URL or an s3:// URI."""
-    parsed = urllib.parse.urlsplit(source)
+    try:
+        parsed = urllib.parse.urlsplit(source)
+    except ValueError:
+        raise UserError(f"bad catalog URL {public_label(source)!r}", "pass a path or an http(s)://host/path URL") from None
     if parsed.scheme in ("http", "https"):
         try:
             with urllib.request.urlopen(_http_request(parsed), timeout=60) as response:
