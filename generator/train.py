@@ -194,6 +194,15 @@ def _finetune(train_text: Path, model_settings: ModelSettings, models_root, chec
             raise UserError("the catalog is too small to train on (gpt-2-simple samples 1024-token windows)",
                             "use a catalog of at least ~100 descriptions") from None
         raise
+    except tf.errors.OpError as exc:
+        # TensorFlow's own file writes (checkpoints) fail with its error types, not OSError.
+        message = str(exc.message or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, tf.errors.PermissionDeniedError) or any(
+                text in message for text in ("No space left", "Read-only file system", "Disk quota", "Not a directory")):
+            raise UserError(f"training could not write its checkpoint: {message}; the live checkpoint is unchanged "
+                            "and the run resumes from its last complete save",
+                            f"free space or fix permissions in {checkpoint_root}, then run again") from None
+        raise
     finally:
         sess.close()
 

@@ -42,8 +42,10 @@ def world(tmp_path_factory):
                  ("publish", "--site", str(work / "site"), "--target", f"file://{public}")):
         result = run_cli(*args)
         assert result.returncode == 0, result.stderr[-3000:]
-    protected = [work / "site", public, work / "checkpoints", work / "models", work / "archive",
-                 work / "nights" / NIGHT]
+    # The last good checkpoint is the released one and its live pointer (the working run may change:
+    # a killed training resumes from it).
+    protected = [work / "site", public, work / "checkpoints" / "releases", work / "checkpoints" / "nightly.live.json",
+                 work / "models", work / "archive", work / "nights" / NIGHT]
     return {"base": base, "work": work, "public": public, "kept": kept, "protected": protected,
             "before": tree_hash(*protected)}
 
