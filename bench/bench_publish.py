@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import boto3  # noqa: E402
 
+from generator.artifacts import manifest_path  # noqa: E402
 from generator.publish import PublishSettings, _s3_client, publish  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -99,8 +100,9 @@ def render_site(records: list[dict], work: Path, name: str) -> Path:
 
 
 def copy_fresh(site: Path, destination: Path) -> Path:
-    """The same bytes with new mtimes, as a re-render on another worker leaves them."""
+    """The same bytes with new mtimes, as a re-render on another worker leaves them (with render's manifest)."""
     shutil.copytree(site, destination, copy_function=shutil.copyfile)
+    shutil.copyfile(manifest_path(site), manifest_path(destination))
     return destination
 
 
@@ -143,7 +145,7 @@ def content_publish(counted: Counted, site: Path, bucket: str, concurrency: int)
     requests = counted.take()
     return {"files": summary["uploaded"], "bytes": summary["uploaded_bytes"], "puts": requests["PutObject"],
             "requests": sum(requests.values()), "seconds": time.perf_counter() - started,
-            "timings": summary["timings"]}
+            "timings": summary["timings"], "remote_view": summary.get("remote_view", "")}
 
 
 def repeated(runs: int, measure, reset=None) -> dict:
@@ -278,7 +280,8 @@ def main() -> None:
           f"{one_sync['puts'] / max(one['puts'], 1):.0f}x fewer PUTs, "
           f"{one_sync['seconds'] / one['seconds']:.1f}x faster")
     t = one["timings"]
-    print(f"1% pages re-publish, where the time goes: listing {t['list']:.2f} s (the local scan, "
+    print(f"1% pages re-publish, where the time goes: what the bucket holds {t['list']:.2f} s "
+          f"({one['remote_view'] or 'listing'}; the local scan, "
           f"{t['scan']:.2f} s, runs meanwhile), planning {t['plan']:.2f} s, uploads {t['upload']:.2f} s "
           f"(total {one['seconds']:.2f} s)")
     share = one["bytes"] / full["bytes"]

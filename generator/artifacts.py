@@ -9,6 +9,7 @@ renamed over the target.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import json
@@ -16,11 +17,16 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .errors import UserError
+
+# renameat2(2): paths relative to the working directory; swap the two names instead of replacing.
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[Any]:
@@ -252,18 +258,48 @@ def os_error_message(exc: OSError) -> tuple[str, str]:
     return problem.replace("\n", " "), fixes.get(exc.errno, "check the path and the disk, then run the command again")
 
 
-def replace_directory(staging: Path, target: Path) -> None:
-    """Swap a fully built ``staging`` directory into place at ``target``.
+def exchange_directories(a: Path, b: Path) -> bool:
+    """Swap two directory entries in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``).
 
-    The old target is renamed aside first and removed only after the new one is
-    in place, so at every instant ``target`` is either the old tree or the new.
+    Returns False where the kernel, the C library or the filesystem cannot do it
+    (not Linux, glibc < 2.28, Linux < 3.15, some network filesystems); the caller
+    then falls back to two renames.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(error, os.strerror(error), str(a), None, str(b))
+
+
+def replace_directory(staging: Path, target: Path) -> None:
+    """Swap a fully built ``staging`` directory into place at ``target``; ``staging`` is gone after.
+
+    Where the system allows it, ``target`` and ``staging`` are exchanged in one
+    atomic step, so at every instant ``target`` is the whole old tree or the whole
+    new one and a reader never finds it missing. Elsewhere the old target is
+    renamed aside and the new one renamed in: two renames, a window of
+    microseconds in which ``target`` does not exist. A symlinked ``target`` is
+    replaced itself, not followed: callers that mean the directory it points to
+    pass its resolved path.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists() and not target.is_symlink():
+        os.replace(staging, target)  # renaming onto a free name is atomic already
+        return
+    if target.is_dir() and not target.is_symlink() and exchange_directories(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)  # now the old tree
+        return
     old = target.with_name(f".{target.name}.old")
     if old.exists():
         shutil.rmtree(old)
-    if target.exists():
-        os.replace(target, old)
+    os.replace(target, old)
     os.replace(staging, target)
-    if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)

@@ -73,12 +73,17 @@ def main(argv: list[str] | None = None) -> int:
         overrides, origins = flag_overrides(args)
         config = load_config(profile=args.profile, config_file=args.config, overrides=overrides,
                              override_origins=origins)
-        return int(args.func(args, config) or 0)
+        status = int(args.func(args, config) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's exit
+        return status
+    except BrokenPipeError:
+        # `… | head` closed our stdout: what it did not read nobody wants. Exit quietly; point stdout
+        # at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        raise  # a closed reader (`| head`) is not a filesystem fault; publish's CLI handles it
     except OSError as exc:
         # The last-resort boundary for the environment (a full or read-only disk, permissions, a file
         # where a folder should be): one line, exit 2. Real bugs (any other exception) keep their traceback.

@@ -321,14 +321,3 @@ def flag_overrides(args) -> tuple[dict, dict]:
             origins[match.group(1)] = f"flag {_FLAG_NAMES.get(dest, dest)}"
     return overrides, origins
 
-
-def with_overrides(config: Config, **sections: Mapping[str, Any]) -> Config:
-    """TEMPORARY: render/publish CLIs until they declare their flags with add_setting_flag."""
-    import copy
-
-    config = copy.deepcopy(config)
-    for name, values in sections.items():
-        for key, value in values.items():
-            if value is not None:
-                setattr(getattr(config, name), key, value)
-    return config

@@ -86,7 +86,7 @@ def fetch_catalog_bytes(source: str) -> bytes:
             raise UserError(f"could not download catalog {public_label(source)}: {_url_error(exc)}",
                             "check the URL and the network") from None
     if parsed.scheme == "s3":
-        from .s3 import s3_client, s3_error_message
+        from .s3 import s3_client, s3_failure
 
         if not parsed.netloc or not parsed.path.strip("/"):
             raise UserError(f"bad catalog URI {public_label(source)!r}", "use s3://bucket/key.csv")
@@ -94,8 +94,8 @@ def fetch_catalog_bytes(source: str) -> bytes:
             response = s3_client().get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))
             return response["Body"].read()
         except Exception as exc:  # botocore raises many types; name the problem clearly
-            raise UserError(f"could not read catalog {public_label(source)}: {s3_error_message(exc)}",
-                            "check the bucket, key and credentials") from None
+            problem, fix = s3_failure(exc, parsed.netloc)
+            raise UserError(f"could not read catalog {public_label(source)}: {problem}", fix) from None
     if parsed.scheme == "file":
         source = urllib.parse.unquote(parsed.path)
     elif parsed.scheme and len(parsed.scheme) > 1:

@@ -25,21 +25,29 @@ def s3_client(endpoint_url: str | None = None, max_pool_connections: int = 10, p
     return boto3.session.Session(botocore_session=session).client("s3", endpoint_url=endpoint_url, config=config)
 
 
-def s3_error_message(exc: Exception) -> str:
-    """A one-line description of a boto3/botocore failure, naming the likely fix."""
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+def s3_failure(exc: Exception, bucket: str = "") -> tuple[str, str]:
+    """``(problem, fix)`` for a boto3/botocore failure: the one mapping of S3 errors, one fix per error.
 
-    if isinstance(exc, NoCredentialsError):
-        return "no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)"
+    Callers prefix the problem with what they were doing (reading a catalog,
+    publishing a site) and raise ``UserError(problem, fix)``.
+    """
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, PartialCredentialsError
+
+    where = f"s3://{bucket}" if bucket else "the bucket"
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return ("no AWS credentials found",
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment")
     if isinstance(exc, EndpointConnectionError):
-        return f"cannot reach the S3 endpoint ({exc}); check AWS_ENDPOINT_URL"
-    if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("NoSuchBucket",):
-            return "no such bucket (create it or fix the bucket name)"
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return "no such key"
-        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            return f"access denied ({code}); check the credentials and the bucket policy"
-        return f"{code or 'error'}: {exc}"
-    return str(exc)
+        return (f"cannot reach the S3 endpoint ({exc})",
+                "check AWS_ENDPOINT_URL (or --endpoint-url / publish.endpoint_url) and that the store is up")
+    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    if code == "NoSuchBucket":
+        return (f"no such bucket {bucket!r}" if bucket else "no such bucket",
+                f"create the bucket first (aws s3 mb {where}) or fix the bucket name")
+    if code in ("NoSuchKey", "404", "NotFound"):
+        return "no such key", "check the key (the path after the bucket) in the s3:// URI"
+    if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"):
+        return (f"access denied ({code})",
+                f"use credentials allowed s3:ListBucket, s3:GetObject, s3:PutObject and s3:DeleteObject on {where}")
+    return (f"{code}: {exc}" if code else str(exc),
+            "re-run the same command: a failed read changes nothing, a failed publish leaves the published site intact")

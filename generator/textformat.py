@@ -96,6 +96,11 @@ def parse_sample(raw: str, prefix: str) -> dict:
     terminated = end >= 0
     if terminated:
         body = body[:end]
+    # A model that opens a new description without closing this one did not finish it:
+    # the text stops there, unterminated, and never carries a marker.
+    restart = body.find(START_TOKEN)
+    if restart >= 0:
+        body, terminated = body[:restart], False
     condition = prefix[len(START_TOKEN):] if prefix.startswith(START_TOKEN) else ""
     kind, genre, text = split_control(condition + body)
     return {"text": text, "terminated": terminated, "type": kind, "genre": genre}

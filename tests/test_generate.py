@@ -23,6 +23,9 @@ def test_parse_sample_cuts_at_end_marker_and_strips_prefix():
     assert unterminated["terminated"] is False and unterminated["text"] == "A long road with no"
     # Unconditioned prefix, model wrote its own control prefix.
     assert parse_sample(START_TOKEN + " [Movie] [Dramas] A man." + END_TOKEN, START_TOKEN)["genre"] == "Dramas"
+    # A new start marker before any end marker: the sample stops there, unfinished, marker-free.
+    restarted = parse_sample(START_TOKEN + " A man walks.<|startoftext|> [Movie] A dog" + END_TOKEN, START_TOKEN)
+    assert restarted == {"text": "A man walks.", "terminated": False, "type": None, "genre": None}
 
 
 def test_plan_conditions_splits_any_count():

@@ -14,6 +14,8 @@ import pytest
 from botocore.exceptions import BotoCoreError
 
 import generator.publish as publish_module
+import generator.publish.local as publish_local
+import generator.publish.s3_store as publish_s3_store
 from generator.errors import UserError
 from generator.publish import PublishSettings, parse_target, publish
 
@@ -76,6 +78,8 @@ def build_site(root: Path, items: list[tuple[str, str]], per_page: int = 10, css
         path = root / key
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+    # What render writes last, beside the site: publish refuses a site without it.
+    root.with_name(f"{root.name}.manifest.json").write_text('{"stage": "render", "complete": true}\n')
     return files
 
 
@@ -183,13 +187,13 @@ def new_client(**_):
 def test_first_publish_uploads_all_then_unchanged_republish_uploads_nothing(tmp_path, bucket, s3):
     site = tmp_path / "site"
     files = build_site(site, catalog(30))
-    first = publish(site, f"s3://{bucket}/gallery")
+    first = publish(site, f"s3://{bucket}/gallery", PublishSettings())
     assert first["uploaded"] == len(files) and first["skipped"] == 0 and first["deleted"] == 0
     assert first["reasons"] == {"new": len(files)}
     assert remote_files(s3, bucket, "gallery/") == files
 
     build_site(site, catalog(30))  # the nightly re-render: same bytes, new mtimes
-    second = publish(site, f"s3://{bucket}/gallery")
+    second = publish(site, f"s3://{bucket}/gallery", PublishSettings())
     assert second["uploaded"] == 0 and second["skipped"] == len(files)
     # One listing page and the state object: no HEAD per object, no PUT.
     assert set(second["requests"]) == {"ListObjectsV2", "GetObject"}, second["requests"]
@@ -201,13 +205,13 @@ def test_one_percent_change_uploads_only_those_files_and_their_indexes(tmp_path,
     site = tmp_path / "site"
     items = catalog(100)
     old = build_site(site, items)
-    publish(site, f"s3://{bucket}")
+    publish(site, f"s3://{bucket}", PublishSettings())
     items[45] = (items[45][0], "A rewritten description of story 45.")
     new = build_site(site, items)
     changed = differing(old, new)
     # The item's own page, the listing page that shows it, the search index.
     assert changed == {f"d/{items[45][0]}/index.html", "page/5/index.html", "search.json"}
-    summary = publish(site, f"s3://{bucket}")
+    summary = publish(site, f"s3://{bucket}", PublishSettings())
     assert summary["uploaded"] == len(changed) and summary["reasons"] == {"content changed": len(changed)}
     assert summary["skipped"] == len(new) - len(changed)
     assert summary["uploaded_bytes"] == sum(len(new[k]) for k in changed)
@@ -218,13 +222,13 @@ def test_order_assets_pages_indexes_home_then_deletes(tmp_path, bucket, s3):
     site = tmp_path / "site"
     items = catalog(20)
     old = build_site(site, items)
-    publish(site, f"s3://{bucket}/p")
+    publish(site, f"s3://{bucket}/p", PublishSettings())
     # A new night: two new items on top, two old ones gone, a new stylesheet.
     items = catalog(2, start=100, night="n2") + items[:-2]
     new = build_site(site, items, css=CSS + "a { color: red; }\n")
     client = new_client()
     recorder = Recorder(client)
-    summary = publish(site, f"s3://{bucket}/p", client=client)
+    summary = publish(site, f"s3://{bucket}/p", PublishSettings(), client=client)
 
     puts = [key[len("p/"):] for key in recorder.keys("PutObject")]
     puts = [key for key in puts if key != publish_module.STATE_NAME]
@@ -250,7 +254,7 @@ def test_order_assets_pages_indexes_home_then_deletes(tmp_path, bucket, s3):
 @pytest.mark.parametrize("page", [1, 4, 1000])
 def test_range_listing_covers_the_whole_key_space(bucket, s3, monkeypatch, page):
     """Ranges are cut at local keys; remote keys before, between and after them are all listed."""
-    monkeypatch.setattr(publish_module, "LIST_PAGE", page)
+    monkeypatch.setattr(publish_s3_store, "LIST_PAGE", page)
     local = [f"k{n:03d}.html" for n in range(0, 40, 2)]
     remote = [f"k{n:03d}.html" for n in range(0, 40, 3)] + ["a.html", "k0045.html", "zz/last.html", "k010.html/x"]
     for key in remote:
@@ -301,7 +305,7 @@ def test_phase_classification(tmp_path):
 def test_headers_read_back(tmp_path, bucket, s3):
     site = tmp_path / "site"
     build_site(site, catalog(3))
-    publish(site, f"s3://{bucket}/w")
+    publish(site, f"s3://{bucket}/w", PublishSettings())
     short, immutable = PublishSettings().html_cache_control, "public, max-age=31536000, immutable"
     expected = {
         "index.html": ("text/html; charset=utf-8", short),
@@ -324,7 +328,7 @@ def test_headers_read_back(tmp_path, bucket, s3):
 def test_header_rule_change_reuploads_only_affected_files(tmp_path, bucket, s3):
     site = tmp_path / "site"
     files = build_site(site, catalog(5))
-    publish(site, f"s3://{bucket}")
+    publish(site, f"s3://{bucket}", PublishSettings())
     settings = PublishSettings(html_cache_control="public, max-age=60")
     summary = publish(site, f"s3://{bucket}", settings)
     fingerprinted = {CSS_NAME, FONT_NAME}
@@ -353,16 +357,16 @@ def test_multipart_file_is_not_reuploaded_when_unchanged(tmp_path, bucket, s3):
     big = os.urandom(9 * 1024 * 1024)
     (site / "media").mkdir()
     (site / "media" / "trailer.bin").write_bytes(big)
-    publish(site, f"s3://{bucket}")
+    publish(site, f"s3://{bucket}", PublishSettings())
     etag = s3.head_object(Bucket=bucket, Key="media/trailer.bin")["ETag"]
     assert "-" in etag, "expected a multipart ETag"
 
-    again = publish(site, f"s3://{bucket}")
+    again = publish(site, f"s3://{bucket}", PublishSettings())
     assert again["uploaded"] == 0
     assert not {"PutObject", "UploadPart", "CreateMultipartUpload"} & set(again["requests"])
     # Without the state object, the multipart object's MD5 comes from its metadata (one HEAD).
     s3.delete_object(Bucket=bucket, Key=publish_module.STATE_NAME)
-    third = publish(site, f"s3://{bucket}")
+    third = publish(site, f"s3://{bucket}", PublishSettings(adopt=True))  # no record of ours left: adopt
     assert third["uploaded"] == 0 and third["requests"]["HeadObject"] >= 1
     assert s3.head_object(Bucket=bucket, Key="media/trailer.bin")["ETag"] == etag
 
@@ -372,7 +376,7 @@ def test_failure_partway_leaves_old_site_intact_and_rerun_completes(tmp_path, bu
     site = tmp_path / "site"
     items = catalog(40)
     old = build_site(site, items)
-    publish(site, f"s3://{bucket}/g")
+    publish(site, f"s3://{bucket}/g", PublishSettings())
     items = catalog(5, start=200, night="n2") + [(i, t + " Revised.") for i, t in items[:10]] + items[10:35]
     new = build_site(site, items)
 
@@ -388,7 +392,7 @@ def test_failure_partway_leaves_old_site_intact_and_rerun_completes(tmp_path, bu
     assert {f"d/{i}/index.html" for i, _ in catalog(40)} <= set(remote)  # nothing deleted yet
     assert len(reachable) > 10
 
-    summary = publish(site, f"s3://{bucket}/g")
+    summary = publish(site, f"s3://{bucket}/g", PublishSettings())
     assert summary["deleted"] == 5
     assert remote_files(s3, bucket, "g/") == new
     assert summary["uploaded"] <= len(differing(old, new))
@@ -398,7 +402,7 @@ def test_max_deletes_guard(tmp_path, bucket, s3):
     site = tmp_path / "site"
     items = catalog(10)
     build_site(site, items)
-    publish(site, f"s3://{bucket}")
+    publish(site, f"s3://{bucket}", PublishSettings())
     new = build_site(site, items[:-3])
     held = publish(site, f"s3://{bucket}", PublishSettings(max_deletes=2))
     assert held["deleted"] == 0 and held["deletes_skipped"] == 3
@@ -420,7 +424,7 @@ def test_dry_run_plans_without_touching_the_target(tmp_path, bucket, s3):
     assert plan["plan"][-1] == {"action": "upload", "key": "index.html", "reason": "new", "phase": "home",
                                 "bytes": len(files["index.html"])}
 
-    publish(site, f"s3://{bucket}")
+    publish(site, f"s3://{bucket}", PublishSettings())
     before = {o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
     build_site(site, [(items[0][0], "Changed.")] + items[1:-1])
     plan = publish(site, f"s3://{bucket}", PublishSettings(dry_run=True))
@@ -463,7 +467,7 @@ def test_missing_bucket_is_a_clear_error(tmp_path, s3_server):
     site = tmp_path / "site"
     build_site(site, catalog(1))
     with pytest.raises(UserError, match="no such bucket") as error:
-        publish(site, "s3://no-such-bucket-here/x")
+        publish(site, "s3://no-such-bucket-here/x", PublishSettings())
     assert "create the bucket" in error.value.fix
 
 
@@ -519,25 +523,27 @@ def test_missing_site_and_bad_target_on_the_cli(tmp_path):
 # --- file:// ---------------------------------------------------------------------------------
 
 def tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """The published files (the publisher's record excluded, as in remote_files)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and p.name != publish_module.STATE_NAME}
 
 
 def test_file_target_diffs_by_content_and_swaps_atomically(tmp_path):
     site, public = tmp_path / "site", tmp_path / "www" / "public"
     items = catalog(20)
     files = build_site(site, items)
-    first = publish(site, f"file://{public}")
+    first = publish(site, f"file://{public}", PublishSettings())
     assert first["uploaded"] == len(files) and tree(public) == files
 
     build_site(site, items)
     inode = public.stat().st_ino
-    unchanged = publish(site, f"file://{public}")
+    unchanged = publish(site, f"file://{public}", PublishSettings())
     assert unchanged["uploaded"] == 0 and unchanged["skipped"] == len(files)
     assert public.stat().st_ino == inode  # nothing to do: not even swapped
 
     items[7] = (items[7][0], "New words.")
     new = build_site(site, items[:-1])
-    changed = publish(site, f"file://{public}")
+    changed = publish(site, f"file://{public}", PublishSettings())
     assert changed["uploaded"] == len(differing(files, new)) and changed["deleted"] == 1
     assert tree(public) == new
     assert sorted(p.name for p in public.parent.iterdir()) == ["public"]  # no staging left behind
@@ -546,10 +552,10 @@ def test_file_target_diffs_by_content_and_swaps_atomically(tmp_path):
 def test_file_target_failure_leaves_the_published_tree(tmp_path, monkeypatch):
     site, public = tmp_path / "site", tmp_path / "public"
     old = build_site(site, catalog(10))
-    publish(site, f"file://{public}")
+    publish(site, f"file://{public}", PublishSettings())
     build_site(site, catalog(12, night="n2"))
     calls = [0]
-    real_copy = publish_module._copy_file
+    real_copy = publish_local._copy_file
 
     def failing_copy(source, destination):
         calls[0] += 1
@@ -557,18 +563,19 @@ def test_file_target_failure_leaves_the_published_tree(tmp_path, monkeypatch):
             raise OSError(28, "No space left on device")
         real_copy(source, destination)
 
-    monkeypatch.setattr(publish_module, "_copy_file", failing_copy)
+    monkeypatch.setattr(publish_local, "_copy_file", failing_copy)
     with pytest.raises(UserError, match="No space left"):
-        publish(site, f"file://{public}")
+        publish(site, f"file://{public}", PublishSettings())
     assert tree(public) == old
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["public", "site", "site-publish.manifest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["public", "site", "site-publish.manifest.json",
+                                                          "site.manifest.json"]
 
 
 def test_file_target_max_deletes_guard(tmp_path):
     site, public = tmp_path / "site", tmp_path / "public"
     items = catalog(10)
     build_site(site, items)
-    publish(site, f"file://{public}")
+    publish(site, f"file://{public}", PublishSettings())
     new = build_site(site, items[:-4])
     held = publish(site, f"file://{public}", PublishSettings(max_deletes=3))
     assert held["deleted"] == 0 and held["deletes_skipped"] == 4

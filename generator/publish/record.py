@@ -1,0 +1,128 @@
+"""The ownership record: every file this gallery published into a target, with its checksum and headers.
+
+It lives in the target itself, as ``<target>/.publish-state.json`` (an S3 object
+under the prefix, or a file in the published directory, swapped in with the
+tree it describes), so any worker publishing there finds it. Publishing deletes
+only keys in the record that the new site no longer has; files someone else put
+in the target are left alone. A first publish into a non-empty target without a
+record stops, unless ``publish.adopt`` takes the files over.
+
+Format (version 2)::
+
+    {"version": 2, "files": {"<key>": ["<md5 of the bytes uploaded>", "<headers digest>", "<ETag>"]}}
+
+The ETag (S3 only) is the one the store gave the upload; while the listing shows
+the same ETag, the object still holds those bytes and headers, so no HEAD is
+needed. An empty ETag marks an entry not confirmed yet: the S3 backend writes
+the record once *before* its uploads with the files it is about to upload, so a
+publish that dies halfway still owns what it put up.
+
+Version 1 (before ownership) recorded only the header rules and non-MD5 ETags;
+it meant "everything under the prefix is the site", so reading one adopts every
+listed key, with its checksum where the ETag or the old record gives it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from ..errors import UserError
+from .common import STATE_NAME, PublishSettings, object_headers, headers_digest, rules_fingerprint
+
+STATE_VERSION = 2
+_PLAIN_MD5_LENGTH = 32
+
+
+@dataclasses.dataclass
+class Entry:
+    md5: str
+    headers: str  # headers_digest of the headers it was published with
+    etag: str = ""  # S3: the ETag the store gave it; "" = unconfirmed (or a file:// target)
+
+    def as_json(self) -> list[str]:
+        return [self.md5, self.headers, self.etag]
+
+
+@dataclasses.dataclass
+class Record:
+    files: dict[str, Entry]
+    from_version_1: bool = False  # converted from a listing: only as good as that listing
+
+    @property
+    def confirmed(self) -> bool:
+        """Every entry names the checksum and ETag the store holds (no upload left unconfirmed)."""
+        return not self.from_version_1 and all(entry.md5 and entry.etag for entry in self.files.values())
+
+    def to_bytes(self) -> bytes:
+        files = {key: self.files[key].as_json() for key in sorted(self.files)}
+        return json.dumps({"version": STATE_VERSION, "files": files}, separators=(",", ":")).encode()
+
+    def same_as(self, other: "Record | None") -> bool:
+        return other is not None and self.files == other.files
+
+
+def is_plain_md5(etag: str) -> bool:
+    return len(etag) == _PLAIN_MD5_LENGTH and all(c in "0123456789abcdef" for c in etag)
+
+
+def parse_record(body: bytes | None, where: str, listed_etags: dict[str, str],
+                 settings: PublishSettings) -> Record | None:
+    """The record read from the target (None: there is none, or it is unreadable, so none of ours).
+
+    ``listed_etags``: key -> ETag of what the target holds ("" for a file:// target),
+    used only to convert a version-1 state.
+    """
+    if body is None:
+        return None
+    try:
+        state = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(state, dict):
+        return None
+    version = state.get("version")
+    if version == STATE_VERSION and isinstance(state.get("files"), dict):
+        return Record({key: Entry(*value) for key, value in state["files"].items()
+                       if isinstance(value, list) and len(value) == 3})
+    if version == 1:
+        return _from_version_1(state, listed_etags, settings)
+    if isinstance(version, int) and version > STATE_VERSION:
+        raise UserError(f"the publish record {where} is version {version}, newer than this publisher understands",
+                        "publish with the newer version of the gallery that wrote it")
+    return None
+
+
+def _from_version_1(state: dict, listed_etags: dict[str, str], settings: PublishSettings) -> Record:
+    rules_known = state.get("rules") == rules_fingerprint(settings)
+    remembered = state.get("etags") or {}
+    files = {}
+    for key, etag in listed_etags.items():
+        if key == STATE_NAME:
+            continue
+        md5 = etag if is_plain_md5(etag) else ""
+        if not md5 and isinstance(remembered.get(key), list) and remembered[key][0] == etag:
+            md5 = remembered[key][1]
+        if md5 and rules_known:  # version 1 guaranteed rule-conform headers for its objects
+            files[key] = Entry(md5, headers_digest(object_headers(key, settings, settings.gzip)), etag)
+        else:
+            files[key] = Entry("", "", "")  # ours, contents unconfirmed: checked against the store
+    return Record(files, from_version_1=True)
+
+
+def owned_keys(record: Record | None, existing: set[str], target_uri: str, settings: PublishSettings,
+               published_before_records: bool = False) -> set[str]:
+    """Keys of ``existing`` (what the target holds, record excluded) this gallery may overwrite or delete.
+
+    ``published_before_records``: the site's last publish summary shows this very target, written by
+    a publisher older than records; the target is taken as this gallery's, as that publisher did.
+    """
+    if settings.adopt or (record is None and published_before_records):
+        return set(existing)
+    if record is None:
+        if existing:
+            raise UserError(f"target {target_uri} already holds {len(existing)} files that this gallery did not "
+                            "publish",
+                            "pass --adopt to take them over, or choose an empty target")
+        return set()
+    return set(record.files) & existing

@@ -1,0 +1,250 @@
+"""Talking to an S3-compatible store: the client, the ranged listing, the record, uploads, deletes, website, CDN.
+
+S3 diffing is by content, not by size and mtime (what ``aws s3 sync`` does, so a
+nightly re-render would re-upload everything): the listing gives each object's
+ETag, which is the MD5 of its bytes for ordinary uploads; objects whose ETag is
+not a plain MD5 (multipart uploads, SSE-KMS) carry the ``x-amz-meta-md5`` we
+store on every upload, and the record (record.py) remembers the ETag each upload
+got, so while it is unchanged no HEAD is needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import dataclasses
+import hashlib
+import io
+import random
+import threading
+import time
+from collections import Counter
+from typing import Callable, Iterable
+
+from ..errors import UserError
+from .common import STATE_NAME, PublishSettings, Target, Upload, upload_body
+from .record import Record, parse_record
+
+MULTIPART_THRESHOLD = 8 * 1024 * 1024
+DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
+LIST_PAGE = 1000  # ListObjectsV2 returns at most 1000 keys
+# Keys the spot check lists (one request) to see that the store still holds what the record says.
+SAMPLE_KEYS = 32
+# Above this many changed paths one wildcard invalidation is cheaper (CloudFront bills per path).
+MAX_INVALIDATION_PATHS = 30
+
+
+def s3_client_for(settings: PublishSettings):
+    """generator.s3.s3_client with a connection pool sized for the listing and upload threads."""
+    from ..s3 import s3_client
+
+    return s3_client(settings.endpoint_url or None, max_pool_connections=settings.concurrency + 8,
+                     parse_timestamps=False)
+
+
+def s3_failure(target: Target, exc: Exception, during: str = "") -> UserError:
+    """A boto3/botocore failure as a UserError, through generator.s3's one mapping of S3 errors."""
+    from ..s3 import s3_failure as describe_failure
+
+    problem, fix = describe_failure(exc, target.bucket)
+    return UserError(f"publish to {target.uri} failed{during}: {problem}", fix)
+
+
+def s3_errors() -> tuple[type[Exception], ...]:
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return BotoCoreError, ClientError, Boto3Error
+
+
+class RequestCounter:
+    """Counts HTTP requests (retries included) per S3 operation."""
+
+    def __init__(self):
+        self.counts: Counter = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, event_name: str = "", **_):
+        with self._lock:
+            self.counts[event_name.rsplit(".", 1)[-1]] += 1
+
+
+@dataclasses.dataclass
+class RemoteObject:
+    etag: str
+    size: int
+
+
+def list_remote(client, target: Target, local_keys: Iterable[str] = (), concurrency: int = 8) -> dict[str, RemoteObject]:
+    """Every object under the prefix.
+
+    The key space is cut at every 1000th local key and the ranges are listed at the
+    same time: as many requests as one paginated listing when the remote mirrors the
+    site, but not one round trip after the other. Ranges cover the whole key space,
+    so remote keys the site does not have are listed too.
+    """
+    cuts = [target.prefix + key for key in sorted(local_keys)[LIST_PAGE - 1::LIST_PAGE]]
+
+    def list_range(bounds: tuple[str | None, str | None]) -> list[dict]:
+        low, high = bounds  # keys in (low, high]
+        found, after = [], low
+        while True:
+            response = client.list_objects_v2(Bucket=target.bucket, Prefix=target.prefix, MaxKeys=LIST_PAGE,
+                                              **({"StartAfter": after} if after else {}))
+            contents = response.get("Contents", [])
+            for item in contents:
+                if high is not None and item["Key"] > high:
+                    return found
+                found.append(item)
+            if not response.get("IsTruncated") or not contents or (high is not None and contents[-1]["Key"] >= high):
+                return found
+            after = contents[-1]["Key"]
+
+    remote = {}
+    for items in parallel(list(zip([None, *cuts], [*cuts, None])), list_range, concurrency):
+        for item in items:
+            key = item["Key"][len(target.prefix):]
+            if key and not key.endswith("/"):
+                remote[key] = RemoteObject(item["ETag"].strip('"').lower(), item["Size"])
+    return remote
+
+
+
+def get_record_body(client, target: Target) -> bytes | None:
+    """The raw ownership record, or None when the target has none."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return client.get_object(Bucket=target.bucket, Key=target.prefix + STATE_NAME)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
+
+
+def read_record(body: bytes | None, target: Target, remote: dict[str, RemoteObject],
+                settings: PublishSettings) -> Record | None:
+    return parse_record(body, f"s3://{target.bucket}/{target.prefix}{STATE_NAME}",
+                        {key: obj.etag for key, obj in remote.items()}, settings)
+
+
+def sample_start(count: int) -> int:
+    """Where the spot check starts among the recorded keys: anywhere, so nights check different parts."""
+    return random.randrange(count)
+
+
+def spot_check(client, target: Target, record: Record) -> str:
+    """List one page of keys from a random recorded key on; "" if the store agrees with the record there.
+
+    One request, against a HEAD per key: a recorded key missing in that range, or
+    listed with another ETag, means someone changed the target behind the
+    publisher's back, and the caller lists everything instead of trusting the record.
+    """
+    keys = sorted(record.files)
+    start = sample_start(len(keys))
+    response = client.list_objects_v2(Bucket=target.bucket, Prefix=target.prefix, MaxKeys=SAMPLE_KEYS,
+                                      **({"StartAfter": target.prefix + keys[start - 1]} if start else {}))
+    listed = {item["Key"][len(target.prefix):]: item["ETag"].strip('"').lower()
+              for item in response.get("Contents", [])}
+    last = max(listed) if listed and response.get("IsTruncated") else None
+    for key in keys[start:]:
+        if last is not None and key > last:
+            break
+        if key not in listed:
+            return f"{key} is recorded but not in the store"
+        if listed[key] != record.files[key].etag:
+            return f"{key} was changed outside the publisher"
+    return ""
+
+
+def write_record(client, target: Target, record: Record) -> None:
+    client.put_object(Bucket=target.bucket, Key=target.prefix + STATE_NAME, ContentType="application/json",
+                      CacheControl="no-store", Body=record.to_bytes())
+
+
+def parallel(items: list, work: Callable, concurrency: int) -> list:
+    """Run ``work`` over ``items`` with bounded threads; on the first failure stop and re-raise it."""
+    if not items:
+        return []
+    results = [None] * len(items)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(concurrency, len(items))) as pool:
+        futures = {pool.submit(work, item): index for index, item in enumerate(items)}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                results[futures[future]] = future.result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return results
+
+
+
+def upload_one(client, target: Target, upload: Upload, transfer_config) -> str:
+    """Upload one file; returns its ETag. The body is re-read, so the metadata matches what is sent."""
+    f = upload.file
+    body = upload_body(f.path, f.headers)
+    digest = hashlib.md5(body)
+    extra = {**f.headers, "Metadata": {"md5": digest.hexdigest(), "headers": f.headers_hash}}
+    key = target.prefix + f.key
+    if len(body) >= MULTIPART_THRESHOLD:
+        client.upload_fileobj(io.BytesIO(body), target.bucket, key, ExtraArgs=extra, Config=transfer_config)
+        etag = client.head_object(Bucket=target.bucket, Key=key)["ETag"]
+    else:
+        etag = client.put_object(Bucket=target.bucket, Key=key, Body=body,
+                                 ContentMD5=base64.b64encode(digest.digest()).decode(), **extra)["ETag"]
+    f.md5, f.upload_size = digest.hexdigest(), len(body)
+    return etag.strip('"').lower()
+
+
+def delete_keys(client, target: Target, keys: list[str]) -> None:
+    for start in range(0, len(keys), DELETE_BATCH):
+        batch = [{"Key": target.prefix + key} for key in keys[start:start + DELETE_BATCH]]
+        response = client.delete_objects(Bucket=target.bucket, Delete={"Objects": batch, "Quiet": True})
+        errors = response.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise UserError(f"publish to {target.uri}: could not delete {len(errors)} files "
+                            f"(first: {first.get('Key')}: {first.get('Code')} {first.get('Message')})",
+                            "grant s3:DeleteObject on the prefix, then re-run the publish")
+
+
+def configure_website(client, target: Target, has_404: bool) -> dict:
+    from botocore.exceptions import ClientError
+
+    wanted = {"IndexDocument": {"Suffix": "index.html"}}
+    if has_404:
+        wanted["ErrorDocument"] = {"Key": target.prefix + "404.html"}
+    try:
+        current = client.get_bucket_website(Bucket=target.bucket)
+        current = {k: current[k] for k in ("IndexDocument", "ErrorDocument") if k in current}
+    except ClientError:
+        current = {}
+    if current != wanted:
+        client.put_bucket_website(Bucket=target.bucket, WebsiteConfiguration=wanted)
+    return wanted
+
+
+def invalidation_paths(prefix: str, keys: Iterable[str]) -> list[str]:
+    """CloudFront paths for changed keys (``d/x/index.html`` also as ``d/x/``); many -> one wildcard."""
+    paths = set()
+    for key in keys:
+        paths.add(f"/{prefix}{key}")
+        if key.endswith("index.html"):
+            paths.add(f"/{prefix}{key[:-len('index.html')]}")
+    if len(paths) > MAX_INVALIDATION_PATHS:
+        return [f"/{prefix}*"]
+    return sorted(paths)
+
+
+def invalidate(distribution_id: str, paths: list[str]) -> str:
+    import boto3
+    from botocore.config import Config
+
+    # CloudFront has its own endpoint (AWS_ENDPOINT_URL still applies); publish.endpoint_url is S3's.
+    client = boto3.client("cloudfront", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+    reference = "publish-" + hashlib.sha256(f"{time.time_ns()}{paths}".encode()).hexdigest()[:16]
+    response = client.create_invalidation(
+        DistributionId=distribution_id,
+        InvalidationBatch={"Paths": {"Quantity": len(paths), "Items": paths}, "CallerReference": reference})
+    return response["Invalidation"]["Id"]
+

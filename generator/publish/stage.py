@@ -1,0 +1,100 @@
+"""The publish stage: check the rendered site, pick the backend, write the summary manifest.
+
+The summary is returned and written to ``<site parent>/<site name>-publish.manifest.json``
+(beside the site, so it never gets published; render owns ``<site>.manifest.json``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+from ..artifacts import manifest_path, write_manifest
+from ..errors import UserError
+from .common import PublishSettings, log, parse_target, site_paths
+from .local import publish_file, resolved_root
+from .plan import summary_line
+from .s3_backend import publish_s3
+
+
+def manifest_output(site_dir: Path) -> Path:
+    """write_manifest() output path whose manifest is ``<site parent>/<site name>-publish.manifest.json``."""
+    return site_dir.parent / f"{site_dir.name}-publish.json"
+
+
+def check_render_complete(site: Path) -> None:
+    """Refuse a site whose render did not finish: no render manifest beside it, or one saying it is incomplete.
+
+    Render writes ``<site>.manifest.json`` last, so a missing one means the render
+    died (or the folder was not made by render); ``"complete": false`` is an
+    explicit "not finished". A manifest without the field (renders before it
+    existed) is accepted.
+    """
+    path = manifest_path(site)
+    fix = "render the site again (python -m generator render ...) and publish when it completes"
+    if not path.is_file():
+        raise UserError(f"site {site} has no render manifest ({path.name} beside it): its render did not complete",
+                        fix)
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"the render manifest {path} is unreadable ({exc})", fix) from None
+    if not isinstance(manifest, dict) or manifest.get("complete") is False:
+        raise UserError(f"site {site} is incomplete: {path.name} says its render did not complete", fix)
+
+
+def published_before_records(site: Path, target: str) -> bool:
+    """Whether this site's last publish went to ``target`` with a publisher older than ownership records.
+
+    Those publishers kept no record in a file:// target and treated everything under
+    an S3 prefix as the site; their summaries (``<site>-publish.manifest.json``) lack
+    the ``foreign`` count. Such a target upgrades without --adopt. A dry run in between
+    keeps the finding (``presumed_ours``), since its summary replaces the old one.
+    """
+    path = manifest_path(manifest_output(site))
+    try:
+        last = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        return False
+    if not isinstance(last, dict) or last.get("stage") != "publish" or last.get("target") != target:
+        return False
+    return bool(last.get("presumed_ours")) or (last.get("dry_run") is False and "foreign" not in last)
+
+
+def publish(site_dir: str | os.PathLike, target: str, settings: PublishSettings, *, client=None) -> dict:
+    """Publish the rendered site at ``site_dir`` to ``target``; returns the summary (also the manifest).
+
+    ``client``: an S3 client to use instead of building one (tests hook botocore events on it).
+    """
+    started = time.monotonic()
+    settings = dataclasses.replace(settings, target=target)
+    settings.validate()
+    parsed = parse_target(target)
+    site = Path(site_dir).expanduser().resolve()
+    if not site.is_dir():
+        raise UserError(f"site directory not found: {site}", "render the site first or pass --site DIR")
+    if parsed.kind == "file":
+        root = resolved_root(parsed.path)
+        if root == site or site in root.parents or root in site.parents:
+            raise UserError(f"publish target {parsed.path} overlaps the site directory {site}",
+                            "publish to a directory outside the rendered site")
+    check_render_complete(site)
+    paths = site_paths(site)
+    if not paths:
+        raise UserError(f"site directory {site} has no files", "render the site first")
+    legacy = published_before_records(site, target)
+    if parsed.kind == "s3":
+        summary = publish_s3(parsed, paths, settings, started, client=client, published_before_records=legacy)
+    else:
+        summary = publish_file(parsed, paths, settings, started, published_before_records=legacy)
+        if settings.gzip:
+            message = "gzip applies to S3 targets only (a directory serves files as they are); ignored"
+            log.warning(message)
+            summary["warnings"].append(message)
+    if legacy and settings.dry_run:
+        summary["presumed_ours"] = True
+    log.debug("publish %s: %s", target, summary_line(summary))
+    return write_manifest(manifest_output(site), "publish", **summary)

@@ -1,0 +1,87 @@
+"""S3 publishes whose cost follows the change, not the site: the diff is against the ownership record;
+the bucket is listed only for --verify, without a trusted record, or when a spot check disagrees."""
+
+from __future__ import annotations
+
+import pytest
+
+import generator.publish.s3_store as s3_store
+from generator.publish import PublishSettings, publish
+
+from s3server import make_bucket, s3_server, s3_test_client  # noqa: F401  (s3_server is a fixture)
+from test_publish import build_site, catalog, item_ids, remote_files
+
+
+@pytest.fixture
+def bucket(s3_server):
+    return make_bucket(s3_server)
+
+
+@pytest.fixture
+def s3(s3_server):
+    return s3_test_client(s3_server)
+
+
+@pytest.fixture
+def big_site(tmp_path, monkeypatch, bucket):
+    """A site 'bigger than one listing page' (the page made 4 keys long), published once."""
+    monkeypatch.setattr(s3_store, "LIST_PAGE", 4)
+    monkeypatch.setattr(s3_store, "SAMPLE_KEYS", 4)
+    monkeypatch.setattr(s3_store, "sample_start", lambda count: 0)  # the spot check looks at the first keys
+    site = tmp_path / "site"
+    items = catalog(30)
+    files = build_site(site, items)
+    first = publish(site, f"s3://{bucket}/g", PublishSettings())
+    assert first["remote_view"] == "listing: no record"
+    return site, items, files
+
+
+def test_unchanged_and_small_changes_cost_requests_not_listings(big_site, bucket, s3):
+    site, items, files = big_site
+    build_site(site, items)
+    unchanged = publish(site, f"s3://{bucket}/g", PublishSettings())
+    assert unchanged["remote_view"] == "record" and unchanged["uploaded"] == 0
+    # The record, one spot-check page: nothing that grows with the site (a listing here is 12+ pages).
+    assert unchanged["requests"] == {"GetObject": 1, "ListObjectsV2": 1}
+
+    items[20] = (items[20][0], "A rewritten description.")
+    changed = build_site(site, items[:-1])
+    summary = publish(site, f"s3://{bucket}/g", PublishSettings())
+    assert summary["remote_view"] == "record"
+    assert summary["requests"]["ListObjectsV2"] == 1 and "HeadObject" not in summary["requests"]
+    assert summary["deleted"] == 1 and summary["uploaded"] == len({k for k in changed if changed[k] != files.get(k)})
+    assert remote_files(s3, bucket, "g/") == changed
+
+
+def test_a_spot_check_that_disagrees_falls_back_to_listing(big_site, bucket, s3):
+    site, items, files = big_site
+    first_key = sorted(files)[0]
+    s3.put_object(Bucket=bucket, Key=f"g/{first_key}", Body=b"changed behind the publisher's back")
+    summary = publish(site, f"s3://{bucket}/g", PublishSettings())
+    assert summary["remote_view"] == f"listing: {first_key} was changed outside the publisher"
+    assert summary["uploaded"] == 1 and remote_files(s3, bucket, "g/") == files
+
+    s3.delete_object(Bucket=bucket, Key=f"g/{first_key}")
+    summary = publish(site, f"s3://{bucket}/g", PublishSettings())
+    assert summary["remote_view"] == f"listing: {first_key} is recorded but not in the store"
+    assert summary["reasons"] == {"new": 1} and remote_files(s3, bucket, "g/") == files
+
+
+def test_verify_lists_and_finds_what_the_spot_check_did_not_cover(big_site, bucket, s3):
+    site, items, files = big_site
+    page = f"d/{item_ids(30)[-1]}/index.html"  # far from the spot-checked first keys
+    s3.put_object(Bucket=bucket, Key=f"g/{page}", Body=b"edited by hand")
+    trusting = publish(site, f"s3://{bucket}/g", PublishSettings())
+    assert trusting["remote_view"] == "record" and trusting["uploaded"] == 0  # the documented trade-off
+    verified = publish(site, f"s3://{bucket}/g", PublishSettings(verify=True))
+    assert verified["remote_view"] == "listing: --verify"
+    assert verified["reasons"] == {"content changed": 1} and remote_files(s3, bucket, "g/") == files
+
+
+def test_foreign_files_survive_publishes_that_do_not_list(big_site, bucket, s3):
+    site, items, files = big_site
+    s3.put_object(Bucket=bucket, Key="g/zz-theirs.txt", Body=b"not ours")
+    new = build_site(site, items[:20])
+    summary = publish(site, f"s3://{bucket}/g", PublishSettings(max_deletes=1000))
+    assert summary["remote_view"] == "record" and summary["deleted"] == 11  # 10 pages and page 3
+    assert remote_files(s3, bucket, "g/") == {**new, "zz-theirs.txt": b"not ours"}
