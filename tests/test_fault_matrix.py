@@ -325,3 +325,57 @@ def test_publish_refuses(world, tmp_path, name):
         site = tmp_path / "empty"
         site.mkdir()
     check(world, run_cli("publish", "--site", str(site), "--target", target), 2)
+
+
+# --- publish: what the publish package guarantees, kept true ------------------------------------------
+
+def copy_site(world, tmp_path: Path) -> Path:
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(world["work"] / "site", site)
+    shutil.copy(world["work"] / "site.manifest.json", tmp_path / "site.manifest.json")
+    return site
+
+
+@pytest.mark.parametrize("name", ["incomplete-render", "no-render-manifest", "unreadable-render-manifest",
+                                  "foreign-target", "target-is-file", "target-under-file"])
+def test_publish_protects_the_published_site(world, tmp_path, name):
+    site, target = copy_site(world, tmp_path), tmp_path / "pub"
+    manifest = tmp_path / "site.manifest.json"
+    needle = None
+    if name == "incomplete-render":
+        data = json.loads(manifest.read_text())
+        manifest.write_text(json.dumps({**data, "complete": False}))
+        needle = "incomplete"
+    elif name == "no-render-manifest":
+        manifest.unlink()
+        needle = "render"
+    elif name == "unreadable-render-manifest":
+        manifest.write_bytes(b"\xff{")
+        needle = "render manifest"
+    elif name == "foreign-target":
+        target.mkdir()
+        (target / "precious.txt").write_text("not the gallery's")
+        needle = "did not"
+    elif name == "target-is-file":
+        target.write_text("a file")
+    elif name == "target-under-file":
+        (tmp_path / "afile").write_text("x")
+        target = tmp_path / "afile" / "pub"
+    before = tree_hash(target)
+    check(world, run_cli("publish", "--site", str(site), "--target", f"file://{target}"), 2, needle)
+    assert tree_hash(target) == before, "a refused publish touches nothing at the target"
+
+
+def test_publish_dry_run_into_a_closed_pipe_is_quiet(world, tmp_path):
+    import subprocess
+    import sys
+
+    # A new target: the plan lists every file of the site, far more than `head` reads.
+    result = subprocess.run(f"{sys.executable} -m generator publish --site {world['work'] / 'site'} "
+                            f"--target file://{tmp_path / 'new'} --dry-run | head -c 10",
+                            shell=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+    assert len(result.stdout) == 10 and not (tmp_path / "new").exists()
+    assert tree_hash(*world["protected"]) == world["before"]
