@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 SCHEDULE = os.environ.get("GALLERY_SCHEDULE", "0 2 * * *")
 GPU_QUEUE = os.environ.get("GALLERY_GPU_QUEUE", "gpu")
+# The deployment's catalog may be a presigned URL or carry user:pass@: it is read from the workers'
+# environment at run time and never becomes a param default (params are stored and shown in the UI).
 DEFAULT_CATALOG = os.environ.get("GALLERY_CATALOG", os.path.join(os.path.dirname(__file__), "..", "sample_data", "catalog.csv"))
 DEFAULT_TARGET = os.environ.get("GALLERY_TARGET", "")
 SITE_ASSET = Asset(name="netflix_gallery_site", uri=os.environ.get("GALLERY_SITE_URI", "file:///srv/netflix-gallery/site"))
@@ -84,7 +86,8 @@ def _night() -> str:
 force_retrain, target, dry_run. The run report lands in `<workdir>/nights/<night>/report.json` and the `report` log.
 """,
     params={
-        "catalog": Param(DEFAULT_CATALOG, type="string", description="Catalog CSV: path, http(s):// URL or s3:// URI"),
+        "catalog": Param("", type="string", description="Catalog CSV: path, http(s):// URL or s3:// URI; empty = the "
+                         "deployment's (GALLERY_CATALOG in the workers' environment, else the bundled sample)"),
         "profile": Param("", type="string", description="Config profile (tiny, small, 124M, 355M); empty = configured default"),
         "base_model": Param("", type="string", description="Base model name override; empty = the profile's"),
         "steps": Param(None, type=["null", "integer"], minimum=0, description="Training steps tonight; empty = profile's"),
@@ -102,7 +105,7 @@ def nightly_gallery():
     def ingest() -> dict:
         from generator.pipeline import step_ingest
 
-        return step_ingest(_config(), _night(), _params()["catalog"])
+        return step_ingest(_config(), _night(), _params()["catalog"] or DEFAULT_CATALOG)
 
     @task.branch(doc_md="Skip training when the live checkpoint was trained on this very catalog (unless forced).")
     def check_catalog(ingested: dict) -> str:

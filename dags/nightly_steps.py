@@ -70,6 +70,8 @@ def run_step(name: str, params: dict, night: str, **kwargs) -> dict:
 
 def run_step_in_fresh_interpreter(name: str, params: dict, night: str, **kwargs) -> dict:
     """Run a TensorFlow step in a new Python process; its output goes to the task log as is."""
+    # The catalog (maybe a presigned URL) is not the TensorFlow steps' business, and argv is public (ps).
+    params = {key: value for key, value in params.items() if key != "catalog"}
     with tempfile.TemporaryDirectory(prefix=f"step-{name}-") as scratch:
         result_file = Path(scratch) / "result.json"
         request = json.dumps({"name": name, "params": params, "night": night, "kwargs": kwargs})

@@ -13,7 +13,9 @@ import ctypes
 import errno
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -71,30 +73,86 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
     return count
 
 
-def read_jsonl(path: str | os.PathLike, require_text: bool = True) -> Iterator[dict]:
-    """Yield the objects of a JSON-lines file, with a clear error for a bad line.
+# Samples fields other stages read, and the JSON types they must have (None: the field may be null).
+SAMPLE_FIELDS = {
+    "text": ((str,), "a string"),
+    "terminated": ((bool,), "true or false"),
+    "type": ((str, type(None)), "a string or null"),
+    "genre": ((str, type(None)), "a string or null"),
+    "index": ((int,), "an integer"),
+    "logprob": ((int, float, type(None)), "a number or null"),
+}
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
-    Samples files (``require_text``) must give every object a string ``text``.
+
+def _sample_type_error(record: dict) -> str | None:
+    """What is wrong with the types of a samples record (``"terminated": "false"`` is not false)."""
+    if not isinstance(record.get("text"), str):
+        got = json.dumps(record["text"])[:40] if "text" in record else "none"
+        return f'each line needs a string "text" (got {got})'
+    for field, (types, expected) in SAMPLE_FIELDS.items():
+        value = record.get(field)
+        if field not in record or field == "text":
+            continue
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return f'"{field}" must be {expected}, got {json.dumps(value)[:40]}'
+        if isinstance(value, float) and not math.isfinite(value):
+            return f'"{field}" must be a finite number, got {value}'
+    return None
+
+
+def read_jsonl(path: str | os.PathLike, require_text: bool = True) -> Iterator[dict]:
+    """Yield the objects of a JSON-lines file; any bad line is a UserError naming the file and line.
+
+    One boundary for reading and decoding: a missing or unreadable file, bytes that are not
+    UTF-8, malformed JSON, a lone surrogate (``\\ud800``, which no UTF-8 writer can write
+    back), nesting too deep to parse, or a line that is not an object. Samples files
+    (``require_text``) must also give their fields the types in :data:`SAMPLE_FIELDS`.
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"samples file not found: {path}", "pass the path of an existing .jsonl file")
-    with path.open("r", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}", "check the file's permissions") from None
+    fix = "make every line one JSON object such as {\"text\": \"...\"}"
+    with handle:
+        number = 0
+        while True:
+            try:
+                raw = handle.readline()
+            except OSError as exc:
+                raise UserError(f"cannot read {path}: {exc.strerror or exc}", "check the disk and the file") from None
+            if not raw:
+                return
+            number += 1
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{path}:{number}: not UTF-8 text (byte {exc.start} of the line)",
+                                "re-save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
+                if _SURROGATE_ESCAPE.search(raw):
+                    json.dumps(record, ensure_ascii=False).encode("utf-8")
             except json.JSONDecodeError as exc:
-                raise UserError(
-                    f"{path}:{number}: malformed JSON line ({exc.msg})",
-                    "make every line one JSON object such as {\"text\": \"...\"}",
-                ) from None
-            if not isinstance(record, dict) or (require_text and not isinstance(record.get("text"), str)):
-                raise UserError(
-                    f"{path}:{number}: each line must be a JSON object with a string \"text\"",
-                    "write lines like {\"text\": \"A detective ...\", \"terminated\": true}",
-                )
+                raise UserError(f"{path}:{number}: malformed JSON line ({exc.msg})", fix) from None
+            except UnicodeEncodeError:
+                raise UserError(f"{path}:{number}: a string holds a lone surrogate (an unpaired \\ud800-\\udfff "
+                                "escape), which is not text", "write valid Unicode escapes or plain UTF-8") from None
+            except RecursionError:
+                raise UserError(f"{path}:{number}: JSON nested too deeply to read", fix) from None
+            if not isinstance(record, dict):
+                raise UserError(f"{path}:{number}: each line must be a JSON object with a string \"text\"",
+                                "write lines like {\"text\": \"A detective ...\", \"terminated\": true}")
+            if require_text:
+                problem = _sample_type_error(record)
+                if problem:
+                    raise UserError(f"{path}:{number}: {problem}",
+                                    "write lines like {\"text\": \"A detective ...\", \"terminated\": true}")
             yield record
 
 
@@ -121,10 +179,83 @@ def write_manifest(output: str | os.PathLike, stage: str, **fields: Any) -> dict
 
 def read_manifest(output: str | os.PathLike, stage: str | None = None) -> dict:
     path = manifest_path(output)
+    hint = f"run the {stage} stage first" if stage else "run the previous stage first"
     if not path.is_file():
-        hint = f"run the {stage} stage first" if stage else "run the previous stage first"
         raise UserError(f"no manifest at {path}", hint)
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json_object(path, "manifest", f"{hint} again (it rewrites the manifest)")
+
+
+def read_json_object(path: str | os.PathLike, what: str, fix: str) -> dict:
+    """A JSON file holding one object; unreadable, not UTF-8, not JSON, too deep or not an object: UserError."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{what} file not found: {path}", fix) from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}", fix) from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0][:120]
+        raise UserError(f"{what} {path} is not valid JSON: {why}", fix) from None
+    if not isinstance(value, dict):
+        raise UserError(f"{what} {path} must be a JSON object", fix)
+    return value
+
+
+def check_output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """Refuse, before any work, an output file path that cannot be written (a folder, under a file, read-only)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a directory", f"pass a file path for {flag}, such as {path / 'out.jsonl'}")
+    _check_writable_parent(path, flag)
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """Refuse, before any work, an output folder that is a file or cannot be created or written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file", f"pass a directory path for {flag}")
+    _check_writable_parent(path if path.is_dir() else path, flag, own=path.is_dir())
+    return path
+
+
+def _check_writable_parent(path: Path, flag: str, own: bool = False) -> None:
+    ancestor = path if own else path.parent
+    while not ancestor.exists():
+        if ancestor == ancestor.parent:
+            break
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        raise UserError(f"{flag} {path}: {ancestor} is a file, not a directory", f"pass a {flag} under a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        why = "is on a read-only filesystem" if _read_only(ancestor) else "is not writable"
+        raise UserError(f"{flag} {path}: {ancestor} {why}", f"pass a {flag} in a writable directory")
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def os_error_message(exc: OSError) -> tuple[str, str]:
+    """``(problem, fix)`` for a filesystem error that reached the CLI: what failed, where, and what to do."""
+    where = " and ".join(str(name) for name in (exc.filename, exc.filename2) if name)
+    problem = f"{exc.strerror or exc}" + (f": {where}" if where else "")
+    fixes = {
+        errno.ENOSPC: "free space on that disk, then run the command again",
+        errno.EDQUOT: "free space within your disk quota, then run the command again",
+        errno.EROFS: "that filesystem is mounted read-only: write to a writable path",
+        errno.EACCES: "make that path readable/writable for this user, or pick another",
+        errno.EPERM: "make that path writable for this user, or pick another",
+        errno.ENOTDIR: "a part of that path is a file: pass a path under a directory",
+        errno.EISDIR: "that path is a directory: pass a file path",
+        errno.ENOENT: "create the missing folder or pass an existing path",
+        errno.EEXIST: "remove what is in the way or pass another path",
+    }
+    return problem.replace("\n", " "), fixes.get(exc.errno, "check the path and the disk, then run the command again")
 
 
 def exchange_directories(a: Path, b: Path) -> bool:

@@ -78,11 +78,16 @@ def ensure_base_model(models_root: str | Path, settings: ModelSettings, corpus_p
         return read_manifest(model_dir) if manifest_path(model_dir).is_file() else {
             "stage": "base_model", "name": settings.name, "path": str(model_dir), "created": False,
             "hparams": read_hparams(model_dir)}
-    if settings.source == "pretrained":
-        return _download_pretrained(models_root, settings)
-    if corpus_path is None:
+    if settings.source != "pretrained" and corpus_path is None:
         raise UserError(f"base model {settings.name!r} does not exist yet", "run ingest first so it can be bootstrapped from the catalog")
-    return bootstrap(models_root, settings, corpus_path)
+    from .lock import exclusive
+
+    with exclusive(model_dir, "base model"):  # two bootstraps of one model would mix their files
+        if is_complete(model_dir):  # made by the holder we just waited out
+            return ensure_base_model(models_root, settings, corpus_path)
+        if settings.source == "pretrained":
+            return _download_pretrained(models_root, settings)
+        return bootstrap(models_root, settings, corpus_path)
 
 
 def _download_pretrained(models_root: Path, settings: ModelSettings) -> dict:

@@ -3,7 +3,9 @@
 ``python -m generator run …`` runs the whole night; ``python -m generator <stage> …``
 runs one stage on the artifacts of the previous one. Each stage module adds its
 own subcommand through ``add_cli(subparsers)`` so its flags sit beside its code.
-User errors print one line (``error: <problem> (fix: <fix>)``) and exit 2.
+User errors print one line (``error: <problem> (fix: <fix>)``) and exit 2; so does any OSError
+that reaches ``main`` (ENOSPC, EROFS, EACCES, ENOTDIR, EISDIR…): the environment, not a bug.
+Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import sys
 
 from . import __version__
+from .artifacts import os_error_message
 from .config import flag_overrides, load_config
 from .errors import UserError
 
@@ -80,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # The last-resort boundary for the environment (a full or read-only disk, permissions, a file
+        # where a folder should be): one line, exit 2. Real bugs (any other exception) keep their traceback.
+        problem, fix = os_error_message(exc)
+        print(f"error: {problem} (fix: {fix})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted (fix: run the same command again; stages resume or redo their work)", file=sys.stderr)

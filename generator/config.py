@@ -148,6 +148,8 @@ def _read_toml(path: Path) -> dict:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise UserError(f"config file not found: {path}", "pass an existing TOML file to --config") from None
+    except OSError as exc:
+        raise UserError(f"cannot read config file {path}: {exc.strerror or exc}", "pass a readable TOML file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"config file {path} is not valid TOML: {exc}", "fix the syntax in that file") from None
 

@@ -21,8 +21,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from .artifacts import atomic_write_bytes, atomic_write_text, read_jsonl, sha256_text, write_jsonl, write_manifest
+from .artifacts import (atomic_write_bytes, atomic_write_text, check_output_dir, read_jsonl, sha256_text, write_jsonl,
+                        write_manifest)
 from .errors import UserError
+from .redact import public_label
 from .settings import setting
 from .textformat import MARKERS, control_prefix, training_line
 
@@ -70,32 +72,64 @@ def clean_text(value: str) -> str:
 
 def fetch_catalog_bytes(source: str) -> bytes:
     """Read the raw CSV bytes from a local path, an http(s) URL or an s3:// URI."""
-    parsed = urllib.parse.urlparse(source)
+    try:
+        parsed = urllib.parse.urlsplit(source)
+    except ValueError:
+        raise UserError(f"bad catalog URL {public_label(source)!r}", "pass a path or an http(s)://host/path URL") from None
     if parsed.scheme in ("http", "https"):
         try:
-            with urllib.request.urlopen(source, timeout=60) as response:
+            with urllib.request.urlopen(_http_request(parsed), timeout=60) as response:
                 return response.read()
+        except ValueError:  # http.client.InvalidURL and friends: the URL itself, shown without its secrets
+            raise UserError(f"bad catalog URL {public_label(source)!r}", "pass an http(s)://host/path URL") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise UserError(f"could not download catalog {source}: {exc}", "check the URL and the network") from None
+            raise UserError(f"could not download catalog {public_label(source)}: {_url_error(exc)}",
+                            "check the URL and the network") from None
     if parsed.scheme == "s3":
         from .s3 import s3_client, s3_failure
 
         if not parsed.netloc or not parsed.path.strip("/"):
-            raise UserError(f"bad catalog URI {source!r}", "use s3://bucket/key.csv")
+            raise UserError(f"bad catalog URI {public_label(source)!r}", "use s3://bucket/key.csv")
         try:
             response = s3_client().get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))
             return response["Body"].read()
         except Exception as exc:  # botocore raises many types; name the problem clearly
             problem, fix = s3_failure(exc, parsed.netloc)
-            raise UserError(f"could not read catalog {source}: {problem}", fix) from None
+            raise UserError(f"could not read catalog {public_label(source)}: {problem}", fix) from None
     if parsed.scheme == "file":
         source = urllib.parse.unquote(parsed.path)
     elif parsed.scheme and len(parsed.scheme) > 1:
-        raise UserError(f"unsupported catalog source {source!r}", "use a local path, http(s):// URL or s3:// URI")
+        raise UserError(f"unsupported catalog source {public_label(source)!r}",
+                        "use a local path, http(s):// URL or s3:// URI")
     path = Path(source).expanduser()
     if not path.is_file():
         raise UserError(f"catalog not found: {path}", "pass the path of a CSV such as sample_data/catalog.csv")
     return path.read_bytes()
+
+
+def _http_request(parsed: urllib.parse.SplitResult) -> urllib.request.Request:
+    """A GET for an http(s) catalog; ``user:pass@`` becomes a Basic Authorization header (urllib ignores it)."""
+    import base64
+
+    if parsed.username is None:
+        return urllib.request.Request(parsed.geturl())
+    host = parsed.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parsed.port:
+        netloc += f":{parsed.port}"
+    url = urllib.parse.urlunsplit((parsed.scheme, netloc, parsed.path, parsed.query, parsed.fragment))
+    user = urllib.parse.unquote(parsed.username)
+    password = urllib.parse.unquote(parsed.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
+    return urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+
+
+def _url_error(exc: Exception) -> str:
+    """Why a download failed, without echoing the URL (a redirect's may carry a signature)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    reason = getattr(exc, "reason", None) or exc
+    return (getattr(reason, "strerror", None) or type(reason).__name__ if "://" in str(reason) else str(reason))
 
 
 def decode_catalog(data: bytes, source: str) -> str:
@@ -120,6 +154,10 @@ def parse_catalog(text: str, source: str, settings: IngestSettings) -> tuple[lis
         raise UserError(f"catalog {source} is not valid CSV: {exc}", "check the file's quoting") from None
     # Tolerate real-world headers: BOMs (stripped on decode), spaces, any case.
     names = [name.strip().lower() for name in header]
+    repeated = sorted({name for name in names if name and names.count(name) > 1})
+    if repeated:
+        raise UserError(f"catalog {source}: the header names column {repeated[0]!r} {names.count(repeated[0])} times",
+                        "give every column its own name (which one holds the data would be a guess)")
     if column.lower() not in names:
         raise UserError(
             f"catalog {source} has no {column!r} column (columns: {', '.join(n for n in names if n) or 'none'})",
@@ -135,7 +173,15 @@ def parse_catalog(text: str, source: str, settings: IngestSettings) -> tuple[lis
     seen: set[str] = set()
     drops = {"empty": 0, "too_short": 0, "duplicate": 0}
     try:
+        line = reader.line_num
         for row in reader:
+            start, line = line + 1, reader.line_num
+            if line > start:  # a quoted field ran over several lines: legal, unless it swallowed rows
+                _check_swallowed_rows(row, len(names), source, start)
+            if len(row) > len(names) and any(cell.strip() for cell in row[len(names):]):
+                # Cells beyond the header shift every column: the description would be another cell.
+                raise UserError(f"catalog {source}: line {start} has {len(row)} cells but the header names {len(names)}",
+                                f"quote the cells of line {start} that contain commas (\"a, b\")")
             if not any(cell.strip() for cell in row):
                 continue
             description = MARKERS.sub(" ", clean_text(field(row, column.lower())))
@@ -169,9 +215,40 @@ def parse_catalog(text: str, source: str, settings: IngestSettings) -> tuple[lis
     return entries, drops
 
 
+def _check_swallowed_rows(row: list[str], columns: int, source: str, start: int) -> None:
+    """Refuse a field that swallowed the following rows through an unclosed quote.
+
+    Python's csv reports an unclosed quote only at the end of the file, if at all: until a
+    later quote closes it, every following line is one field's text, so rows vanish and CSV
+    text enters the training data. A row running over several lines is such a swallow when its
+    width differs from the header's (the quote closed inside a later row and shifted its
+    cells), or when a field's line (after its first) reads as a whole row of the header's
+    width or holds the ``","`` of quoted cells.
+    """
+    if columns >= 2 and len(row) != columns:
+        raise UserError(
+            f"catalog {source}: line {start}: a quoted field runs over several lines and leaves the row with "
+            f"{len(row)} cells instead of {columns}: an unclosed quote swallowed the rows after it",
+            f"close the quote on line {start} (a quote inside a field is written \"\")")
+    for cell in row:
+        if "\n" not in cell and "\r" not in cell:
+            continue
+        for offset, text in enumerate(cell.splitlines()[1:], start=1):
+            try:
+                fields = next(csv.reader([text]), [])
+            except csv.Error:
+                fields = []
+            if (columns >= 3 and len(fields) == columns) or '","' in text:
+                raise UserError(
+                    f"catalog {source}: line {start}: a quoted field never closes and swallows the row on line "
+                    f"{start + offset} (and maybe more)",
+                    f"close the quote on line {start} (a quote inside a field is written \"\")")
+
+
 def load_catalog(source: str, settings: IngestSettings) -> list[CatalogEntry]:
     """Every usable entry of a catalog CSV, parsed with the given ingest settings."""
-    return parse_catalog(decode_catalog(fetch_catalog_bytes(source), source), source, settings)[0]
+    label = public_label(source)
+    return parse_catalog(decode_catalog(fetch_catalog_bytes(source), label), label, settings)[0]
 
 
 def read_catalog(ingest_dir: str | Path) -> list[CatalogEntry]:
@@ -191,11 +268,23 @@ def is_validation(description: str, fraction: float) -> bool:
 
 
 def ingest(source: str, out_dir: str | Path, settings: IngestSettings) -> dict:
-    """Run the ingest stage; returns its manifest (also written beside ``out_dir``)."""
-    out_dir = Path(out_dir)
+    """Run the ingest stage; returns its manifest (also written beside ``out_dir``).
+
+    The manifest, logs and errors name the catalog by :func:`generator.redact.public_label`
+    only: a presigned URL's signature, a ``user:pass@`` or a local folder never leave here.
+    """
+    from .lock import exclusive
+
+    out_dir = check_output_dir(out_dir)
+    with exclusive(out_dir, "ingest folder"):
+        return _ingest(source, out_dir, settings)
+
+
+def _ingest(source: str, out_dir: Path, settings: IngestSettings) -> dict:
+    label = public_label(source)
     raw = fetch_catalog_bytes(source)
-    text = decode_catalog(raw, source)
-    entries, drops = parse_catalog(text, source, settings)
+    text = decode_catalog(raw, label)
+    entries, drops = parse_catalog(text, label, settings)
 
     train_lines, val_lines, records = [], [], []
     for entry in entries:
@@ -203,7 +292,7 @@ def ingest(source: str, out_dir: str | Path, settings: IngestSettings) -> dict:
         (val_lines if entry.split == "val" else train_lines).append(line)
         records.append({**dataclasses.asdict(entry), "control": control_prefix(entry.type, entry.main_genre).strip()})
     if not train_lines:
-        raise UserError(f"catalog {source} leaves no training descriptions", "lower ingest.validation_fraction")
+        raise UserError(f"catalog {label} leaves no training descriptions", "lower ingest.validation_fraction")
 
     train_text = "".join(train_lines)
     # The hash covers what training sees (settings included), so an unchanged
@@ -222,7 +311,7 @@ def ingest(source: str, out_dir: str | Path, settings: IngestSettings) -> dict:
     return write_manifest(
         out_dir,
         "ingest",
-        source=source,
+        source=label,
         source_sha256=hashlib.sha256(raw).hexdigest(),
         catalog_hash=training_hash,
         rows=len(entries) + sum(drops.values()),

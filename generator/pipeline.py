@@ -5,28 +5,48 @@ Each ``step_*`` function is one box of the nightly DAG and one part of
 and the path the previous step returned, reads what that step declared, and
 returns a small dict of paths and figures (never large data) that always
 carries ``night``. The CLI, the Airflow tasks (via XCom) and the tests call
-the same functions. Where each artifact lives is :mod:`generator.night`; the
+the same functions. Every step holds the workdir's lock (:mod:`generator.lock`)
+while it writes; ``run_night`` holds it for the whole night. Generate shards
+hold it shared, so the DAG's shards run side by side but never beside another
+writer. Where each artifact lives is :mod:`generator.night`; the
 report is :mod:`generator.report`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 from pathlib import Path
 
+from . import lock
 from .artifacts import atomic_write_json, read_jsonl, read_manifest, write_jsonl, write_manifest
 from .config import Config
 from .errors import UserError
 from .night import check_night, night_paths, today
+from .redact import public_label
 from .report import build_report, summary_line
 
 log = logging.getLogger(__name__)
 
 
+def _holds_workdir(step):
+    """Run ``step(config, night, ...)`` holding the workdir's lock (exclusive), its night checked first."""
+    import functools
+
+    @functools.wraps(step)
+    def locked(config: Config, night: str, *args, **kwargs):
+        check_night(night)
+        with lock.workdir(config):
+            return step(config, night, *args, **kwargs)
+
+    return locked
+
+
 # --- ingest and the decision to train ---------------------------------------------------------
 
+@_holds_workdir
 def step_ingest(config: Config, night: str, catalog: str) -> dict:
     from .ingest import ingest
 
@@ -36,6 +56,7 @@ def step_ingest(config: Config, night: str, catalog: str) -> dict:
             "rows": manifest["rows"], "kept": manifest["kept"]}
 
 
+@_holds_workdir
 def step_should_train(config: Config, night: str, force_retrain: bool = False) -> dict:
     """Skip training when the live checkpoint was trained on this very catalog."""
     from .checkpoints import read_live
@@ -57,6 +78,7 @@ def step_should_train(config: Config, night: str, force_retrain: bool = False) -
     return {"night": night, **decision}
 
 
+@_holds_workdir
 def step_train(config: Config, night: str) -> dict:
     from .train import train
 
@@ -66,6 +88,7 @@ def step_train(config: Config, night: str) -> dict:
                                                               "resumed")}}
 
 
+@_holds_workdir
 def step_promote(config: Config, night: str, trained: bool = True) -> dict:
     """The promotion gate; writes the night's decision to ``promote.json``."""
     from .checkpoints import evaluate_loss, gate, promote, read_live, restore_run_from_live
@@ -115,10 +138,16 @@ def shard_settings(settings, index: int, count: int):
 
 
 def step_generate(config: Config, night: str, shard: int = 0, shards: int = 1) -> dict:
+    paths = night_paths(config, night)
+    # Shards of one night write their own files side by side: they share the workdir's lock.
+    with lock.workdir(config, lock.SHARED if shards > 1 else lock.EXCLUSIVE):
+        return _generate(config, night, paths, shard, shards)
+
+
+def _generate(config: Config, night: str, paths, shard: int, shards: int) -> dict:
     from .checkpoints import read_live
     from .sample import generate
 
-    paths = night_paths(config, night)
     live = read_live(config.paths.checkpoint_root, config.train.run_name)
     if live is None:
         raise UserError("there is no live checkpoint to generate from", "run the train and promote steps first")
@@ -137,6 +166,7 @@ def step_generate(config: Config, night: str, shard: int = 0, shards: int = 1) -
 SUMMED = ("samples", "terminated", "unterminated", "seconds", "sample_tokens", "decode_steps", "sampling_seconds")
 
 
+@_holds_workdir
 def merge_shards(config: Config, night: str, shard_paths: list[str], round_index: int = 0) -> dict:
     """Concatenate shard outputs in shard order, renumbering ``index``; writes the generate manifest.
 
@@ -183,7 +213,9 @@ def _write_history(config: Config, night: str, out: Path) -> int:
     return write_jsonl(out, records())
 
 
+@_holds_workdir
 def step_curate(config: Config, night: str, samples_path: str | None = None) -> dict:
+    """Curate the night's samples (``curate.min_kept`` is checked once its rounds are done: step_rounds)."""
     from .curate import curate
     from .ingest import read_catalog
 
@@ -195,16 +227,22 @@ def step_curate(config: Config, night: str, samples_path: str | None = None) -> 
     return {"night": night, "kept_path": str(paths.kept), "kept": manifest.get("kept"), "input": manifest.get("input")}
 
 
+@_holds_workdir
 def step_render(config: Config, night: str, kept_path: str | None = None) -> dict:
+    from .curate.stage import check_min_kept
     from .render import render
 
     paths = night_paths(config, night)
+    kept_path = Path(kept_path or paths.kept)
+    # Again here, not only in curate: a re-run render task after a failed curate must not publish too few.
+    check_min_kept(sum(1 for _ in read_jsonl(kept_path)), None, config.curate, kept_path)
     manifest = render(kept_path or paths.kept, config.paths.site_root, config.render, night=night,
                       report=build_report(config, night), archive_dir=config.paths.archive_root)
     return {"night": night, "site_dir": str(config.paths.site_root), "pages": manifest.get("pages"),
             "written": manifest.get("written"), "descriptions": manifest.get("descriptions")}
 
 
+@_holds_workdir
 def step_rounds(config: Config, night: str) -> dict:
     """Finish the night's curation: further rounds until ``generate.target_kept`` are kept or a budget is spent.
 
@@ -217,6 +255,7 @@ def step_rounds(config: Config, night: str) -> dict:
     import time
 
     from .checkpoints import read_live
+    from .curate.stage import check_min_kept
     from .quality import quality_panel
     from .sample import generate
 
@@ -256,6 +295,8 @@ def step_rounds(config: Config, night: str) -> dict:
               "minutes": round((time.monotonic() - started) / 60, 2)}
     atomic_write_json(paths.rounds, record)
     atomic_write_json(paths.quality, quality_panel(paths.samples, paths.ingest, paths.kept, config.curate.fluency_order))
+    # The kept and rejected files are written (they say why so few passed); what fails is the night.
+    check_min_kept(kept, total, config.curate, paths.kept)
     return {"night": night, "kept_path": str(paths.kept), "kept": kept, "samples": total, "stop": stop}
 
 
@@ -270,12 +311,18 @@ def require_target(config: Config) -> str:
     return config.publish.target
 
 
+@_holds_workdir
 def step_publish(config: Config, night: str, site_dir: str | None = None) -> dict:
-    from .publish import publish
+    from .publish import parse_target, publish
 
     paths = night_paths(config, night)
     target = require_target(config)
-    summary = publish(site_dir or config.paths.site_root, target, config.publish)
+    parsed = parse_target(target)
+    # Two workdirs publishing into one folder would interleave their swaps: one publisher per file:// target.
+    guard = (lock.exclusive(parsed.path, "publish target") if parsed.kind == "file" and not config.publish.dry_run
+             else contextlib.nullcontext())
+    with guard:
+        summary = publish(site_dir or config.paths.site_root, target, config.publish)
     # A dry run's per-file plan is for the terminal, not for the night's report.
     atomic_write_json(paths.publish_summary, {k: v for k, v in summary.items() if k != "plan"})
     return {"night": night, "target": target, "site_url": site_url(target),
@@ -287,6 +334,7 @@ def site_url(target: str) -> str:
     return target.rstrip("/") + "/index.html"
 
 
+@_holds_workdir
 def step_report(config: Config, night: str) -> dict:
     paths = night_paths(config, night)
     report = build_report(config, night)
@@ -298,7 +346,12 @@ def run_night(config: Config, catalog: str, night: str | None = None, force_retr
     """Every step of the night, in order, in this process; returns the report."""
     night = check_night(night or today())
     require_target(config)
-    log.info("night %s: ingest %s", night, catalog)
+    with lock.workdir(config):
+        return _run_night(config, catalog, night, force_retrain)
+
+
+def _run_night(config: Config, catalog: str, night: str, force_retrain: bool) -> dict:
+    log.info("night %s: ingest %s", night, public_label(catalog))
     step_ingest(config, night, catalog)
     decision = step_should_train(config, night, force_retrain)
     log.info("night %s: %s", night, decision["reason"])

@@ -13,19 +13,23 @@ from pathlib import PurePath
 
 def mask_url(value: str) -> str:
     """A URL without its secrets: userinfo and the query string (signatures, tokens) are dropped."""
-    parsed = urllib.parse.urlsplit(value)
+    try:
+        parsed = urllib.parse.urlsplit(value)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: show nothing of it but the scheme
+        return value.split("://", 1)[0] + "://(unparseable URL)" if "://" in value else "(unparseable URL)"
     if not parsed.scheme or not parsed.netloc:
         return value
-    host = parsed.hostname or ""
-    if parsed.port:
-        host = f"{host}:{parsed.port}"
+    host = parsed.netloc.rpartition("@")[2]  # as written: a bad port must not make the redaction fail
     return urllib.parse.urlunsplit((parsed.scheme, host, parsed.path, "", ""))
 
 
 def public_label(source: str) -> str:
     """A label safe to publish for a catalog source: ``catalog.csv`` or ``https://host/path/catalog.csv``."""
     source = str(source)
-    parsed = urllib.parse.urlsplit(source)
+    try:
+        parsed = urllib.parse.urlsplit(source)
+    except ValueError:
+        return mask_url(source)
     if parsed.scheme in ("http", "https", "s3") and parsed.netloc:
         return mask_url(source)
     if parsed.scheme == "file":

@@ -20,7 +20,7 @@ import math
 import time
 from pathlib import Path
 
-from .artifacts import write_jsonl, write_manifest
+from .artifacts import check_output_file, write_jsonl, write_manifest
 from .checkpoints import default_length, resolve_run
 from .errors import UserError
 from .settings import setting
@@ -92,8 +92,20 @@ def plan_conditions(settings: GenerateSettings) -> list[tuple[str, int]]:
 
 def generate(checkpoint_root: str | Path, run_name: str, out_path: str | Path,
              settings: GenerateSettings) -> dict:
-    """Sample ``settings.samples`` descriptions into ``out_path``; returns the manifest."""
+    """Sample ``settings.samples`` descriptions into ``out_path``; returns the manifest.
+
+    ``out_path`` is checked first (a folder or an unwritable place fails before any sampling)
+    and locked while it is written (two samplers would append to one ``.partial``).
+    """
+    from .lock import exclusive
+
     settings.validate()  # the loader validated a loaded config; this guards direct callers
+    out_path = check_output_file(out_path)
+    with exclusive(out_path, "samples file"):
+        return _generate(checkpoint_root, run_name, out_path, settings)
+
+
+def _generate(checkpoint_root, run_name: str, out_path: Path, settings: GenerateSettings) -> dict:
     run_dir = resolve_run(checkpoint_root, run_name)
     length = settings.length or default_length(run_dir)
     started = time.monotonic()

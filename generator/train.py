@@ -83,9 +83,20 @@ def _check_same_base(run_dir: Path, model_dir: Path) -> None:
 
 def train(ingest_dir: str | Path, checkpoint_root: str | Path, models_root: str | Path,
           model_settings: ModelSettings, settings: TrainSettings) -> dict:
-    """Fine-tune ``settings.steps`` more steps; returns the manifest written beside the run."""
+    """Fine-tune ``settings.steps`` more steps; returns the manifest written beside the run.
+
+    Holds the run folder's lock: two trainings into one run would interleave checkpoints.
+    """
+    from .lock import exclusive
+
     model_settings.validate()  # the loader validated a loaded config; these guard direct callers
     settings.validate()
+    with exclusive(Path(checkpoint_root) / settings.run_name, "checkpoint run"):
+        return _train(ingest_dir, checkpoint_root, models_root, model_settings, settings)
+
+
+def _train(ingest_dir: str | Path, checkpoint_root: str | Path, models_root: str | Path,
+           model_settings: ModelSettings, settings: TrainSettings) -> dict:
     ingest_dir = Path(ingest_dir)
     ingest_manifest = read_manifest(ingest_dir, "ingest")
     train_text = ingest_dir / "train.txt"
@@ -182,6 +193,15 @@ def _finetune(train_text: Path, model_settings: ModelSettings, models_root, chec
         if "too small" in str(exc):
             raise UserError("the catalog is too small to train on (gpt-2-simple samples 1024-token windows)",
                             "use a catalog of at least ~100 descriptions") from None
+        raise
+    except tf.errors.OpError as exc:
+        # TensorFlow's own file writes (checkpoints) fail with its error types, not OSError.
+        message = str(exc.message or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, tf.errors.PermissionDeniedError) or any(
+                text in message for text in ("No space left", "Read-only file system", "Disk quota", "Not a directory")):
+            raise UserError(f"training could not write its checkpoint: {message}; the live checkpoint is unchanged "
+                            "and the run resumes from its last complete save",
+                            f"free space or fix permissions in {checkpoint_root}, then run again") from None
         raise
     finally:
         sess.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..redact import public_label
 from .settings import RULES
 from .stage import curate
 
@@ -45,7 +46,7 @@ def _cli(args, config) -> int:
     else:  # a CSV: parsed here, by the CLI, the way the ingest stage would with this config
         catalog = load_catalog(args.catalog, config.ingest)
     manifest = curate(args.samples, catalog, args.out, config.curate, history_path=args.history,
-                      rejected_path=args.rejected, catalog_label=args.catalog)
+                      rejected_path=args.rejected, catalog_label=public_label(args.catalog))
     reasons = ", ".join(f"{reason} {count}" for reason, count in manifest["rejected"].items() if count)
     print(f"kept {manifest['kept']} of {manifest['input']} samples ({manifest['kept_rate']:.0%}) -> {args.out}"
           + (f"; rejected: {reasons}" if reasons else ""))

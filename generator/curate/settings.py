@@ -47,11 +47,15 @@ class CurateSettings:
     fluency_percentile: float = setting(
         0.0, "fluency: reject samples less fluent than this percentile of real held-out descriptions; 0 = off")
     fluency_order: int = setting(3, "fluency: n-gram order of the catalog's word language model")
+    min_kept: int = setting(1, "a night that keeps fewer descriptions fails loudly (exit 2, the DAG marks it "
+                            "failed) and the last good site stays published; 0 = publish even an empty gallery")
 
     def validate(self) -> None:
         def bad(key: str, fix: str) -> UserError:
             return UserError(f"curate.{key} = {getattr(self, key)!r} is out of range", fix)
 
+        if self.min_kept < 0:
+            raise bad("min_kept", "set curate.min_kept to 0 (off) or a count such as 1")
         if self.min_words < 1:
             raise bad("min_words", "set curate.min_words to 1 or more")
         if self.max_words < self.min_words:

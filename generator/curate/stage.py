@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from ..artifacts import atomic_open, read_jsonl, write_jsonl, write_manifest
+from ..artifacts import atomic_open, check_output_file, read_jsonl, write_jsonl, write_manifest
 from ..errors import UserError
 from .indexes import Blocklist, CopyIndex, NearDuplicateIndex, check_blocklist, check_copy, load_blocklist, shingles
 from .rules import check_degenerate, check_length, check_malformed, check_unknown_words, check_unterminated
@@ -122,10 +122,18 @@ def curate(samples_path: str | Path, catalog: list, out_path: str | Path, settin
     names it in the manifest. ``history_path`` is optional JSONL of descriptions
     published on earlier nights (objects with ``text``, optionally ``night``).
     """
+    from ..lock import exclusive
+
     settings.validate()  # the loader validated a loaded config; this guards direct callers
+    out_path = check_output_file(out_path)
+    rejected_path = check_output_file(rejected_path or default_rejected_path(out_path), "--rejected")
+    with exclusive(out_path, "kept file"):
+        return _curate(samples_path, catalog, out_path, settings, history_path, rejected_path, catalog_label)
+
+
+def _curate(samples_path, catalog: list, out_path: Path, settings: CurateSettings, history_path, rejected_path: Path,
+            catalog_label: str) -> dict:
     started = time.perf_counter()
-    out_path = Path(out_path)
-    rejected_path = Path(rejected_path) if rejected_path else default_rejected_path(out_path)
     # Check the small inputs first; a bad samples line fails the stage mid-way, but
     # every write is atomic, so nothing is left behind.
     if not Path(samples_path).is_file():
@@ -155,7 +163,7 @@ def curate(samples_path: str | Path, catalog: list, out_path: str | Path, settin
         write_jsonl(out_path, kept)
     seconds = time.perf_counter() - started
     log.info("curated %d samples: kept %d in %.1fs", total, len(kept), seconds)
-    return write_manifest(
+    manifest = write_manifest(
         out_path, "curate",
         input=total,
         kept=len(kept),
@@ -172,3 +180,14 @@ def curate(samples_path: str | Path, catalog: list, out_path: str | Path, settin
         seconds=round(seconds, 2),
         outputs={"kept": str(out_path), "rejected": str(rejected_path)},
     )
+    return manifest
+
+
+def check_min_kept(kept: int, total: int | None, settings: CurateSettings, where) -> None:
+    """Refuse a night that kept fewer than ``min_kept`` descriptions: an empty gallery must not replace a good one."""
+    if kept < settings.min_kept:
+        of = f" of {total}" if total is not None else ""
+        raise UserError(f"curation kept {kept}{of} samples ({where}), fewer than curate.min_kept ({settings.min_kept}); "
+                        "nothing is rendered or published, the last good site stays",
+                        "see the rejections per rule in the curate manifest and fix generation, or lower "
+                        "curate.min_kept")

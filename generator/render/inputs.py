@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from ..artifacts import atomic_write_bytes, atomic_write_json, read_jsonl, sha256_text
+from ..artifacts import atomic_write_bytes, atomic_write_json, read_json_object, read_jsonl, sha256_text
 from ..errors import UserError
 from .site_model import NIGHT_RE, SAFE_ID, Item, Night
 
@@ -47,16 +47,7 @@ def load_items(records: Iterable[dict], night: str, source: str) -> tuple[list[I
 
 
 def read_report(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"report file not found: {path}", "pass the night's report.json, or leave --report out") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"report {path} is not valid JSON: {exc}", "pass the report.json the pipeline wrote") from None
-    if not isinstance(report, dict):
-        raise UserError(f"report {path} must be a JSON object", "pass the report.json the pipeline wrote")
-    return report
+    return read_json_object(path, "report", "pass the night's report.json the pipeline wrote, or leave --report out")
 
 
 def archive_night(archive_dir: Path, night: str, samples_path: Path, report: dict | None) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..artifacts import manifest_path, read_jsonl, read_manifest, write_manifest
 from ..errors import UserError
+from ..lock import exclusive
 from ..night import check_night
 from .inputs import archive_night, load_archive, load_items
 from .pages import Site
@@ -86,6 +87,15 @@ def render(samples_path, out_dir, settings: RenderSettings, night: str | None = 
     night = check_night(night or (report or {}).get("night") or "undated", allow_undated=True)
     items, duplicates = load_items(read_jsonl(samples_path), night, str(samples_path))
     _check_out_dir(out_dir)
+    try:
+        with exclusive(out_dir, "site"):  # two renders would share one staging folder
+            return _render(samples_path, out_dir, settings, night, report, archive_dir, items, duplicates, started)
+    except OSError as exc:  # the lock file itself could not be made beside the site
+        raise _os_error(exc, out_dir) from exc
+
+
+def _render(samples_path: Path, out_dir: Path, settings: RenderSettings, night: str, report, archive_dir, items,
+            duplicates: int, started: float) -> dict:
 
     writer = None
     try:
