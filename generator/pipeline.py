@@ -14,7 +14,6 @@ report is :mod:`generator.report`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -313,16 +312,11 @@ def require_target(config: Config) -> str:
 
 @_holds_workdir
 def step_publish(config: Config, night: str, site_dir: str | None = None) -> dict:
-    from .publish import parse_target, publish
+    from .publish import publish
 
     paths = night_paths(config, night)
     target = require_target(config)
-    parsed = parse_target(target)
-    # Two workdirs publishing into one folder would interleave their swaps: one publisher per file:// target.
-    guard = (lock.exclusive(parsed.path, "publish target") if parsed.kind == "file" and not config.publish.dry_run
-             else contextlib.nullcontext())
-    with guard:
-        summary = publish(site_dir or config.paths.site_root, target, config.publish)
+    summary = publish(site_dir or config.paths.site_root, target, config.publish)
     # A dry run's per-file plan is for the terminal, not for the night's report.
     atomic_write_json(paths.publish_summary, {k: v for k, v in summary.items() if k != "plan"})
     return {"night": night, "target": target, "site_url": site_url(target),

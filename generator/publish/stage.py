@@ -6,12 +6,15 @@ The summary is returned and written to ``<site parent>/<site name>-publish.manif
 
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import json
 import os
 import time
 from pathlib import Path
 
+from .. import lock
 from ..artifacts import manifest_path, write_manifest
 from ..errors import UserError
 from .common import PublishSettings, log, parse_target, site_paths
@@ -89,7 +92,10 @@ def publish(site_dir: str | os.PathLike, target: str, settings: PublishSettings,
     if parsed.kind == "s3":
         summary = publish_s3(parsed, paths, settings, started, client=client, published_before_records=legacy)
     else:
-        summary = publish_file(parsed, paths, settings, started, published_before_records=legacy)
+        # Two publishers into one folder would interleave their swaps: one at a time per file:// target.
+        guard = lock.exclusive(parsed.path, "publish target") if not settings.dry_run else contextlib.nullcontext()
+        with guard:
+            summary = publish_file(parsed, paths, settings, started, published_before_records=legacy)
         if settings.gzip:
             message = "gzip applies to S3 targets only (a directory serves files as they are); ignored"
             log.warning(message)
