@@ -1,0 +1,294 @@
+"""Continuous-batching sampler: a fixed set of row slots, each refilled as soon as its sample ends.
+
+The early-stopping loop of :mod:`generator.fast_sample` runs a batch until its
+slowest row ends, shrinking the batch as rows finish; at a tight length cap it
+spends most of its time on per-step overhead with few rows left. Here the batch
+never shrinks: ``batch_size`` slots decode side by side and a slot whose sample
+wrote the end marker (or reached the cap) takes the next sample of the queue at
+the very next step. That needs per-row positions and a masked KV cache, which
+gpt-2-simple's ``model.model`` lacks, so the network is
+:func:`generator.gpt2_forward.decode_step` over the same checkpoint variables.
+
+* Prompts: the distinct prompts of a job (``<|startoftext|>`` plus a control
+  prefix) are few; each one's keys and values (all but its last token, like
+  gpt-2-simple's prefill) are computed once at set-up and copied into a slot's
+  cache when a sample starts there, so a sample costs exactly one decoding step
+  per new token.
+* One ``session.run`` feeds a chunk of the queue and runs the whole decoding
+  loop in-graph, compiled by XLA (``tf.function(jit_compile=True)``): one
+  fused program per step instead of hundreds of TensorFlow kernel launches.
+  Slots still busy when the chunk's last sample has started keep their state
+  (TF variables) for the next run; the last run drains them.
+* Randomness: sample ``index`` draws its ``n``-th token by inverse CDF from the
+  ``n``-th number of ``numpy.random.default_rng(sample_seed(seed, index))`` --
+  the streams of :class:`generator.fast_sample.FastSampler` -- so a sample
+  depends on neither its slot, its batch mates, the batch size nor refills (up
+  to float rounding in differently shaped matrix products).
+* Filtering is gpt-2-simple's: temperature, then ``top_k`` or nucleus ``top_p``
+  (the top-p threshold from the 256 best tokens when they hold the mass ``p``,
+  else from a full sort, as gpt-2-simple always does). ``allowed`` tokens
+  (those seen in training) are applied before filtering: the others get
+  -1e10, like gpt-2-simple's filtered tokens, so they are never drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from . import END_TOKEN
+from .errors import UserError
+from .fast_sample import Row, end_marker_table
+from .gpt2_forward import Shape, decode_step, model_variables, restore
+
+log = logging.getLogger(__name__)
+
+NUCLEUS_CANDIDATES = 256  # top-p: tokens examined before falling back to a full sort
+
+
+def filter_logits(tf, logits, *, top_k: int, top_p: float):
+    """gpt-2-simple's ``top_k_logits`` / ``top_p_logits`` with static shapes (XLA-compilable)."""
+    vocab = logits.shape[-1]
+    drop = tf.cast(-1e10, logits.dtype)
+    if top_p > 0.0:
+        shift = tf.reduce_max(logits, axis=1, keepdims=True)
+        total = tf.reduce_sum(tf.exp(logits - shift), axis=1, keepdims=True)
+
+        def threshold_of(sorted_logits):
+            probs = tf.exp(sorted_logits - shift) / total
+            before = tf.cumsum(probs, axis=1, exclusive=True)
+            return tf.reduce_min(tf.where(before < top_p, sorted_logits, 1000.0), axis=1), before[:, -1] + probs[:, -1]
+
+        def full_sort():
+            return threshold_of(tf.sort(logits, axis=1, direction="DESCENDING"))[0]
+
+        if NUCLEUS_CANDIDATES < vocab:
+            threshold, covered = threshold_of(tf.math.top_k(logits, k=NUCLEUS_CANDIDATES).values)
+            threshold = tf.cond(tf.reduce_all(covered >= top_p), lambda: threshold, full_sort)
+        else:
+            threshold = full_sort()
+        return tf.where(logits < threshold[:, tf.newaxis], drop, logits)
+    if top_k > 0:
+        kth = tf.math.top_k(logits, k=min(top_k, vocab)).values[:, -1:]
+        return tf.where(logits < kth, drop, logits)
+    return logits
+
+
+def inverse_cdf(tf, logits, uniforms):
+    """The token whose CDF step holds ``uniforms`` (float64 over exp(logit - max), as TF's Multinomial)."""
+    shifted = tf.cast(logits, tf.float64)
+    shifted -= tf.reduce_max(shifted, axis=1, keepdims=True)
+    cdf = tf.cumsum(tf.exp(shifted), axis=1)
+    target = uniforms[:, tf.newaxis] * cdf[:, -1:]
+    token = tf.reduce_sum(tf.cast(cdf <= target, tf.int32), axis=1)  # searchsorted(side="right")
+    return tf.minimum(token, logits.shape[-1] - 1)
+
+
+class ContinuousSampler:
+    """A checkpoint, its prompts' caches and the compiled continuous-batching loop.
+
+    ``prompts`` are the token lists every sample starts from (by position);
+    ``length`` caps new tokens per sample (further capped, like gpt-2-simple, so
+    a sample never passes position ``n_ctx - 1``).
+    """
+
+    def __init__(self, run_dir: str | Path, prompts: list[list[int]], length: int, *, batch_size: int,
+                 temperature: float = 1.0, top_k: int = 0, top_p: float = 0.0, threads: int = 0,
+                 allowed: "np.ndarray | None" = None, jit: bool = True, chunk: int = 0):
+        import numpy as np
+
+        from .tf_runtime import import_gpt2, import_tf
+
+        tf = import_tf()
+        gpt2 = import_gpt2()
+        from gpt_2_simple.src import encoder as gpt2_encoder
+
+        self.run_dir = Path(run_dir)
+        self.checkpoint = tf.train.latest_checkpoint(str(self.run_dir))
+        if self.checkpoint is None:
+            raise UserError(f"no checkpoint in {self.run_dir}", "run the train stage first")
+        self.encoder = gpt2_encoder.get_encoder(str(self.run_dir))
+        shape = self.shape = Shape.from_hparams(json.loads((self.run_dir / "hparams.json").read_text()))
+        if not prompts or min(len(p) for p in prompts) < 1:
+            raise ValueError("every prompt needs at least one token")
+        self.prompts = [list(p) for p in prompts]
+        longest_prompt = max(len(p) for p in prompts)
+        self.caps = [max(0, min(length, shape.n_ctx - 1 - len(p))) for p in prompts]
+        self.length = max(1, max(self.caps))
+        self.rows = batch_size
+        self.chunk = chunk = chunk or 4 * batch_size  # samples queued per session run
+        cache_len = min(shape.n_ctx, longest_prompt - 1 + self.length)
+        prefix_len = max(1, longest_prompt - 1)
+        self.steps = 0  # decoding steps run so far
+
+        strings = [self.encoder.decoder.get(i, "") for i in range(shape.n_vocab)]
+        marker = "".join(self.encoder.byte_encoder[b] for b in END_TOKEN.encode("utf-8"))
+        table = end_marker_table(strings, marker)
+        matched = len(marker)
+        if allowed is not None and len(allowed) != shape.n_vocab:
+            raise ValueError(f"allowed has {len(allowed)} entries for a vocabulary of {shape.n_vocab}")
+
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            weights = model_variables(tf, shape)
+            # --- set-up: each prompt's keys and values, all but its last token ---------------------
+            padded = np.zeros((len(prompts), prefix_len), np.int32)
+            for i, prompt in enumerate(prompts):
+                padded[i, :len(prompt) - 1] = prompt[:-1]
+            prefix_cache = tf.Variable(tf.zeros([shape.n_layer, 2, len(prompts), prefix_len, shape.n_head,
+                                                 shape.head_dim]), trainable=False)
+            cache = tf.zeros(prefix_cache.shape)
+            for position in range(prefix_len):
+                _, cache = decode_step(tf, weights, shape, tf.constant(padded[:, position]),
+                                       tf.fill([len(prompts)], position), cache)
+            self._prefill = prefix_cache.assign(cache)
+
+            # --- the loop's state, kept across session runs ----------------------------------------
+            B = batch_size
+            state_specs = {
+                "cache": tf.zeros([shape.n_layer, 2, B, cache_len, shape.n_head, shape.head_dim]),
+                "token": tf.zeros([B], tf.int32), "position": tf.zeros([B], tf.int32),
+                "made": tf.zeros([B], tf.int32), "cap": tf.zeros([B], tf.int32),
+                "sample": tf.fill([B], -1), "matcher": tf.zeros([B], tf.int32),
+                "logprob": tf.zeros([B], tf.float32), "out": tf.zeros([B, self.length], tf.int32),
+                "uniforms": tf.zeros([B, self.length], tf.float64)}
+            state = {name: tf.Variable(value, trainable=False, name=f"slot_{name}")
+                     for name, value in state_specs.items()}
+            self._reset = tf.group(*(state[name].assign(value) for name, value in state_specs.items()))
+
+            self._queue_ids = tf.compat.v1.placeholder(tf.int32, [chunk], name="queue_ids")
+            self._queue_prompt = tf.compat.v1.placeholder(tf.int32, [chunk], name="queue_prompt")
+            self._queue_uniforms = tf.compat.v1.placeholder(tf.float64, [chunk, self.length],
+                                                            name="queue_uniforms")
+            self._queued = tf.compat.v1.placeholder(tf.int32, [], name="queued")  # real entries of the queue
+            self._drain = tf.compat.v1.placeholder(tf.bool, [], name="drain")
+
+            automaton = tf.constant(table)
+            last_token = tf.constant([p[-1] for p in prompts], tf.int32)
+            start_position = tf.constant([len(p) - 1 for p in prompts], tf.int32)
+            caps = tf.constant(self.caps, tf.int32)
+            allowed_mask = None if allowed is None else tf.constant(np.asarray(allowed, bool))
+            names = list(state_specs)
+
+            def run(queue_ids, queue_prompt, queue_uniforms, queued, drain, prefixes, weight_values, *values):
+                # The queue arrays always have `chunk` rows (padded), so XLA compiles once.
+                slots = dict(zip(names, values))
+                w = dict(zip(weights, weight_values))
+                size = chunk + B + 1  # every queued sample, the slots' carried ones, a dump row
+                outputs = {"sample": tf.fill([size], -1), "tokens": tf.zeros([size, self.length], tf.int32),
+                           "made": tf.zeros([size], tf.int32), "ended": tf.zeros([size], tf.bool),
+                           "logprob": tf.zeros([size], tf.float32)}
+
+                def refill(s, next_in_queue):
+                    free = s["sample"] < 0
+                    rank = tf.cumsum(tf.cast(free, tf.int32), exclusive=True)
+                    take = free & (next_in_queue + rank < queued)
+                    pick = tf.minimum(next_in_queue + rank, tf.maximum(queued - 1, 0))
+
+                    def start(s):
+                        s = dict(s)
+                        prompt = tf.gather(queue_prompt, pick)
+                        s["sample"] = tf.where(take, tf.gather(queue_ids, pick), s["sample"])
+                        s["token"] = tf.where(take, tf.gather(last_token, prompt), s["token"])
+                        s["position"] = tf.where(take, tf.gather(start_position, prompt), s["position"])
+                        s["cap"] = tf.where(take, tf.gather(caps, prompt), s["cap"])
+                        for name in ("made", "matcher"):
+                            s[name] = tf.where(take, 0, s[name])
+                        s["logprob"] = tf.where(take, 0.0, s["logprob"])
+                        s["uniforms"] = tf.where(take[:, tf.newaxis], tf.gather(queue_uniforms, pick), s["uniforms"])
+                        head = tf.where(take[tf.newaxis, tf.newaxis, :, tf.newaxis, tf.newaxis, tf.newaxis],
+                                        tf.gather(prefixes, prompt, axis=2), s["cache"][:, :, :, :prefix_len])
+                        s["cache"] = tf.concat([head, s["cache"][:, :, :, prefix_len:]], axis=3) \
+                            if cache_len > prefix_len else head
+                        return s
+
+                    s = tf.cond(tf.reduce_any(take), lambda: start(s), lambda: dict(s))
+                    return s, next_in_queue + tf.reduce_sum(tf.cast(take, tf.int32))
+
+                def body(step, next_in_queue, done, out, s):
+                    s, next_in_queue = refill(s, next_in_queue)
+                    active = s["sample"] >= 0
+                    position = tf.minimum(s["position"], cache_len - 1)
+                    raw, cache = decode_step(tf, w, shape, s["token"], position, s["cache"])
+                    logits = raw / tf.cast(temperature, tf.float32)
+                    if allowed_mask is not None:
+                        logits = tf.where(allowed_mask[tf.newaxis, :], logits, -1e10)
+                    logits = filter_logits(tf, logits, top_k=top_k, top_p=top_p)
+                    made = tf.minimum(s["made"], self.length - 1)
+                    token = inverse_cdf(tf, logits, tf.gather(s["uniforms"], made, batch_dims=1))
+                    logprob = tf.gather(tf.nn.log_softmax(raw), token, batch_dims=1)
+                    rows = tf.range(B)
+                    s = {**s, "cache": cache, "token": token, "position": s["position"] + 1,
+                         "made": s["made"] + 1, "logprob": s["logprob"] + tf.where(active, logprob, 0.0),
+                         "matcher": tf.gather_nd(automaton, tf.stack([s["matcher"], token], axis=1)),
+                         "out": tf.tensor_scatter_nd_update(s["out"], tf.stack([rows, made], axis=1), token)}
+                    terminated = tf.equal(s["matcher"], matched)
+                    ended = active & (terminated | (s["made"] >= s["cap"]))
+                    at = tf.where(ended, done + tf.cumsum(tf.cast(ended, tf.int32), exclusive=True), size - 1)
+                    at = at[:, tf.newaxis]
+                    out = {"sample": tf.tensor_scatter_nd_update(out["sample"], at, s["sample"]),
+                           "tokens": tf.tensor_scatter_nd_update(out["tokens"], at, s["out"]),
+                           "made": tf.tensor_scatter_nd_update(out["made"], at, s["made"]),
+                           "ended": tf.tensor_scatter_nd_update(out["ended"], at, terminated),
+                           "logprob": tf.tensor_scatter_nd_update(out["logprob"], at, s["logprob"])}
+                    s["sample"] = tf.where(ended, -1, s["sample"])
+                    return step + 1, next_in_queue, done + tf.reduce_sum(tf.cast(ended, tf.int32)), out, s
+
+                def cond(step, next_in_queue, done, out, s):
+                    return (next_in_queue < queued) | (drain & tf.reduce_any(s["sample"] >= 0))
+
+                steps, _, done, out, slots = tf.while_loop(cond, body, [0, 0, 0, outputs, slots])
+                return [steps, done, out["sample"], out["tokens"], out["made"], out["ended"], out["logprob"]] + \
+                    [slots[name] for name in names]
+
+            compiled = tf.function(run, jit_compile=jit, autograph=False)
+            result = compiled(self._queue_ids, self._queue_prompt, self._queue_uniforms, self._queued, self._drain,
+                              prefix_cache.read_value(), [v.read_value() for v in weights.values()],
+                              *[state[name].read_value() for name in names])
+            assigns = [state[name].assign(value) for name, value in zip(names, result[7:])]
+            with tf.control_dependencies(assigns):
+                self._fetch = {key: tf.identity(value) for key, value in
+                               zip(("steps", "done", "sample", "tokens", "made", "ended", "logprob"), result[:7])}
+            self.session = gpt2.start_tf_sess(threads=threads if threads > 0 else -1)
+            self.session.run(tf.compat.v1.variables_initializer(list(state.values()) + [prefix_cache]))
+            restore(tf, self.session, weights, self.checkpoint)
+            self.session.run(self._prefill)
+
+    def _run(self, queue: list[tuple[int, int, list]], drain: bool) -> list[tuple[int, Row]]:
+        import numpy as np
+
+        chunk = self.chunk
+        ids, prompts, uniforms = np.zeros(chunk, np.int32), np.zeros(chunk, np.int32), np.zeros((chunk, self.length))
+        for row, (index, prompt, seed) in enumerate(queue):
+            ids[row], prompts[row] = index, prompt
+            uniforms[row, :self.caps[prompt]] = np.random.default_rng(seed).random(self.caps[prompt])
+        result = self.session.run(self._fetch, feed_dict={
+            self._queue_ids: ids, self._queue_prompt: prompts, self._queue_uniforms: uniforms,
+            self._queued: len(queue), self._drain: drain})
+        self.steps += int(result["steps"])
+        finished = []
+        for row in range(int(result["done"])):
+            made = int(result["made"][row])
+            tokens = result["tokens"][row, :made].tolist()
+            finished.append((int(result["sample"][row]),
+                             Row(tokens, bool(result["ended"][row]), float(result["logprob"][row]) / made if made else None)))
+        return finished
+
+    def generate(self, jobs: Iterable[tuple[int, int, list]]) -> Iterator[tuple[int, Row]]:
+        """Samples of ``jobs`` = (index, prompt position, seed), yielded as (index, Row) in the order they end."""
+        self.session.run(self._reset)
+        pending: list[tuple[int, int, list]] = []
+        for job in jobs:
+            if self.caps[job[1]] == 0:  # no room after the prompt: nothing to sample
+                yield job[0], Row([], False, None)
+                continue
+            pending.append(job)
+            if len(pending) == self.chunk:
+                yield from self._run(pending, drain=False)
+                pending = []
+        yield from self._run(pending, drain=True)
+
+    def close(self) -> None:
+        self.session.close()
