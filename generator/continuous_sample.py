@@ -25,8 +25,8 @@ gpt-2-simple's ``model.model`` lacks, so the network is
   depends on neither its slot, its batch mates, the batch size nor refills (up
   to float rounding in differently shaped matrix products).
 * Filtering is gpt-2-simple's: temperature, then ``top_k`` or nucleus ``top_p``
-  (the top-p threshold from the 256 best tokens when they hold the mass ``p``,
-  else from a full sort, as gpt-2-simple always does). ``allowed`` tokens
+  (its sort-based thresholds found by bisection over the logits' bit patterns,
+  :func:`filter_logits`, because sorting is slow under XLA on CPU). ``allowed`` tokens
   (those seen in training) are applied before filtering: the others get
   -1e10, like gpt-2-simple's filtered tokens, so they are never drawn.
 """
@@ -45,45 +45,76 @@ from .gpt2_forward import Shape, decode_step, model_variables, restore
 
 log = logging.getLogger(__name__)
 
-NUCLEUS_CANDIDATES = 256  # top-p: tokens examined before falling back to a full sort
+CDF_BLOCK = 64  # inverse CDF: block sums first, then one block's running sum
+
+
+def sortable_keys(tf, values):
+    """int64 keys ordered like the float32 ``values`` (IEEE bits, negatives flipped)."""
+    bits = tf.bitcast(values, tf.int32)
+    return tf.cast(tf.where(bits < 0, tf.bitwise.bitwise_xor(bits, 0x7FFFFFFF), bits), tf.int64)
+
+
+def lowest_kept_key(tf, keys, weights, limit):
+    """Per row, the least key K with (sum of ``weights`` of entries whose key > K) < ``limit``.
+
+    Bisection over the integer key space (at most 33 passes, each one masked
+    sum): the exact threshold of a sort-based rule without sorting, which XLA
+    on CPU does slowly (TopK and sort both lower to a full sort there).
+    """
+    low = tf.reduce_min(keys, axis=1) - 1  # everything lies above: the sum is the whole row, >= limit
+    high = tf.reduce_max(keys, axis=1)  # nothing lies above: 0 < limit
+
+    def body(low, high):
+        middle = low + (high - low) // 2
+        above = tf.reduce_sum(tf.where(keys > middle[:, tf.newaxis], weights, tf.zeros_like(weights)), axis=1)
+        below_limit = above < limit
+        return tf.where(below_limit, low, middle), tf.where(below_limit, middle, high)
+
+    _, high = tf.while_loop(lambda low, high: tf.reduce_any(high - low > 1), body, [low, high],
+                            maximum_iterations=34)
+    return high
 
 
 def filter_logits(tf, logits, *, top_k: int, top_p: float):
-    """gpt-2-simple's ``top_k_logits`` / ``top_p_logits`` with static shapes (XLA-compilable)."""
-    vocab = logits.shape[-1]
+    """gpt-2-simple's ``top_k_logits`` / ``top_p_logits``, static-shaped and sort-free for XLA.
+
+    top-p: gpt-2-simple sorts, takes the softmax and keeps each token whose
+    exclusive cumulative probability is below ``p``. For distinct logits that
+    cumulative probability is the mass of the strictly larger logits, so the
+    kept tokens are those whose key is at least :func:`lowest_kept_key` of the
+    probabilities. top-k likewise with counts. Only the order of float
+    additions differs from gpt-2-simple (a token's fate can differ only when its
+    cumulative probability is within rounding of ``p``).
+    """
     drop = tf.cast(-1e10, logits.dtype)
+    keys = sortable_keys(tf, logits)
     if top_p > 0.0:
-        shift = tf.reduce_max(logits, axis=1, keepdims=True)
-        total = tf.reduce_sum(tf.exp(logits - shift), axis=1, keepdims=True)
-
-        def threshold_of(sorted_logits):
-            probs = tf.exp(sorted_logits - shift) / total
-            before = tf.cumsum(probs, axis=1, exclusive=True)
-            return tf.reduce_min(tf.where(before < top_p, sorted_logits, 1000.0), axis=1), before[:, -1] + probs[:, -1]
-
-        def full_sort():
-            return threshold_of(tf.sort(logits, axis=1, direction="DESCENDING"))[0]
-
-        if NUCLEUS_CANDIDATES < vocab:
-            threshold, covered = threshold_of(tf.math.top_k(logits, k=NUCLEUS_CANDIDATES).values)
-            threshold = tf.cond(tf.reduce_all(covered >= top_p), lambda: threshold, full_sort)
-        else:
-            threshold = full_sort()
-        return tf.where(logits < threshold[:, tf.newaxis], drop, logits)
-    if top_k > 0:
-        kth = tf.math.top_k(logits, k=min(top_k, vocab)).values[:, -1:]
-        return tf.where(logits < kth, drop, logits)
-    return logits
+        threshold = lowest_kept_key(tf, keys, tf.nn.softmax(logits), tf.cast(top_p, logits.dtype))
+    elif top_k > 0:
+        threshold = lowest_kept_key(tf, keys, tf.ones_like(logits), tf.cast(min(top_k, logits.shape[-1]), logits.dtype))
+    else:
+        return logits
+    return tf.where(keys < threshold[:, tf.newaxis], drop, logits)
 
 
 def inverse_cdf(tf, logits, uniforms):
-    """The token whose CDF step holds ``uniforms`` (float64 over exp(logit - max), as TF's Multinomial)."""
-    shifted = tf.cast(logits, tf.float64)
-    shifted -= tf.reduce_max(shifted, axis=1, keepdims=True)
-    cdf = tf.cumsum(tf.exp(shifted), axis=1)
-    target = uniforms[:, tf.newaxis] * cdf[:, -1:]
-    token = tf.reduce_sum(tf.cast(cdf <= target, tf.int32), axis=1)  # searchsorted(side="right")
-    return tf.minimum(token, logits.shape[-1] - 1)
+    """The token whose CDF step holds ``uniforms``, over exp(logit - max) as TF's Multinomial kernel.
+
+    The running sum is float64 like that kernel's, taken in two levels (block
+    sums, then within the chosen block) because a vocabulary-long cumsum is
+    slow under XLA on CPU; only the order of float additions differs.
+    """
+    rows, vocab = logits.shape[0], logits.shape[-1]
+    blocks = -(-vocab // CDF_BLOCK)
+    weights = tf.cast(tf.exp(logits - tf.reduce_max(logits, axis=1, keepdims=True)), tf.float64)
+    weights = tf.reshape(tf.pad(weights, [[0, 0], [0, blocks * CDF_BLOCK - vocab]]), [-1, blocks, CDF_BLOCK])
+    block_cdf = tf.cumsum(tf.reduce_sum(weights, axis=2), axis=1)
+    target = uniforms * block_cdf[:, -1]
+    block = tf.minimum(tf.reduce_sum(tf.cast(block_cdf <= target[:, tf.newaxis], tf.int32), axis=1), blocks - 1)
+    before = tf.gather(tf.pad(block_cdf, [[0, 0], [1, 0]]), block, batch_dims=1)
+    inner_cdf = before[:, tf.newaxis] + tf.cumsum(tf.gather(weights, block, batch_dims=1), axis=1)
+    inner = tf.reduce_sum(tf.cast(inner_cdf <= target[:, tf.newaxis], tf.int32), axis=1)  # searchsorted(right)
+    return tf.minimum(block * CDF_BLOCK + inner, vocab - 1)
 
 
 class ContinuousSampler:
@@ -137,7 +168,7 @@ class ContinuousSampler:
             padded = np.zeros((len(prompts), prefix_len), np.int32)
             for i, prompt in enumerate(prompts):
                 padded[i, :len(prompt) - 1] = prompt[:-1]
-            prefix_cache = tf.Variable(tf.zeros([shape.n_layer, 2, len(prompts), prefix_len, shape.n_head,
+            prefix_cache = tf.Variable(tf.zeros([shape.n_layer, 2, len(prompts), shape.n_head, prefix_len,
                                                  shape.head_dim]), trainable=False)
             cache = tf.zeros(prefix_cache.shape)
             for position in range(prefix_len):
@@ -148,7 +179,7 @@ class ContinuousSampler:
             # --- the loop's state, kept across session runs ----------------------------------------
             B = batch_size
             state_specs = {
-                "cache": tf.zeros([shape.n_layer, 2, B, cache_len, shape.n_head, shape.head_dim]),
+                "cache": tf.zeros([shape.n_layer, 2, B, shape.n_head, cache_len, shape.head_dim]),
                 "token": tf.zeros([B], tf.int32), "position": tf.zeros([B], tf.int32),
                 "made": tf.zeros([B], tf.int32), "cap": tf.zeros([B], tf.int32),
                 "sample": tf.fill([B], -1), "matcher": tf.zeros([B], tf.int32),
@@ -176,6 +207,8 @@ class ContinuousSampler:
                 # The queue arrays always have `chunk` rows (padded), so XLA compiles once.
                 slots = dict(zip(names, values))
                 w = dict(zip(weights, weight_values))
+                # Hoisted out of the loop: XLA's dot is ~2x slower against a transposed operand.
+                output_embedding = tf.transpose(w["wte"])
                 size = chunk + B + 1  # every queued sample, the slots' carried ones, a dump row
                 outputs = {"sample": tf.fill([size], -1), "tokens": tf.zeros([size, self.length], tf.int32),
                            "made": tf.zeros([size], tf.int32), "ended": tf.zeros([size], tf.bool),
@@ -199,9 +232,13 @@ class ContinuousSampler:
                         s["logprob"] = tf.where(take, 0.0, s["logprob"])
                         s["uniforms"] = tf.where(take[:, tf.newaxis], tf.gather(queue_uniforms, pick), s["uniforms"])
                         head = tf.where(take[tf.newaxis, tf.newaxis, :, tf.newaxis, tf.newaxis, tf.newaxis],
-                                        tf.gather(prefixes, prompt, axis=2), s["cache"][:, :, :, :prefix_len])
-                        s["cache"] = tf.concat([head, s["cache"][:, :, :, prefix_len:]], axis=3) \
-                            if cache_len > prefix_len else head
+                                        tf.gather(prefixes, prompt, axis=2), s["cache"][:, :, :, :, :prefix_len])
+                        if jit:  # in place: only the prompt's span of the cache is written
+                            from tensorflow.compiler.tf2xla.python import xla
+
+                            s["cache"] = xla.dynamic_update_slice(s["cache"], head, tf.zeros([6], tf.int32))
+                        else:
+                            s["cache"] = tf.concat([head, s["cache"][:, :, :, :, prefix_len:]], axis=4)
                         return s
 
                     s = tf.cond(tf.reduce_any(take), lambda: start(s), lambda: dict(s))
@@ -211,7 +248,7 @@ class ContinuousSampler:
                     s, next_in_queue = refill(s, next_in_queue)
                     active = s["sample"] >= 0
                     position = tf.minimum(s["position"], cache_len - 1)
-                    raw, cache = decode_step(tf, w, shape, s["token"], position, s["cache"])
+                    raw, cache = decode_step(tf, w, shape, s["token"], position, s["cache"], output_embedding)
                     logits = raw / tf.cast(temperature, tf.float32)
                     if allowed_mask is not None:
                         logits = tf.where(allowed_mask[tf.newaxis, :], logits, -1e10)

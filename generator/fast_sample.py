@@ -286,17 +286,10 @@ class FastSampler:
 # --- the generate stage's fast backend -------------------------------------------------------
 
 
-def plan_batches(settings) -> list[tuple[str, int, int]]:
-    """[(prefix, first global index, rows), ...]: each condition's samples cut into batches."""
-    from .sample import plan_conditions
-
-    batches, index = [], 0
-    for prefix, count in plan_conditions(settings):
-        for start in range(0, count, settings.batch_size):
-            rows = min(settings.batch_size, count - start)
-            batches.append((prefix, index, rows))
-            index += rows
-    return batches
+def plan_batches(settings) -> list[tuple[int, int]]:
+    """[(first index, rows), ...]: the samples in runs of ``batch_size``, the units written and resumed."""
+    return [(first, min(settings.batch_size, settings.samples - first))
+            for first in range(0, settings.samples, settings.batch_size)]
 
 
 def sample_seed(seed: int, index: int) -> list[int]:
@@ -351,21 +344,25 @@ def _progress_bar(settings, total: int, initial: int):
 
 
 def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: int) -> dict:
-    """Write ``settings.samples`` samples to ``out_path`` with the early-stopping sampler.
+    """Write ``settings.samples`` samples to ``out_path`` with the continuous-batching sampler.
 
-    Each batch's lines are appended and fsynced to ``<out>.partial``, renamed to
+    ``batch_size`` slots decode side by side, each taking the next sample as soon
+    as its current one ends (:mod:`generator.continuous_sample`). Samples end out
+    of order; they are written in index order, a whole batch of ``batch_size``
+    indices at a time, appended and fsynced to ``<out>.partial``, renamed to
     ``out_path`` once complete, so readers never see a half-written file. With
     ``settings.resume``, a partial output left by an interrupted run with the same
     checkpoint and settings (its fingerprint in ``<out>.partial.json``) is kept up
     to its last whole batch and the run continues from there; the result is the
     file an uninterrupted run writes. Returns extra fields for the manifest.
     """
-    from .sample import parse_sample
+    from .continuous_sample import ContinuousSampler
+    from .sample import allowed_tokens, parse_sample, sample_prefixes
 
     out_path = Path(out_path)
     partial, meta = partial_paths(out_path)
     batches = plan_batches(settings)
-    boundaries = {first for _, first, _ in batches} | {settings.samples}
+    boundaries = {first for first, _ in batches} | {settings.samples}
     fingerprint = resume_fingerprint(run_dir, settings, length)
 
     kept: list[str] = []
@@ -382,32 +379,50 @@ def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: i
     out_path.parent.mkdir(parents=True, exist_ok=True)
     meta.write_text(json.dumps(fingerprint, sort_keys=True), encoding="utf-8")
 
-    sampler = FastSampler(run_dir, temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
-                          threads=settings.threads, compact=getattr(settings, "compact", True))
-    steps = tokens = batches_run = 0
+    prefixes = sample_prefixes(run_dir, settings)
+    distinct = sorted(set(prefixes[resumed:])) or [prefixes[0]]
+    prompt_of = {prefix: position for position, prefix in enumerate(distinct)}
     started = time.monotonic()
+    sampler = None
     try:
-        contexts: dict[str, list[int]] = {}
+        from gpt_2_simple.src import encoder as gpt2_encoder
+
+        encoder = gpt2_encoder.get_encoder(str(run_dir))
+        contexts = [encoder.encode(prefix) for prefix in distinct]
+        n_vocab = json.loads((Path(run_dir) / "hparams.json").read_text())["n_vocab"]
+        allowed = allowed_tokens(run_dir, n_vocab) if getattr(settings, "mask_unseen_tokens", True) else None
+        sampler = ContinuousSampler(run_dir, contexts, length, batch_size=settings.batch_size,
+                                    temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
+                                    threads=settings.threads, allowed=allowed)
+        jobs = ((index, prompt_of[prefixes[index]], sample_seed(settings.seed, index))
+                for index in range(resumed, settings.samples))
+        ends = {first + rows for first, rows in batches}
+        done: dict[int, Row] = {}
+        written = resumed
+        tokens = batches_run = 0
         with partial.open("w", encoding="utf-8") as handle, _progress_bar(settings, settings.samples, resumed) as bar:
             handle.writelines(kept)  # the kept whole batches, rewritten without any torn tail
-            for prefix, first, rows in batches:
-                if first < resumed:
-                    continue
-                context = contexts.setdefault(prefix, sampler.encoder.encode(prefix))
-                seeds = [sample_seed(settings.seed, index) for index in range(first, first + rows)]
-                samples, ran = sampler.sample(context, length, seeds)
-                for index, row in enumerate(samples, start=first):
-                    record = {**parse_sample(sampler.decode(context, row), prefix), "index": index,
-                              "logprob": None if row.logprob is None else round(row.logprob, 4)}
+            for index, row in sampler.generate(jobs):
+                done[index] = row
+                bar.update(1)
+                while written in done:  # write in index order, fsync at each batch's end
+                    row = done.pop(written)
+                    prefix = prefixes[written]
+                    record = {**parse_sample(encoder.decode(contexts[prompt_of[prefix]] + row.tokens), prefix),
+                              "index": written, "logprob": None if row.logprob is None else round(row.logprob, 4)}
                     handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-                steps, batches_run = steps + ran, batches_run + 1
-                tokens += sum(len(row.tokens) for row in samples)
-                bar.update(rows)
+                    tokens += len(row.tokens)
+                    written += 1
+                    if written in ends:
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                        batches_run += 1
+        steps = sampler.steps
     finally:
-        sampler.close()
+        if sampler is not None:
+            sampler.close()
     os.replace(partial, out_path)
     meta.unlink(missing_ok=True)
     return {"written": settings.samples, "resumed_from": resumed, "batches": batches_run, "decode_steps": steps,
-            "sample_tokens": tokens, "sampling_seconds": round(time.monotonic() - started, 2)}
+            "sample_tokens": tokens, "sampling_seconds": round(time.monotonic() - started, 2),
+            "conditions_used": len(distinct)}

@@ -29,6 +29,7 @@ from .ingest import control_prefix, split_control
 log = logging.getLogger(__name__)
 
 BACKENDS = ("gpt2-simple", "fast")
+CONDITIONING = ("catalog", "none", "list")
 GENERATION_INFO = "generation.json"  # written into a run by train: data-derived defaults for sampling
 
 
@@ -43,8 +44,14 @@ class GenerateSettings:
     seed: int = 42
     backend: str = "fast"
     conditions: list = dataclasses.field(default_factory=list)
+    # "catalog": each sample's "[type] [genre]" prefix drawn from the training catalog's own mix
+    # (generation.json); "list": `conditions`, split evenly; "none": no prefix. Conditions given
+    # while this is "catalog" (the default) are used as a list.
+    conditioning: str = "catalog"
+    # fast backend: never sample a token the training text never contained (BPE merge intermediates).
+    mask_unseen_tokens: bool = True
     threads: int = 0
-    # fast backend: drop finished rows from the batch and its KV cache as they end.
+    # No longer used (the fast backend batches continuously); accepted so existing configs keep loading.
     compact: bool = True
     # fast backend: progress bar on stderr (only when it is a terminal).
     progress: bool = True
@@ -64,6 +71,12 @@ class GenerateSettings:
             raise UserError("generate.top_p must be in [0, 1] and top_k >= 0", "fix --top-p / --top-k")
         if self.length < 0 or self.length > 1023:
             raise UserError(f"generate.length must be 0 (auto) to 1023, got {self.length}", "fix --length")
+        if self.conditioning not in CONDITIONING:
+            raise UserError(f"unknown generate.conditioning {self.conditioning!r}",
+                            f"use one of: {', '.join(CONDITIONING)}")
+        if self.conditioning == "list" and not self.conditions:
+            raise UserError("generate.conditioning is \"list\" but generate.conditions is empty",
+                            "give conditions (--condition \"[Movie] [Dramas]\") or use conditioning \"catalog\"")
         for condition in self.conditions:
             kind, genre, rest = split_control(condition + " x")
             if rest != "x" or not (kind or genre):
@@ -72,16 +85,24 @@ class GenerateSettings:
 
 
 def write_generation_info(run_dir: str | Path, train_text: str | Path) -> dict:
-    """Record, in the run, the longest training description in tokens and the conditions seen.
+    """Record, in the run, what sampling needs to know about the training data.
 
-    Generation derives its default length cap from it, so the cap follows the
-    data and travels with the checkpoint (and its promoted copies).
+    ``max_tokens``: the longest training description in tokens (the default
+    length cap); ``conditions``: the control prefixes seen; ``condition_counts``:
+    how many descriptions had each complete ``[type] [genre]`` prefix (the mix
+    catalog conditioning draws from); ``seen_tokens``: the token ids the
+    training text contains (the others are never sampled). It lives in the run,
+    so it travels with the checkpoint and its promoted copies.
     """
+    from collections import Counter
+
     from gpt_2_simple.src import encoder as gpt2_encoder
 
     enc = gpt2_encoder.get_encoder(str(run_dir))
-    longest, controls = 0, set()
+    longest, controls, pairs = 0, set(), Counter()
+    seen = set(enc.encode("\n"))  # gpt-2-simple encodes the file whole: lines are joined by newlines
     for line in Path(train_text).read_text(encoding="utf-8").splitlines():
+        seen.update(enc.encode(line))
         if not line.startswith(START_TOKEN):
             continue
         body = line[len(START_TOKEN):]
@@ -89,9 +110,17 @@ def write_generation_info(run_dir: str | Path, train_text: str | Path) -> dict:
         kind, genre, _ = split_control(body.replace(END_TOKEN, ""))
         if kind or genre:
             controls.add(control_prefix(kind or "", genre or "").strip())
-    info = {"max_tokens": longest, "conditions": sorted(controls)}
+        if kind and genre:
+            pairs[control_prefix(kind, genre).strip()] += 1
+    info = {"max_tokens": longest, "conditions": sorted(controls), "condition_counts": dict(sorted(pairs.items())),
+            "seen_tokens": sorted(seen)}
     atomic_write_json(Path(run_dir) / GENERATION_INFO, info)
     return info
+
+
+def read_generation_info(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / GENERATION_INFO
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def default_length(run_dir: Path) -> int:
@@ -127,6 +156,47 @@ def plan_conditions(settings: GenerateSettings) -> list[tuple[str, int]]:
             prefix = START_TOKEN + (" " + condition.strip() if condition.strip() else "")
             plan.append((prefix, count))
     return plan
+
+
+def condition_stream(seed: int, index: int) -> list[int]:
+    """The random stream choosing sample ``index``'s condition (apart from its token stream)."""
+    return [seed & 0xFFFFFFFFFFFFFFFF, index, 1]
+
+
+def draw_conditions(counts: dict[str, int], seed: int, indices) -> list[str]:
+    """Each sample's condition drawn from ``counts``, from its own stream: the same whatever the batching."""
+    import numpy as np
+
+    names = sorted(counts)
+    cumulative = np.cumsum([counts[name] for name in names], dtype=np.float64)
+    picks = [np.random.default_rng(condition_stream(seed, index)).random() * cumulative[-1] for index in indices]
+    return [names[int(i)] for i in np.searchsorted(cumulative, picks, side="right")]
+
+
+def sample_prefixes(run_dir: str | Path, settings: GenerateSettings) -> list[str]:
+    """The prefix of every sample, by index, under ``settings.conditioning``."""
+    mode = "list" if settings.conditioning == "catalog" and settings.conditions else settings.conditioning
+    if mode == "catalog":
+        counts = read_generation_info(run_dir).get("condition_counts")
+        if counts:
+            return [START_TOKEN + " " + condition
+                    for condition in draw_conditions(counts, settings.seed, range(settings.samples))]
+        log.warning("%s records no [type] [genre] mix (trained without prefixes, or before it was recorded): "
+                    "generating unconditioned", Path(run_dir) / GENERATION_INFO)
+    listed = settings if mode == "list" else dataclasses.replace(settings, conditions=[])
+    return [prefix for prefix, count in plan_conditions(listed) for _ in range(count)]
+
+
+def allowed_tokens(run_dir: str | Path, n_vocab: int):
+    """Boolean mask of the tokens the training text contained, or None if the run does not record them."""
+    import numpy as np
+
+    seen = read_generation_info(run_dir).get("seen_tokens")
+    if not seen:
+        return None
+    mask = np.zeros(n_vocab, bool)
+    mask[[token for token in seen if 0 <= token < n_vocab]] = True
+    return mask
 
 
 def resolve_run(checkpoint_root: str | Path, run_name: str) -> Path:
@@ -173,10 +243,15 @@ def _generate_gpt2_simple(checkpoint_root, run_name: str, settings: GenerateSett
 
     gpt2 = import_gpt2()
     sess = new_session(settings.threads)
+    prefixes = sample_prefixes(Path(checkpoint_root) / run_name, settings)
+    groups: dict[str, list[int]] = {}  # prefix -> its samples' indices, in order of first use
+    for index, prefix in enumerate(prefixes):
+        groups.setdefault(prefix, []).append(index)
     records: list[dict] = []
     try:
         gpt2.load_gpt2(sess, run_name=run_name, checkpoint_dir=str(checkpoint_root))
-        for prefix, count in plan_conditions(settings):
+        for prefix, indices in groups.items():
+            count = len(indices)
             batch_size = min(settings.batch_size, count)
             # gpt2.generate insists on nsamples % batch_size == 0: round up, keep the first `count`.
             nsamples = math.ceil(count / batch_size) * batch_size
@@ -186,11 +261,11 @@ def _generate_gpt2_simple(checkpoint_root, run_name: str, settings: GenerateSett
                 top_k=settings.top_k, top_p=settings.top_p, prefix=prefix, seed=settings.seed + len(records),
                 include_prefix=True,
             )
-            for raw in texts[:count]:
-                records.append({**parse_sample(raw, prefix), "index": len(records)})
+            for index, raw in zip(indices, texts[:count]):
+                records.append({**parse_sample(raw, prefix), "index": index})
     finally:
         sess.close()
-    return records
+    return sorted(records, key=lambda record: record["index"])
 
 
 def add_cli(subparsers) -> None:
@@ -213,6 +288,8 @@ def add_cli(subparsers) -> None:
     parser.add_argument("--backend", choices=BACKENDS, help="sampler (default from config)")
     parser.add_argument("--condition", action="append", metavar="PREFIX", dest="conditions",
                         help='control prefix such as "[TV Show] [Comedies]"; repeat for a mix')
+    parser.add_argument("--conditioning", choices=CONDITIONING,
+                        help="catalog: [type] [genre] drawn from the training mix; list: the --condition mix; none")
     parser.set_defaults(func=_cli)
 
 
@@ -222,7 +299,7 @@ def _cli(args, config) -> int:
     config = with_overrides(config, generate={
         "samples": args.samples, "batch_size": args.batch_size, "length": args.length,
         "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,
-        "backend": args.backend, "conditions": args.conditions})
+        "backend": args.backend, "conditions": args.conditions, "conditioning": args.conditioning})
     manifest = generate(args.checkpoint_dir, args.run_name, args.out, config.generate)
     print(f"generated {manifest['samples']} samples ({manifest['terminated']} terminated) -> {args.out}")
     return 0
