@@ -1,4 +1,10 @@
-"""Early-stopping sampler over gpt-2-simple's own model graph and checkpoints.
+"""Early-stopping sampler over gpt-2-simple's own model graph, and the fast backend's driver.
+
+The fast backend now samples with :mod:`generator.continuous_sample` (continuous
+batching, XLA); :func:`generate_fast` below drives it (ordering, streaming,
+resume). :class:`FastSampler`, the previous per-batch loop described here,
+stays as the path verified token for token against ``gpt2.generate`` and as the
+benchmark's baseline.
 
 gpt-2-simple's ``generate`` runs a ``tf.while_loop`` that always decodes
 ``length`` tokens for every row and only afterwards cuts the text at
