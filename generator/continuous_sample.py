@@ -41,9 +41,13 @@ from typing import Iterable, Iterator
 from . import END_TOKEN
 from .errors import UserError
 from .fast_sample import Row, end_marker_table
-from .gpt2_forward import Shape, decode_step, model_variables, restore
+from .gpt2_forward import Shape, cache_shape, decode_step, empty_cache, model_variables, restore
 
 log = logging.getLogger(__name__)
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
 
 CDF_BLOCK = 64  # inverse CDF: block sums first, then one block's running sum
 
@@ -168,26 +172,28 @@ class ContinuousSampler:
             padded = np.zeros((len(prompts), prefix_len), np.int32)
             for i, prompt in enumerate(prompts):
                 padded[i, :len(prompt) - 1] = prompt[:-1]
-            prefix_cache = tf.Variable(tf.zeros([shape.n_layer, 2, len(prompts), shape.n_head, prefix_len,
-                                                 shape.head_dim]), trainable=False)
-            cache = tf.zeros(prefix_cache.shape)
+            prefix_cache = [tf.Variable(tf.zeros(cache_shape(shape, len(prompts), prefix_len)), trainable=False)
+                            for _ in range(2 * shape.n_layer)]
+            cache = empty_cache(tf, shape, len(prompts), prefix_len)
             for position in range(prefix_len):
                 _, cache = decode_step(tf, weights, shape, tf.constant(padded[:, position]),
                                        tf.fill([len(prompts)], position), cache)
-            self._prefill = prefix_cache.assign(cache)
+            self._prefill = tf.group(*(v.assign(c) for v, c in zip(prefix_cache, cache)))
 
             # --- the loop's state, kept across session runs ----------------------------------------
             B = batch_size
             state_specs = {
-                "cache": tf.zeros([shape.n_layer, 2, B, shape.n_head, cache_len, shape.head_dim]),
+                "cache": empty_cache(tf, shape, B, cache_len),
                 "token": tf.zeros([B], tf.int32), "position": tf.zeros([B], tf.int32),
                 "made": tf.zeros([B], tf.int32), "cap": tf.zeros([B], tf.int32),
                 "sample": tf.fill([B], -1), "matcher": tf.zeros([B], tf.int32),
                 "logprob": tf.zeros([B], tf.float32), "out": tf.zeros([B, self.length], tf.int32),
                 "uniforms": tf.zeros([B, self.length], tf.float64)}
-            state = {name: tf.Variable(value, trainable=False, name=f"slot_{name}")
+            state = {name: [tf.Variable(v, trainable=False) for v in value] if isinstance(value, list)
+                     else tf.Variable(value, trainable=False, name=f"slot_{name}")
                      for name, value in state_specs.items()}
-            self._reset = tf.group(*(state[name].assign(value) for name, value in state_specs.items()))
+            self._reset = tf.group(*(v.assign(value) for name, values in state_specs.items()
+                                     for v, value in zip(_as_list(state[name]), _as_list(values))))
 
             self._queue_ids = tf.compat.v1.placeholder(tf.int32, [chunk], name="queue_ids")
             self._queue_prompt = tf.compat.v1.placeholder(tf.int32, [chunk], name="queue_prompt")
@@ -231,18 +237,22 @@ class ContinuousSampler:
                             s[name] = tf.where(take, 0, s[name])
                         s["logprob"] = tf.where(take, 0.0, s["logprob"])
                         s["uniforms"] = tf.where(take[:, tf.newaxis], tf.gather(queue_uniforms, pick), s["uniforms"])
-                        head = tf.where(take[tf.newaxis, tf.newaxis, :, tf.newaxis, tf.newaxis, tf.newaxis],
-                                        tf.gather(prefixes, prompt, axis=2), s["cache"][:, :, :, :, :prefix_len])
-                        if jit:  # in place: only the prompt's span of the cache is written
-                            from tensorflow.compiler.tf2xla.python import xla
+                        chosen = take[:, tf.newaxis, tf.newaxis, tf.newaxis]
+                        caches = []
+                        for tensor, prefix in zip(s["cache"], prefixes):
+                            head = tf.where(chosen, tf.gather(prefix, prompt), tensor[:, :, :prefix_len])
+                            if jit:  # in place: only the prompt's span of the cache is written
+                                from tensorflow.compiler.tf2xla.python import xla
 
-                            s["cache"] = xla.dynamic_update_slice(s["cache"], head, tf.zeros([6], tf.int32))
-                        else:
-                            s["cache"] = tf.concat([head, s["cache"][:, :, :, :, prefix_len:]], axis=4)
+                                caches.append(xla.dynamic_update_slice(tensor, head, tf.zeros([4], tf.int32)))
+                            else:
+                                caches.append(tf.concat([head, tensor[:, :, prefix_len:]], axis=2))
+                        s["cache"] = caches
                         return s
 
-                    s = tf.cond(tf.reduce_any(take), lambda: start(s), lambda: dict(s))
-                    return s, next_in_queue + tf.reduce_sum(tf.cast(take, tf.int32))
+                    # Unconditionally (rows not taken keep their values): a tf.cond carrying the cache
+                    # through its branches makes XLA copy the whole cache at every step.
+                    return start(s), next_in_queue + tf.reduce_sum(tf.cast(take, tf.int32))
 
                 def body(step, next_in_queue, done, out, s):
                     s, next_in_queue = refill(s, next_in_queue)
@@ -282,14 +292,16 @@ class ContinuousSampler:
 
             compiled = tf.function(run, jit_compile=jit, autograph=False)
             result = compiled(self._queue_ids, self._queue_prompt, self._queue_uniforms, self._queued, self._drain,
-                              prefix_cache.read_value(), [v.read_value() for v in weights.values()],
-                              *[state[name].read_value() for name in names])
-            assigns = [state[name].assign(value) for name, value in zip(names, result[7:])]
+                              [v.read_value() for v in prefix_cache], [v.read_value() for v in weights.values()],
+                              *[tf.nest.map_structure(lambda v: v.read_value(), state[name]) for name in names])
+            assigns = [v.assign(value) for name, values in zip(names, result[7:])
+                       for v, value in zip(_as_list(state[name]), _as_list(values))]
             with tf.control_dependencies(assigns):
                 self._fetch = {key: tf.identity(value) for key, value in
                                zip(("steps", "done", "sample", "tokens", "made", "ended", "logprob"), result[:7])}
             self.session = gpt2.start_tf_sess(threads=threads if threads > 0 else -1)
-            self.session.run(tf.compat.v1.variables_initializer(list(state.values()) + [prefix_cache]))
+            self.session.run(tf.compat.v1.variables_initializer(
+                [v for value in state.values() for v in _as_list(value)] + prefix_cache))
             restore(tf, self.session, weights, self.checkpoint)
             self.session.run(self._prefill)
 

@@ -10,7 +10,9 @@ network, written for that:
 * each row has its own position (``positions[b]``), used for the position
   embedding and as the slot in the KV cache where the row's new key and value
   are written;
-* the cache is preallocated (``[layers, 2, rows, heads, cache_len, head_dim]``)
+* the cache is preallocated, one ``[rows, heads, cache_len, head_dim]`` tensor
+  of keys and one of values per layer (separate tensors, so XLA updates them in
+  place and feeds them to the attention products without copying slices),
   and attention sees only cache entries ``<= positions[b]``; later entries may
   hold a previous sample's keys and are masked exactly as gpt-2-simple masks
   the future (weight -1e10 before the softmax, so they contribute exactly 0).
@@ -93,38 +95,42 @@ def _linear(tf, x, w, b):
     return tf.matmul(x, w[0]) + b
 
 
-def empty_cache(tf, shape: Shape, rows: int, cache_len: int):
-    return tf.zeros([shape.n_layer, 2, rows, shape.n_head, cache_len, shape.head_dim], tf.float32)
+def cache_shape(shape: Shape, rows: int, cache_len: int) -> list[int]:
+    return [rows, shape.n_head, cache_len, shape.head_dim]
+
+
+def empty_cache(tf, shape: Shape, rows: int, cache_len: int) -> list:
+    """[keys of layer 0, values of layer 0, keys of layer 1, ...], all zero."""
+    return [tf.zeros(cache_shape(shape, rows, cache_len), tf.float32) for _ in range(2 * shape.n_layer)]
 
 
 def decode_step(tf, weights: dict, shape: Shape, tokens, positions, cache, output_embedding=None):
     """One token per row: (logits [rows, n_vocab], updated cache).
 
-    ``tokens`` and ``positions`` are int32 [rows]; row b's key and value are
-    written at ``cache[:, :, b, :, positions[b]]`` and it attends to entries
+    ``tokens`` and ``positions`` are int32 [rows]; ``cache`` is a list as made
+    by :func:`empty_cache`. Row b's key and value are written at
+    ``[b, :, positions[b]]`` of its layer's tensors and it attends to entries
     ``0..positions[b]`` of its own cache row. ``output_embedding`` may pass
     ``wte`` already transposed ([embd, vocab]), hoisted out of a decoding loop.
     """
     rows = tokens.shape[0] if tokens.shape[0] is not None else tf.shape(tokens)[0]
-    cache_len = cache.shape[4]
+    cache = list(cache)
+    cache_len = cache[0].shape[2]
     heads, head_dim = shape.n_head, shape.head_dim
     h = tf.gather(weights["wte"], tokens) + tf.gather(weights["wpe"], positions)  # [rows, embd]
     visible = tf.range(cache_len)[tf.newaxis, tf.newaxis, :] <= positions[:, tf.newaxis, tf.newaxis]  # [rows,1,T]
-    # Scatter indices (layer, k|v, row, head, position): one [head_dim] vector each.
-    row_ids = tf.repeat(tf.range(rows), heads)
-    head_ids = tf.tile(tf.range(heads), [rows])
-    row_positions = tf.repeat(positions, heads)
+    # Scatter indices (row, head, position): one [head_dim] vector each.
+    where = tf.stack([tf.repeat(tf.range(rows), heads), tf.tile(tf.range(heads), [rows]),
+                      tf.repeat(positions, heads)], axis=1)
     scale = tf.math.rsqrt(tf.cast(head_dim, tf.float32))
     for layer in range(shape.n_layer):
         w = {name: weights[f"h{layer}/{name}"] for name in LAYER_PARAMS}
         x = _norm(tf, h, w["ln_1/g"], w["ln_1/b"])
         qkv = tf.reshape(_linear(tf, x, w["attn/c_attn/w"], w["attn/c_attn/b"]), [rows, 3, heads, head_dim])
         q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
-        where = tf.stack([tf.fill([rows * heads], layer), tf.zeros([rows * heads], tf.int32), row_ids, head_ids,
-                          row_positions], axis=1)
-        where = tf.concat([where, where + [0, 1, 0, 0, 0]], axis=0)
-        cache = tf.tensor_scatter_nd_update(cache, where, tf.reshape(tf.concat([k, v], axis=0), [-1, head_dim]))
-        keys, values = cache[layer, 0], cache[layer, 1]  # [rows, heads, T, head_dim]
+        keys = cache[2 * layer] = tf.tensor_scatter_nd_update(cache[2 * layer], where, tf.reshape(k, [-1, head_dim]))
+        values = cache[2 * layer + 1] = tf.tensor_scatter_nd_update(cache[2 * layer + 1], where,
+                                                                     tf.reshape(v, [-1, head_dim]))
         scores = tf.einsum("bhd,bhtd->bht", q, keys) * scale
         scores = tf.where(visible, scores, tf.cast(-1e10, scores.dtype))
         scores = scores - tf.reduce_max(scores, axis=-1, keepdims=True)

@@ -30,7 +30,7 @@ def test_decode_step_with_per_row_positions_matches_gpt2_simple_logits(trained_r
     Each logit must equal gpt-2-simple's for the same prefix: the junk keys left in
     row 1's cache beyond its position are masked out, and rows do not see each other.
     """
-    from generator.gpt2_forward import Shape, decode_step, empty_cache, model_variables, restore
+    from generator.gpt2_forward import Shape, cache_shape, decode_step, model_variables, restore
     from generator.tf_runtime import import_tf
 
     tf = import_tf()
@@ -50,15 +50,16 @@ def test_decode_step_with_per_row_positions_matches_gpt2_simple_logits(trained_r
         weights = model_variables(tf, shape)
         tokens = tf.compat.v1.placeholder(tf.int32, [2])
         positions = tf.compat.v1.placeholder(tf.int32, [2])
-        cache_in = tf.compat.v1.placeholder(tf.float32, empty_cache(tf, shape, 2, 16).shape)
+        cache_in = [tf.compat.v1.placeholder(tf.float32, cache_shape(shape, 2, 16)) for _ in range(2 * shape.n_layer)]
         logits, cache_out = decode_step(tf, weights, shape, tokens, positions, cache_in)
         with tf.compat.v1.Session() as sess:
             restore(tf, sess, weights, tf.train.latest_checkpoint(str(run_dir)))
-            cache = np.zeros(cache_in.shape.as_list(), np.float32)
+            cache = [np.zeros(cache_shape(shape, 2, 16), np.float32) for _ in cache_in]
             ours = {0: [], 1: []}
             for step in schedule:
                 out, cache = sess.run([logits, cache_out], {tokens: [step[0][0], step[1][0]],
-                                                            positions: [step[0][1], step[1][1]], cache_in: cache})
+                                                            positions: [step[0][1], step[1][1]],
+                                                            **dict(zip(cache_in, cache))})
                 for row in (0, 1):
                     ours[row].append(out[row])
     row0 = np.array(ours[0][:length])
