@@ -257,8 +257,11 @@ class ContinuousSampler:
                 def body(step, next_in_queue, done, out, s):
                     s, next_in_queue = refill(s, next_in_queue)
                     active = s["sample"] >= 0
-                    position = tf.minimum(s["position"], cache_len - 1)
-                    raw, cache = decode_step(tf, w, shape, s["token"], position, s["cache"], output_embedding)
+                    # A free slot computes at position 0 (its cache is rewritten when it is refilled), so
+                    # stale positions do not widen the attention window.
+                    position = tf.where(active, tf.minimum(s["position"], cache_len - 1), 0)
+                    raw, cache = decode_step(tf, w, shape, s["token"], position, s["cache"], output_embedding,
+                                             windowed=64)
                     logits = raw / tf.cast(temperature, tf.float32)
                     if allowed_mask is not None:
                         logits = tf.where(allowed_mask[tf.newaxis, :], logits, -1e10)

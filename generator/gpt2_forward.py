@@ -104,7 +104,16 @@ def empty_cache(tf, shape: Shape, rows: int, cache_len: int) -> list:
     return [tf.zeros(cache_shape(shape, rows, cache_len), tf.float32) for _ in range(2 * shape.n_layer)]
 
 
-def decode_step(tf, weights: dict, shape: Shape, tokens, positions, cache, output_embedding=None):
+def attention_windows(cache_len: int, smallest: int = 64) -> list[int]:
+    """Static spans of the cache attention may read: powers of two from ``smallest``, then the whole cache."""
+    windows = []
+    while smallest < cache_len:
+        windows.append(smallest)
+        smallest *= 2
+    return windows + [cache_len]
+
+
+def decode_step(tf, weights: dict, shape: Shape, tokens, positions, cache, output_embedding=None, windowed: int = 0):
     """One token per row: (logits [rows, n_vocab], updated cache).
 
     ``tokens`` and ``positions`` are int32 [rows]; ``cache`` is a list as made
@@ -112,6 +121,10 @@ def decode_step(tf, weights: dict, shape: Shape, tokens, positions, cache, outpu
     ``[b, :, positions[b]]`` of its layer's tensors and it attends to entries
     ``0..positions[b]`` of its own cache row. ``output_embedding`` may pass
     ``wte`` already transposed ([embd, vocab]), hoisted out of a decoding loop.
+    ``windowed`` (a smallest span, 0 = off): attention reads only the first W
+    cache entries, W the least of :func:`attention_windows` above every row's position (a
+    ``switch_case`` of static shapes for XLA), so a 1024-entry cache costs what
+    the rows' actual lengths need; the masked entries it skips weigh exactly 0.
     """
     rows = tokens.shape[0] if tokens.shape[0] is not None else tf.shape(tokens)[0]
     cache = list(cache)
@@ -119,6 +132,16 @@ def decode_step(tf, weights: dict, shape: Shape, tokens, positions, cache, outpu
     heads, head_dim = shape.n_head, shape.head_dim
     h = tf.gather(weights["wte"], tokens) + tf.gather(weights["wpe"], positions)  # [rows, embd]
     visible = tf.range(cache_len)[tf.newaxis, tf.newaxis, :] <= positions[:, tf.newaxis, tf.newaxis]  # [rows,1,T]
+    windows = attention_windows(cache_len, windowed) if windowed else [cache_len]
+    window = tf.reduce_sum(tf.cast(tf.reduce_max(positions) >= tf.constant(windows[:-1], tf.int32), tf.int32))
+
+    def attend(q, keys, values, span):
+        scores = tf.einsum("bhd,bhtd->bht", q, keys[:, :, :span]) * scale
+        scores = tf.where(visible[:, :, :span], scores, tf.cast(-1e10, scores.dtype))
+        scores = scores - tf.reduce_max(scores, axis=-1, keepdims=True)
+        e = tf.exp(scores)
+        return tf.einsum("bht,bhtd->bhd", e / tf.reduce_sum(e, axis=-1, keepdims=True), values[:, :, :span])
+
     # Scatter indices (row, head, position): one [head_dim] vector each.
     where = tf.stack([tf.repeat(tf.range(rows), heads), tf.tile(tf.range(heads), [rows]),
                       tf.repeat(positions, heads)], axis=1)
@@ -131,12 +154,11 @@ def decode_step(tf, weights: dict, shape: Shape, tokens, positions, cache, outpu
         keys = cache[2 * layer] = tf.tensor_scatter_nd_update(cache[2 * layer], where, tf.reshape(k, [-1, head_dim]))
         values = cache[2 * layer + 1] = tf.tensor_scatter_nd_update(cache[2 * layer + 1], where,
                                                                      tf.reshape(v, [-1, head_dim]))
-        scores = tf.einsum("bhd,bhtd->bht", q, keys) * scale
-        scores = tf.where(visible, scores, tf.cast(-1e10, scores.dtype))
-        scores = scores - tf.reduce_max(scores, axis=-1, keepdims=True)
-        e = tf.exp(scores)
-        attention = e / tf.reduce_sum(e, axis=-1, keepdims=True)
-        a = tf.reshape(tf.einsum("bht,bhtd->bhd", attention, values), [rows, shape.n_embd])
+        if len(windows) == 1:
+            a = attend(q, keys, values, cache_len)
+        else:
+            a = tf.switch_case(window, [lambda span=span: attend(q, keys, values, span) for span in windows])
+        a = tf.reshape(a, [rows, shape.n_embd])
         h = h + _linear(tf, a, w["attn/c_proj/w"], w["attn/c_proj/b"])
         x = _norm(tf, h, w["ln_2/g"], w["ln_2/b"])
         h = h + _linear(tf, _gelu(tf, _linear(tf, x, w["mlp/c_fc/w"], w["mlp/c_fc/b"])),

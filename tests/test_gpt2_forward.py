@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 
 def reference_logits(run_dir, sequences):
@@ -24,7 +25,8 @@ def reference_logits(run_dir, sequences):
             return sess.run(logits, {x: sequences})
 
 
-def test_decode_step_with_per_row_positions_matches_gpt2_simple_logits(trained_run):
+@pytest.mark.parametrize("windowed", [0, 4])  # 4: attention spans 4, 8, 16 of the cache as rows advance
+def test_decode_step_with_per_row_positions_matches_gpt2_simple_logits(trained_run, windowed):
     """Row 0 decodes A from step 0; row 1 decodes junk, then restarts at position 0 with B (a refill).
 
     Each logit must equal gpt-2-simple's for the same prefix: the junk keys left in
@@ -51,7 +53,7 @@ def test_decode_step_with_per_row_positions_matches_gpt2_simple_logits(trained_r
         tokens = tf.compat.v1.placeholder(tf.int32, [2])
         positions = tf.compat.v1.placeholder(tf.int32, [2])
         cache_in = [tf.compat.v1.placeholder(tf.float32, cache_shape(shape, 2, 16)) for _ in range(2 * shape.n_layer)]
-        logits, cache_out = decode_step(tf, weights, shape, tokens, positions, cache_in)
+        logits, cache_out = decode_step(tf, weights, shape, tokens, positions, cache_in, windowed=windowed)
         with tf.compat.v1.Session() as sess:
             restore(tf, sess, weights, tf.train.latest_checkpoint(str(run_dir)))
             cache = [np.zeros(cache_shape(shape, 2, 16), np.float32) for _ in cache_in]
