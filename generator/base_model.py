@@ -43,6 +43,8 @@ class ModelSettings:
     n_head: int = setting(4, "bootstrap: attention heads (must divide n_embd)")
     n_layer: int = setting(2, "bootstrap: transformer layers")
     seed: int = setting(1234, "bootstrap: seed of the fresh weights")
+    pad_vocab: bool = setting(False, "bootstrap: pad the vocabulary with placeholder tokens (never produced by "
+                              "the BPE) to exactly vocab_size + 1 entries, e.g. GPT-2's 50,257 for a 124M shape")
 
     def validate(self) -> None:
         if self.source not in ("bootstrap", "pretrained"):
@@ -153,6 +155,18 @@ def train_tokenizer(corpus_path: str | Path, vocab_size: int) -> tuple[dict, lis
     return encoder, merges
 
 
+def pad_encoder(encoder: dict, n_vocab: int) -> None:
+    """Add placeholder tokens until ``encoder`` has ``n_vocab`` entries.
+
+    A placeholder's string (``<|pad17|>``) is no merge of the BPE, so encoding
+    never produces it: the model only gets the real vocabulary's exact shape.
+    """
+    next_id = max(encoder.values(), default=-1) + 1
+    while len(encoder) < n_vocab:
+        encoder.setdefault(f"<|pad{next_id}|>", next_id)
+        next_id += 1
+
+
 def bootstrap(models_root: str | Path, settings: ModelSettings, corpus_path: str | Path) -> dict:
     """Create ``<models_root>/<name>``: tokenizer from the corpus plus freshly initialised GPT-2 weights."""
     from .tf_runtime import import_tf
@@ -163,6 +177,8 @@ def bootstrap(models_root: str | Path, settings: ModelSettings, corpus_path: str
     staging = Path(tempfile.mkdtemp(prefix=f".{settings.name}.", dir=models_root))
     try:
         encoder, merges = train_tokenizer(corpus_path, settings.vocab_size)
+        if settings.pad_vocab:
+            pad_encoder(encoder, settings.hparams["n_vocab"])
         hparams = {**settings.hparams, "n_vocab": len(encoder)}
         atomic_write_json(staging / "encoder.json", encoder)
         atomic_write_text(staging / "vocab.bpe", "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))

@@ -75,16 +75,24 @@ def resolve_run(checkpoint_root: str | Path, run_name: str) -> Path:
 
 
 def write_generation_info(run_dir: str | Path, train_text: str | Path) -> dict:
-    """Record, in the run, the longest training description in tokens and the conditions seen.
+    """Record, in the run, what sampling needs to know about the training data.
 
-    Generation derives its default length cap from it, so the cap follows the
-    data and travels with the checkpoint (and its promoted copies).
+    ``max_tokens``: the longest training description in tokens (the default
+    length cap); ``conditions``: the control prefixes seen; ``condition_counts``:
+    how many descriptions had each complete ``[type] [genre]`` prefix (the mix
+    catalog conditioning draws from); ``seen_tokens``: the token ids the
+    training text contains (the others are never sampled). It lives in the run,
+    so it travels with the checkpoint and its promoted copies.
     """
+    from collections import Counter
+
     from gpt_2_simple.src import encoder as gpt2_encoder
 
     enc = gpt2_encoder.get_encoder(str(run_dir))
-    longest, controls = 0, set()
+    longest, controls, pairs = 0, set(), Counter()
+    seen = set(enc.encode("\n"))  # gpt-2-simple encodes the file whole: lines are joined by newlines
     for line in Path(train_text).read_text(encoding="utf-8").splitlines():
+        seen.update(enc.encode(line))
         parsed = parse_training_line(line)
         if parsed is None:
             continue
@@ -92,16 +100,23 @@ def write_generation_info(run_dir: str | Path, train_text: str | Path) -> dict:
         kind, genre, _ = parsed
         if kind or genre:
             controls.add(control_prefix(kind or "", genre or "").strip())
-    info = {"max_tokens": longest, "conditions": sorted(controls)}
+        if kind and genre:
+            pairs[control_prefix(kind, genre).strip()] += 1
+    info = {"max_tokens": longest, "conditions": sorted(controls), "condition_counts": dict(sorted(pairs.items())),
+            "seen_tokens": sorted(seen)}
     atomic_write_json(Path(run_dir) / GENERATION_INFO, info)
     return info
 
 
+def read_generation_info(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / GENERATION_INFO
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def default_length(run_dir: Path) -> int:
     """Length cap when none is set: the longest training description plus a 25 % margin."""
-    info_path = run_dir / GENERATION_INFO
-    if info_path.is_file():
-        longest = json.loads(info_path.read_text())["max_tokens"]
+    longest = read_generation_info(run_dir).get("max_tokens")
+    if longest:
         return min(1023, math.ceil(longest * 1.25) + 8)
     return 1023  # gpt-2-simple's own default
 

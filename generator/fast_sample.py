@@ -1,4 +1,10 @@
-"""Early-stopping sampler over gpt-2-simple's own model graph and checkpoints.
+"""Early-stopping sampler over gpt-2-simple's own model graph, and the fast backend's driver.
+
+The fast backend now samples with :mod:`generator.continuous_sample` (continuous
+batching, XLA); :func:`generate_fast` below drives it (ordering, streaming,
+resume). :class:`FastSampler`, the previous per-batch loop described here,
+stays as the path verified token for token against ``gpt2.generate`` and as the
+benchmark's baseline.
 
 gpt-2-simple's ``generate`` runs a ``tf.while_loop`` that always decodes
 ``length`` tokens for every row and only afterwards cuts the text at
@@ -38,17 +44,16 @@ and changes what the loop does around the model:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
-import os
-import sys
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .checkpoints import load_hparams
 from .errors import UserError
-from .textformat import END_TOKEN, parse_sample
+from .textformat import END_TOKEN
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -281,130 +286,3 @@ class FastSampler:
 
     def close(self) -> None:
         self.session.close()
-
-
-# --- the generate stage's fast backend -------------------------------------------------------
-
-
-def plan_batches(plan: list[tuple[str, int]], batch_size: int) -> list[tuple[str, int, int]]:
-    """[(prefix, first global index, rows), ...]: each condition's samples cut into batches."""
-    batches, index = [], 0
-    for prefix, count in plan:
-        for start in range(0, count, batch_size):
-            rows = min(batch_size, count - start)
-            batches.append((prefix, index, rows))
-            index += rows
-    return batches
-
-
-def sample_seed(seed: int, index: int) -> list[int]:
-    """The random stream of sample ``index`` (``numpy.random.default_rng`` entropy)."""
-    return [seed & 0xFFFFFFFFFFFFFFFF, index]
-
-
-def partial_paths(out_path: str | Path) -> tuple[Path, Path]:
-    """Where a run in progress writes: ``<out>.partial`` and its fingerprint ``<out>.partial.json``."""
-    out_path = Path(out_path)
-    return out_path.with_name(out_path.name + ".partial"), out_path.with_name(out_path.name + ".partial.json")
-
-
-def resume_fingerprint(run_dir: str | Path, settings, length: int) -> dict:
-    """What produced a partial output; only an identical fingerprint may be resumed."""
-    from .tf_runtime import import_tf
-
-    run_dir = Path(run_dir)
-    checkpoint = import_tf().train.latest_checkpoint(str(run_dir)) or ""
-    index_file = Path(checkpoint + ".index")
-    fields = dataclasses.asdict(settings)
-    for key in ("progress", "resume", "threads"):  # they do not change the samples
-        fields.pop(key, None)
-    return {"run_dir": str(run_dir.resolve()), "checkpoint": Path(checkpoint).name,
-            "checkpoint_index_sha256": hashlib.sha256(index_file.read_bytes()).hexdigest() if index_file.is_file() else None,
-            "length": length, "settings": fields}
-
-
-def _resumable_lines(partial: Path, boundaries: set[int]) -> list[str]:
-    """The lines of a partial output up to its last whole batch (a torn tail is dropped)."""
-    lines = []
-    with partial.open("r", encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                record = json.loads(line) if line.endswith("\n") else None
-            except json.JSONDecodeError:
-                record = None
-            if not isinstance(record, dict) or record.get("index") != len(lines):
-                break
-            lines.append(line)
-    while len(lines) not in boundaries:
-        lines.pop()
-    return lines
-
-
-def _progress_bar(settings, total: int, initial: int):
-    from tqdm import tqdm
-
-    shown = getattr(settings, "progress", True) and sys.stderr.isatty()
-    return tqdm(total=total, initial=initial, unit="sample", desc="generate", file=sys.stderr,
-                disable=not shown, dynamic_ncols=True, smoothing=0.1)
-
-
-def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: int,
-                  plan: list[tuple[str, int]]) -> dict:
-    """Write ``settings.samples`` samples to ``out_path`` with the early-stopping sampler.
-
-    Each batch's lines are appended and fsynced to ``<out>.partial``, renamed to
-    ``out_path`` once complete, so readers never see a half-written file. With
-    ``settings.resume``, a partial output left by an interrupted run with the same
-    checkpoint and settings (its fingerprint in ``<out>.partial.json``) is kept up
-    to its last whole batch and the run continues from there; the result is the
-    file an uninterrupted run writes. Returns extra fields for the manifest.
-    """
-    out_path = Path(out_path)
-    partial, meta = partial_paths(out_path)
-    batches = plan_batches(plan, settings.batch_size)
-    boundaries = {first for _, first, _ in batches} | {settings.samples}
-    fingerprint = resume_fingerprint(run_dir, settings, length)
-
-    kept: list[str] = []
-    if getattr(settings, "resume", True) and partial.is_file() and meta.is_file():
-        try:
-            same = json.loads(meta.read_text(encoding="utf-8")) == fingerprint
-        except (OSError, ValueError):
-            same = False
-        if same:
-            kept = _resumable_lines(partial, boundaries)
-    resumed = len(kept)
-    if resumed:
-        log.info("resuming %s at sample %d of %d", partial, resumed, settings.samples)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    meta.write_text(json.dumps(fingerprint, sort_keys=True), encoding="utf-8")
-
-    sampler = FastSampler(run_dir, temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
-                          threads=settings.threads, compact=getattr(settings, "compact", True))
-    steps = tokens = batches_run = 0
-    started = time.monotonic()
-    try:
-        contexts: dict[str, list[int]] = {}
-        with partial.open("w", encoding="utf-8") as handle, _progress_bar(settings, settings.samples, resumed) as bar:
-            handle.writelines(kept)  # the kept whole batches, rewritten without any torn tail
-            for prefix, first, rows in batches:
-                if first < resumed:
-                    continue
-                context = contexts.setdefault(prefix, sampler.encoder.encode(prefix))
-                seeds = [sample_seed(settings.seed, index) for index in range(first, first + rows)]
-                samples, ran = sampler.sample(context, length, seeds)
-                for index, row in enumerate(samples, start=first):
-                    record = {**parse_sample(sampler.decode(context, row), prefix), "index": index,
-                              "logprob": None if row.logprob is None else round(row.logprob, 4)}
-                    handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-                steps, batches_run = steps + ran, batches_run + 1
-                tokens += sum(len(row.tokens) for row in samples)
-                bar.update(rows)
-    finally:
-        sampler.close()
-    os.replace(partial, out_path)
-    meta.unlink(missing_ok=True)
-    return {"written": settings.samples, "resumed_from": resumed, "batches": batches_run, "decode_steps": steps,
-            "sample_tokens": tokens, "sampling_seconds": round(time.monotonic() - started, 2)}

@@ -9,7 +9,7 @@ and written without the prefix::
 ``terminated`` is false when the length cap came before the end marker; curate
 drops those. Two backends read the same gpt-2-simple checkpoint:
 ``gpt2-simple`` (``gpt2.generate``, the reference) and ``fast`` (an early-stopping
-sampler over the same graph, :mod:`generator.fast_sample`).
+sampler over the same checkpoint, :mod:`generator.fast_backend`).
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ import time
 from pathlib import Path
 
 from .artifacts import check_output_file, write_jsonl, write_manifest
-from .checkpoints import default_length, resolve_run
+from .checkpoints import GENERATION_INFO, default_length, read_generation_info, resolve_run
 from .errors import UserError
 from .settings import setting
-from .textformat import generation_prefix, is_condition, parse_sample
+from .textformat import START_TOKEN, generation_prefix, is_condition, parse_sample
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("gpt2-simple", "fast")
+CONDITIONING = ("catalog", "none", "list")
 
 
 @dataclasses.dataclass
@@ -47,11 +48,16 @@ class GenerateSettings:
     backend: str = setting("fast", "fast: early-stopping sampler over the same checkpoint; gpt2-simple: "
                            "gpt_2_simple.generate, the reference, which always decodes `length` tokens",
                            choices=BACKENDS)
-    conditions: list = setting([], 'control-prefix mix such as "[TV Show] [Comedies]" or "[Movie]"; '
-                               "empty = unconditioned")
+    conditioning: str = setting("catalog", "catalog: each sample's [type] [genre] prefix drawn from the training "
+                                "catalog's own mix (recorded with the checkpoint), from its own stream (seed, index); "
+                                "list: generate.conditions split evenly; none: no prefix", choices=CONDITIONING)
+    conditions: list = setting([], 'control-prefix mix such as "[TV Show] [Comedies]" or "[Movie]" for conditioning '
+                               '"list" (given with "catalog", they are used as a list)')
+    mask_unseen_tokens: bool = setting(True, "fast backend: never sample a token the training text never contained "
+                                       "(BPE merge intermediates)")
     threads: int = setting(0, "TensorFlow threads (0 = all cores)")
-    compact: bool = setting(True, "fast backend: drop finished rows from the batch and its KV cache as they end "
-                            "(changes the speed, not the samples)")
+    compact: bool = setting(True, "no longer used: the fast backend batches continuously (a finished row's slot "
+                            "takes the next sample); accepted so existing configs keep loading")
     progress: bool = setting(True, "fast backend: progress bar on stderr, shown only on a terminal")
     resume: bool = setting(True, "fast backend: continue an interrupted run's <out>.partial when the checkpoint "
                            "and settings are the same")
@@ -72,6 +78,12 @@ class GenerateSettings:
             raise UserError("generate.top_p must be in [0, 1] and top_k >= 0", "fix --top-p / --top-k")
         if self.length < 0 or self.length > 1023:
             raise UserError(f"generate.length must be 0 (auto) to 1023, got {self.length}", "fix --length")
+        if self.conditioning not in CONDITIONING:
+            raise UserError(f"unknown generate.conditioning {self.conditioning!r}",
+                            f"use one of: {', '.join(CONDITIONING)}")
+        if self.conditioning == "list" and not self.conditions:
+            raise UserError("generate.conditioning is \"list\" but generate.conditions is empty",
+                            "give conditions (--condition \"[Movie] [Dramas]\") or use conditioning \"catalog\"")
         for condition in self.conditions:
             if not is_condition(condition):
                 raise UserError(f"bad generation condition {condition!r}",
@@ -88,6 +100,35 @@ def plan_conditions(settings: GenerateSettings) -> list[tuple[str, int]]:
         if count:
             plan.append((generation_prefix(condition), count))
     return plan
+
+
+def condition_stream(seed: int, index: int) -> list[int]:
+    """The random stream choosing sample ``index``'s condition (apart from its token stream)."""
+    return [seed & 0xFFFFFFFFFFFFFFFF, index, 1]
+
+
+def draw_conditions(counts: dict[str, int], seed: int, indices) -> list[str]:
+    """Each sample's condition drawn from ``counts``, from its own stream: the same whatever the batching."""
+    import numpy as np
+
+    names = sorted(counts)
+    cumulative = np.cumsum([counts[name] for name in names], dtype=np.float64)
+    picks = [np.random.default_rng(condition_stream(seed, index)).random() * cumulative[-1] for index in indices]
+    return [names[int(i)] for i in np.searchsorted(cumulative, picks, side="right")]
+
+
+def sample_prefixes(run_dir: str | Path, settings: GenerateSettings) -> list[str]:
+    """The prefix of every sample, by index, under ``settings.conditioning``."""
+    mode = "list" if settings.conditioning == "catalog" and settings.conditions else settings.conditioning
+    if mode == "catalog":
+        counts = read_generation_info(run_dir).get("condition_counts")
+        if counts:
+            return [START_TOKEN + " " + condition
+                    for condition in draw_conditions(counts, settings.seed, range(settings.samples))]
+        log.warning("%s records no [type] [genre] mix (trained without prefixes, or before it was recorded): "
+                    "generating unconditioned", Path(run_dir) / GENERATION_INFO)
+    listed = settings if mode == "list" else dataclasses.replace(settings, conditions=[])
+    return [prefix for prefix, count in plan_conditions(listed) for _ in range(count)]
 
 
 def generate(checkpoint_root: str | Path, run_name: str, out_path: str | Path,
@@ -110,9 +151,10 @@ def _generate(checkpoint_root, run_name: str, out_path: Path, settings: Generate
     length = settings.length or default_length(run_dir)
     started = time.monotonic()
     if settings.backend == "fast":
-        from .fast_sample import generate_fast
+        from .fast_backend import generate_fast
 
-        stats = generate_fast(run_dir, out_path, settings, length, plan_conditions(settings))
+        seen = read_generation_info(run_dir).get("seen_tokens") if settings.mask_unseen_tokens else None
+        stats = generate_fast(run_dir, out_path, settings, length, sample_prefixes(run_dir, settings), seen)
     else:
         records = _generate_gpt2_simple(checkpoint_root, run_name, settings, length)
         write_jsonl(out_path, records)
@@ -137,10 +179,15 @@ def _generate_gpt2_simple(checkpoint_root, run_name: str, settings: GenerateSett
 
     gpt2 = import_gpt2()
     sess = new_session(settings.threads)
+    prefixes = sample_prefixes(Path(checkpoint_root) / run_name, settings)
+    groups: dict[str, list[int]] = {}  # prefix -> its samples' indices, in order of first use
+    for index, prefix in enumerate(prefixes):
+        groups.setdefault(prefix, []).append(index)
     records: list[dict] = []
     try:
         gpt2.load_gpt2(sess, run_name=run_name, checkpoint_dir=str(checkpoint_root))
-        for prefix, count in plan_conditions(settings):
+        for prefix, indices in groups.items():
+            count = len(indices)
             batch_size = min(settings.batch_size, count)
             # gpt2.generate insists on nsamples % batch_size == 0: round up, keep the first `count`.
             nsamples = math.ceil(count / batch_size) * batch_size
@@ -150,11 +197,11 @@ def _generate_gpt2_simple(checkpoint_root, run_name: str, settings: GenerateSett
                 top_k=settings.top_k, top_p=settings.top_p, prefix=prefix, seed=settings.seed + len(records),
                 include_prefix=True,
             )
-            for raw in texts[:count]:
-                records.append({**parse_sample(raw, prefix), "index": len(records)})
+            for index, raw in zip(indices, texts[:count]):
+                records.append({**parse_sample(raw, prefix), "index": index})
     finally:
         sess.close()
-    return records
+    return sorted(records, key=lambda record: record["index"])
 
 
 def add_cli(subparsers) -> None:
@@ -178,6 +225,7 @@ def add_cli(subparsers) -> None:
     add_setting_flag(parser, "--seed", "generate.seed")
     add_setting_flag(parser, "--backend", "generate.backend")
     add_setting_flag(parser, "--condition", "generate.conditions", metavar="PREFIX")
+    add_setting_flag(parser, "--conditioning", "generate.conditioning")
     parser.set_defaults(func=_cli)
 
 

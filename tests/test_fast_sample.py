@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings as hyp_settings, strategies as st
 
 from generator.textformat import END_TOKEN, START_TOKEN, parse_sample
-from generator.fast_sample import FastSampler, end_marker_table, partial_paths, resume_fingerprint
+from generator.fast_backend import partial_paths, resume_fingerprint
+from generator.fast_sample import FastSampler, end_marker_table
 from generator.sample import GenerateSettings, generate
 
 from conftest import SAMPLE_CATALOG

@@ -1,0 +1,176 @@
+"""The generate stage's fast backend: continuous batching, samples written in index order, resumable.
+
+:func:`generate_fast` drives :class:`generator.continuous_sample.ContinuousSampler`
+and owns what a run of the stage needs around it: each sample's random stream
+(``sample_seed``), the ``<out>.partial`` file with its fingerprint, resuming an
+interrupted run from its last whole batch, and the progress bar.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from .checkpoints import read_hparams
+from .continuous_sample import ContinuousSampler
+from .fast_sample import Row
+from .textformat import parse_sample
+
+log = logging.getLogger(__name__)
+
+
+def plan_batches(settings) -> list[tuple[int, int]]:
+    """[(first index, rows), ...]: the samples in runs of ``batch_size``, the units written and resumed."""
+    return [(first, min(settings.batch_size, settings.samples - first))
+            for first in range(0, settings.samples, settings.batch_size)]
+
+
+def sample_seed(seed: int, index: int) -> list[int]:
+    """The random stream of sample ``index`` (``numpy.random.default_rng`` entropy)."""
+    return [seed & 0xFFFFFFFFFFFFFFFF, index]
+
+
+def partial_paths(out_path: str | Path) -> tuple[Path, Path]:
+    """Where a run in progress writes: ``<out>.partial`` and its fingerprint ``<out>.partial.json``."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.name + ".partial"), out_path.with_name(out_path.name + ".partial.json")
+
+
+def resume_fingerprint(run_dir: str | Path, settings, length: int) -> dict:
+    """What produced a partial output; only an identical fingerprint may be resumed."""
+    from .tf_runtime import import_tf
+
+    run_dir = Path(run_dir)
+    checkpoint = import_tf().train.latest_checkpoint(str(run_dir)) or ""
+    index_file = Path(checkpoint + ".index")
+    fields = dataclasses.asdict(settings)
+    for key in ("progress", "resume", "threads"):  # they do not change the samples
+        fields.pop(key, None)
+    return {"run_dir": str(run_dir.resolve()), "checkpoint": Path(checkpoint).name,
+            "checkpoint_index_sha256": hashlib.sha256(index_file.read_bytes()).hexdigest() if index_file.is_file() else None,
+            "length": length, "settings": fields}
+
+
+def _resumable_lines(partial: Path, boundaries: set[int]) -> list[str]:
+    """The lines of a partial output up to its last whole batch (a torn tail is dropped)."""
+    lines = []
+    with partial.open("r", encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line) if line.endswith("\n") else None
+            except json.JSONDecodeError:
+                record = None
+            if not isinstance(record, dict) or record.get("index") != len(lines):
+                break
+            lines.append(line)
+    while len(lines) not in boundaries:
+        lines.pop()
+    return lines
+
+
+def _progress_bar(settings, total: int, initial: int):
+    from tqdm import tqdm
+
+    shown = getattr(settings, "progress", True) and sys.stderr.isatty()
+    return tqdm(total=total, initial=initial, unit="sample", desc="generate", file=sys.stderr,
+                disable=not shown, dynamic_ncols=True, smoothing=0.1)
+
+
+def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: int, prefixes: list[str],
+                  seen_tokens: list[int] | None = None) -> dict:
+    """Write ``settings.samples`` samples to ``out_path`` with the continuous-batching sampler.
+
+    ``prefixes``: each sample's prefix, by index; ``seen_tokens``: the token ids the training
+    text contained (the others are never sampled), or None to allow every token.
+    ``batch_size`` slots decode side by side, each taking the next sample as soon
+    as its current one ends (:mod:`generator.continuous_sample`). Samples end out
+    of order; they are written in index order, a whole batch of ``batch_size``
+    indices at a time, appended and fsynced to ``<out>.partial``, renamed to
+    ``out_path`` once complete, so readers never see a half-written file. With
+    ``settings.resume``, a partial output left by an interrupted run with the same
+    checkpoint and settings (its fingerprint in ``<out>.partial.json``) is kept up
+    to its last whole batch and the run continues from there; the result is the
+    file an uninterrupted run writes. Returns extra fields for the manifest.
+    """
+
+    out_path = Path(out_path)
+    partial, meta = partial_paths(out_path)
+    batches = plan_batches(settings)
+    boundaries = {first for first, _ in batches} | {settings.samples}
+    fingerprint = resume_fingerprint(run_dir, settings, length)
+
+    kept: list[str] = []
+    if getattr(settings, "resume", True) and partial.is_file() and meta.is_file():
+        try:
+            same = json.loads(meta.read_text(encoding="utf-8")) == fingerprint
+        except (OSError, ValueError):
+            same = False
+        if same:
+            kept = _resumable_lines(partial, boundaries)
+    resumed = len(kept)
+    if resumed:
+        log.info("resuming %s at sample %d of %d", partial, resumed, settings.samples)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps(fingerprint, sort_keys=True), encoding="utf-8")
+
+    distinct = sorted(set(prefixes[resumed:])) or [prefixes[0]]
+    prompt_of = {prefix: position for position, prefix in enumerate(distinct)}
+    started = time.monotonic()
+    sampler = None
+    try:
+        from gpt_2_simple.src import encoder as gpt2_encoder
+
+        encoder = gpt2_encoder.get_encoder(str(run_dir))
+        contexts = [encoder.encode(prefix) for prefix in distinct]
+        n_vocab = read_hparams(run_dir)["n_vocab"]
+        allowed = allowed_tokens(seen_tokens, n_vocab) if seen_tokens else None
+        sampler = ContinuousSampler(run_dir, contexts, length, batch_size=settings.batch_size,
+                                    temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
+                                    threads=settings.threads, allowed=allowed)
+        jobs = ((index, prompt_of[prefixes[index]], sample_seed(settings.seed, index))
+                for index in range(resumed, settings.samples))
+        ends = {first + rows for first, rows in batches}
+        done: dict[int, Row] = {}
+        written = resumed
+        tokens = batches_run = 0
+        with partial.open("w", encoding="utf-8") as handle, _progress_bar(settings, settings.samples, resumed) as bar:
+            handle.writelines(kept)  # the kept whole batches, rewritten without any torn tail
+            for index, row in sampler.generate(jobs):
+                done[index] = row
+                bar.update(1)
+                while written in done:  # write in index order, fsync at each batch's end
+                    row = done.pop(written)
+                    prefix = prefixes[written]
+                    record = {**parse_sample(encoder.decode(contexts[prompt_of[prefix]] + row.tokens), prefix),
+                              "index": written, "logprob": None if row.logprob is None else round(row.logprob, 4)}
+                    handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+                    tokens += len(row.tokens)
+                    written += 1
+                    if written in ends:
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                        batches_run += 1
+        steps = sampler.steps
+    finally:
+        if sampler is not None:
+            sampler.close()
+    os.replace(partial, out_path)
+    meta.unlink(missing_ok=True)
+    return {"written": settings.samples, "resumed_from": resumed, "batches": batches_run, "decode_steps": steps,
+            "sample_tokens": tokens, "sampling_seconds": round(time.monotonic() - started, 2),
+            "conditions_used": len(distinct)}
+
+
+def allowed_tokens(seen_tokens: list[int], n_vocab: int):
+    """Boolean mask over the vocabulary of the tokens the training text contained."""
+    import numpy as np
+
+    mask = np.zeros(n_vocab, bool)
+    mask[[token for token in seen_tokens if 0 <= token < n_vocab]] = True
+    return mask
