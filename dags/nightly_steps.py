@@ -117,7 +117,9 @@ def _main(argv: list[str]) -> int:
     from generator.artifacts import atomic_write_json
     from generator.errors import UserError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Stdout: the task runner files a child's stdout as INFO in the task log (its stderr as errors).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stdout)
     request, result_file = json.loads(argv[0]), argv[1]
     try:
         result = run_step(request["name"], request["params"], request["night"], **request["kwargs"])

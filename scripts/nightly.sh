@@ -44,6 +44,7 @@ echo "running nightly_gallery (run $run_id, night $night, profile $GENERATOR_PRO
 airflow dags trigger nightly_gallery --run-id "$run_id" "${logical[@]}" --conf "$conf" >/dev/null
 
 state=""
+shown=""
 started=$(date +%s)
 while :; do
   state=$(python3 - "$AIRFLOW_HOME/airflow.db" "$run_id" <<'PY'
@@ -56,10 +57,12 @@ print((row[0] if row else "queued") + " " + (done[0] if done else "-"))
 PY
 )
   case "$state" in success*|failed*) break ;; esac
-  printf '\r  %4ss  %-40s' "$(( $(date +%s) - started ))" "state ${state%% *}, last done: ${state#* }"
+  if [ "${state#* }" != "$shown" ]; then  # one line per finished task: readable on a terminal and in a log
+    shown="${state#* }"
+    printf '  %4ss  done: %s\n' "$(( $(date +%s) - started ))" "$shown"
+  fi
   sleep 5
 done
-printf '\n'
 ui="http://localhost:$GALLERY_UI_PORT/dags/nightly_gallery/runs/$run_id"
 if [ "${state%% *}" != success ]; then
   echo "error: the night failed (fix: open the failed task's log: scripts/airflow_ui.sh, then $ui; task logs are also under $AIRFLOW_HOME/logs/)" >&2
