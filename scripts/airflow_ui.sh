@@ -7,8 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup_env.sh airflow
 source scripts/airflow_env.sh
-trap 'scripts/airflow_services.sh stop' EXIT
+follow=""
+trap '[ -n "$follow" ] && kill "$follow" 2>/dev/null; scripts/airflow_services.sh stop' EXIT
+trap 'exit 130' INT TERM
 scripts/airflow_services.sh start
 echo "Airflow UI: http://localhost:$GALLERY_UI_PORT  (user admin, password $GALLERY_ADMIN_PASSWORD)"
 echo "Trigger a night: nightly_gallery -> Trigger -> submit the form as it opens. Ctrl-C stops Airflow."
-tail -n 0 -F "$AIRFLOW_HOME/services/scheduler.log"
+# The scheduler's log meanwhile; in the background so Ctrl-C or a TERM reaches the trap at once.
+tail -n 0 -F "$AIRFLOW_HOME/services/scheduler.log" &
+follow=$!
+wait "$follow"
