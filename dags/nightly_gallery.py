@@ -11,22 +11,30 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
+# The DAG's helper modules sit beside it; the DAG folder is on sys.path only in some runners.
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nightly_ops import (catalog_param_default, configured_profiles, default_catalog, default_target,
+                         failure_notifiers, publish_event_extra, set_run_note, site_asset_uri, success_notifiers)
+from nightly_steps import fail_fast
+
 log = logging.getLogger(__name__)
 
 SCHEDULE = os.environ.get("GALLERY_SCHEDULE", "0 2 * * *")
 GPU_QUEUE = os.environ.get("GALLERY_GPU_QUEUE", "gpu")
-# The deployment's catalog may be a presigned URL or carry user:pass@: it is read from the workers'
-# environment at run time and never becomes a param default (params are stored and shown in the UI).
-DEFAULT_CATALOG = os.environ.get("GALLERY_CATALOG", os.path.join(os.path.dirname(__file__), "..", "sample_data", "catalog.csv"))
-DEFAULT_TARGET = os.environ.get("GALLERY_TARGET", "")
-SITE_ASSET = Asset(name="netflix_gallery_site", uri=os.environ.get("GALLERY_SITE_URI", "file:///srv/netflix-gallery/site"))
 SHARD_SAMPLES = int(os.environ.get("GALLERY_SHARD_SAMPLES", "500"))
 RETRIES = int(os.environ.get("GALLERY_RETRIES", "2"))
+# The night's deadline: past it the run fails (and its running tasks are stopped), so a stuck
+# night does not block the next one (max_active_runs=1). Above train's 6-hour timeout.
+DEADLINE = timedelta(hours=float(os.environ.get("GALLERY_DEADLINE_HOURS", "10")))
+PROFILES, DEFAULT_PROFILE = configured_profiles()
+SITE_ASSET = Asset(name="netflix_gallery_site", uri=site_asset_uri())
 
 
 def _on_failure(context) -> None:
@@ -45,12 +53,48 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": 2.0,  # a multiplier in Airflow 3
     "max_retry_delay": timedelta(minutes=30),
     "execution_timeout": timedelta(minutes=30),
-    "on_failure_callback": _on_failure,
+    # Called once a task has failed for good (after its retries, or at once for a user error).
+    "on_failure_callback": [_on_failure, *failure_notifiers()],
+}
+
+EMPTY_MEANS_CONFIGURED = "Empty: the configured value (profile, GENERATOR_* variables)."
+PARAMS = {
+    "catalog": Param(catalog_param_default(), type=["null", "string"], minLength=1, title="Catalog",
+                     description="Catalog CSV to ingest: a path on the workers, an http(s):// URL or an s3:// URI. "
+                     "Empty: the deployment's (GALLERY_CATALOG in the workers' environment, else the bundled sample)."),
+    "profile": Param(None, type=["null", "string"], enum=[None, *PROFILES], title="Profile",
+                     values_display={"null": f"configured default ({DEFAULT_PROFILE})"},
+                     description="Named profile of generator/defaults.toml (model size, steps, samples). "
+                     "Empty: GENERATOR_PROFILE or the file's default."),
+    "base_model": Param(None, type=["null", "string"], title="Base model",
+                        description="Base model name (model.name), e.g. 124M. Empty: the profile's."),
+    "steps": Param(None, type=["null", "integer"], minimum=0, title="Training steps",
+                   description="Fine-tuning steps tonight (train.steps); 0 skips training. " + EMPTY_MEANS_CONFIGURED),
+    "samples": Param(None, type=["null", "integer"], minimum=1, title="Samples",
+                     description="Descriptions to generate (generate.samples). " + EMPTY_MEANS_CONFIGURED),
+    "temperature": Param(None, type=["null", "number"], exclusiveMinimum=0, title="Temperature",
+                         description="Sampling temperature (generate.temperature). " + EMPTY_MEANS_CONFIGURED),
+    "top_k": Param(None, type=["null", "integer"], minimum=0, title="Top-k",
+                   description="Sample among the k likeliest tokens, 0 = off (generate.top_k). " + EMPTY_MEANS_CONFIGURED),
+    "top_p": Param(None, type=["null", "number"], minimum=0, maximum=1, title="Top-p",
+                   description="Nucleus sampling mass, 0 = off (generate.top_p). " + EMPTY_MEANS_CONFIGURED),
+    "force_retrain": Param(False, type="boolean", title="Force retraining",
+                           description="Train even if the catalog is unchanged since the live checkpoint."),
+    "target": Param(default_target(), type=["null", "string"], title="Publish target",
+                    description="Where the site goes: file:///abs/dir or s3://bucket/prefix. "
+                    "Empty: the workers' GENERATOR_PUBLISH__TARGET."),
+    "dry_run": Param(False, type="boolean", title="Dry run",
+                     description="Plan the publish (what would be uploaded and deleted) without touching the target."),
 }
 
 
 def _params() -> dict:
     return dict(get_current_context()["params"])
+
+
+def _catalog() -> str:
+    """This run's catalog: its param, else the deployment's, read now (never stored as a param default)."""
+    return _params().get("catalog") or default_catalog()
 
 
 def _config():
@@ -73,41 +117,41 @@ def _night() -> str:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=DEADLINE,
     default_args=DEFAULT_ARGS,
     tags=["gallery", "gpt-2", "nightly"],
     doc_md=__doc__ + """
 
-**Boxes**: `ingest` → `check_catalog` (skip training when the catalog hash equals the live checkpoint's) →
+**Boxes**: `check_config` (target, catalog, credentials: a configuration error fails the night at once, without
+retries) → `ingest` → `check_catalog` (skip training when the catalog hash equals the live checkpoint's) →
 `train` (GPU queue) → `promote` (validation-loss gate, atomic live pointer) → `plan_shards` →
 `generate` ×N (GPU queue, dynamic mapping) → `merge_shards` → `curate` → `rounds` (GPU queue: more rounds until
 `generate.target_kept` are kept or a budget is spent; the quality panel) → `render` → `publish` (Asset outlet) → `report`.
 
-**Params** (Trigger DAG w/ config): catalog, profile, base_model, steps, samples, temperature, top_k, top_p,
-force_retrain, target, dry_run. The run report lands in `<workdir>/nights/<night>/report.json` and the `report` log.
+**Trigger form**: every field may stay as it opens; an empty field means the configured value. The run report lands
+in `<workdir>/nights/<night>/report.json`, its one-line summary in the `report` log and as the run's note.
 """,
-    params={
-        "catalog": Param("", type="string", description="Catalog CSV: path, http(s):// URL or s3:// URI; empty = the "
-                         "deployment's (GALLERY_CATALOG in the workers' environment, else the bundled sample)"),
-        "profile": Param("", type="string", description="Config profile (tiny, small, 124M, 355M); empty = configured default"),
-        "base_model": Param("", type="string", description="Base model name override; empty = the profile's"),
-        "steps": Param(None, type=["null", "integer"], minimum=0, description="Training steps tonight; empty = profile's"),
-        "samples": Param(None, type=["null", "integer"], minimum=1, description="Descriptions to generate"),
-        "temperature": Param(None, type=["null", "number"], exclusiveMinimum=0, description="Sampling temperature"),
-        "top_k": Param(None, type=["null", "integer"], minimum=0, description="Top-k (0 = off)"),
-        "top_p": Param(None, type=["null", "number"], minimum=0, maximum=1, description="Nucleus top-p (0 = off)"),
-        "force_retrain": Param(False, type="boolean", description="Train even if the catalog is unchanged"),
-        "target": Param(DEFAULT_TARGET, type="string", description="Publish target: file:///dir or s3://bucket/prefix"),
-        "dry_run": Param(False, type="boolean", description="Plan the publish without touching the target"),
-    },
+    params=PARAMS,
 )
 def nightly_gallery():
+    @task(doc_md="Fail fast: the target is set and parses, the catalog is reachable, S3 credentials are present.")
+    @fail_fast
+    def check_config() -> dict:
+        from generator.preflight import check_night_config
+
+        checked = check_night_config(_config(), _catalog())
+        log.info("configuration OK: %s", checked)
+        return checked
+
     @task(doc_md="Read the catalog (path/URL/S3), clean it, split train/validation, write training text and its hash.")
-    def ingest() -> dict:
+    @fail_fast
+    def ingest(checked: dict) -> dict:
         from generator.pipeline import step_ingest
 
-        return step_ingest(_config(), _night(), _params()["catalog"] or DEFAULT_CATALOG)
+        return step_ingest(_config(), _night(), _catalog())
 
     @task.branch(doc_md="Skip training when the live checkpoint was trained on this very catalog (unless forced).")
+    @fail_fast
     def check_catalog(ingested: dict) -> str:
         from generator.pipeline import step_should_train
 
@@ -117,6 +161,7 @@ def nightly_gallery():
 
     @task(queue=GPU_QUEUE, execution_timeout=timedelta(hours=6),
           doc_md="gpt-2-simple finetune on the GPU worker, in a fresh interpreter; resumes a killed run.")
+    @fail_fast
     def train(ingested: dict) -> dict:
         from nightly_steps import run_step_in_fresh_interpreter
 
@@ -128,6 +173,7 @@ def nightly_gallery():
 
     @task(trigger_rule="none_failed_min_one_success",
           doc_md="Promotion gate: the new checkpoint goes live only if its validation loss does not regress.")
+    @fail_fast
     def promote(ingested: dict) -> dict:
         from generator.pipeline import step_promote
 
@@ -137,6 +183,7 @@ def nightly_gallery():
         return result
 
     @task(doc_md="Split the night's samples into shards for the GPU workers.")
+    @fail_fast
     def plan_shards(promoted: dict) -> list[int]:
         from generator.pipeline import plan_shards as plan
 
@@ -144,12 +191,14 @@ def nightly_gallery():
 
     @task(queue=GPU_QUEUE, max_active_tis_per_dagrun=4,
           doc_md="Generate one shard with the early-stopping sampler, in a fresh interpreter.")
+    @fail_fast
     def generate(shard: int, shards: list[int], promoted: dict) -> dict:
         from nightly_steps import run_step_in_fresh_interpreter
 
         return run_step_in_fresh_interpreter("generate", _params(), promoted["night"], shard=shard, shards=len(shards))
 
     @task(doc_md="Concatenate the shards' samples in shard order and write the generate manifest.")
+    @fail_fast
     def merge_shards(results: list[dict]) -> dict:
         from generator.pipeline import merge_shards as merge
 
@@ -157,6 +206,7 @@ def nightly_gallery():
         return merge(_config(), results[0]["night"], [r["samples_path"] for r in results])
 
     @task(doc_md="Keep only samples that pass every curation rule (see generator/curate.py RULES).")
+    @fail_fast
     def curate(merged: dict) -> dict:
         from generator.pipeline import step_curate
 
@@ -171,26 +221,38 @@ def nightly_gallery():
         return run_step_in_fresh_interpreter("rounds", _params(), curated["night"])
 
     @task(doc_md="Render the static gallery (Jinja2) with the night's model card and the archive.")
+    @fail_fast
     def render(curated: dict) -> dict:
         from generator.pipeline import step_render
 
         return step_render(_config(), curated["night"], curated["kept_path"])
 
-    @task(outlets=[SITE_ASSET], doc_md="Upload what changed, index.html last, then delete what is gone.")
+    @task(outlets=[SITE_ASSET], doc_md="Upload what changed, index.html last, then delete what is gone; "
+          "the Asset event's extra carries the night, the counts and the site URL.")
+    @fail_fast
     def publish(rendered: dict) -> dict:
         from generator.pipeline import step_publish
 
-        return step_publish(_config(), rendered["night"], rendered["site_dir"])
+        published = step_publish(_config(), rendered["night"], rendered["site_dir"])
+        context = get_current_context()
+        curated = context["ti"].xcom_pull(task_ids="curate") or {}
+        context["outlet_events"][SITE_ASSET].extra = publish_event_extra(published["night"], published,
+                                                                         curated.get("kept"))
+        return published
 
-    @task(doc_md="Write the run summary (report.json) and log it in one line.")
+    @task(on_success_callback=success_notifiers(),
+          doc_md="Write the run summary (report.json), log it in one line and make it the run's note.")
+    @fail_fast
     def report(published: dict) -> dict:
         from generator.pipeline import step_report
 
         result = step_report(_config(), published["night"])
         log.info(result["summary"])
+        context = get_current_context()
+        set_run_note(context["dag_run"].dag_id, context["dag_run"].run_id, result["summary"])
         return result
 
-    ingested = ingest()
+    ingested = ingest(check_config())
     branch = check_catalog(ingested)
     trained, skipped = train(ingested), skip_training()
     branch >> [trained, skipped]

@@ -15,6 +15,7 @@ and its output streaming into the task log as it happens.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -35,6 +36,36 @@ PARAM_SETTINGS = {
     "target": "publish.target",
     "dry_run": "publish.dry_run",
 }
+
+
+USER_ERROR_EXIT = 2  # the runner's exit code for a generator.errors.UserError, as the CLI's
+
+
+def fail_without_retry(message: str) -> Exception:
+    """The exception that ends a task at once: retrying cannot fix what the operator must set."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(f"{message} [not retried: a configuration or input error]")
+
+
+def fail_fast(body):
+    """Task-body decorator: a UserError fails the task without retries; anything else keeps the back-off.
+
+    Network trouble, an S3 5xx or a killed worker raise other exceptions and are
+    retried with the DAG's exponential back-off; a UserError (a bad target, a
+    missing catalog, an unknown profile) names its fix and would fail the same
+    way on every try.
+    """
+    @functools.wraps(body)
+    def run(*args, **kwargs):
+        from generator.errors import UserError
+
+        try:
+            return body(*args, **kwargs)
+        except UserError as exc:
+            raise fail_without_retry(str(exc)) from exc
+
+    return run
 
 
 def config_for_run(params: dict):
@@ -76,6 +107,8 @@ def run_step_in_fresh_interpreter(name: str, params: dict, night: str, **kwargs)
         result_file = Path(scratch) / "result.json"
         request = json.dumps({"name": name, "params": params, "night": night, "kwargs": kwargs})
         process = subprocess.run([sys.executable, __file__, request, str(result_file)])
+        if process.returncode == USER_ERROR_EXIT and result_file.is_file():
+            raise fail_without_retry(json.loads(result_file.read_text())["user_error"])
         if process.returncode != 0:
             raise RuntimeError(f"step {name} failed with exit code {process.returncode} (its output is above)")
         return json.loads(result_file.read_text())
@@ -87,13 +120,16 @@ def _main(argv: list[str]) -> int:
     from generator.artifacts import atomic_write_json
     from generator.errors import UserError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Stdout: the task runner files a child's stdout as INFO in the task log (its stderr as errors).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stdout)
     request, result_file = json.loads(argv[0]), argv[1]
     try:
         result = run_step(request["name"], request["params"], request["night"], **request["kwargs"])
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        atomic_write_json(result_file, {"user_error": str(exc)})
+        return USER_ERROR_EXIT
     atomic_write_json(result_file, result)
     return 0
 

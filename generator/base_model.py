@@ -98,13 +98,15 @@ def _download_pretrained(models_root: Path, settings: ModelSettings) -> dict:
     if not settings.download:
         raise UserError(f"pretrained GPT-2 {settings.name!r} not found in {model_dir}",
                         f"place gpt-2-simple's files in {where}, or enable model.download")
+    from .console import library_output
     from .tf_runtime import import_gpt2
 
     gpt2 = import_gpt2()
     models_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{settings.name}.", dir=models_root))
     try:
-        gpt2.download_gpt2(model_dir=str(staging), model_name=settings.name)
+        with library_output():  # its per-file download bars are chatter in a night's log
+            gpt2.download_gpt2(model_dir=str(staging), model_name=settings.name)
         if not is_complete(staging / settings.name):
             raise OSError("incomplete download")
     except Exception as exc:  # requests raises many kinds; all mean "no model"

@@ -20,6 +20,7 @@ import sys
 from . import __version__
 from .artifacts import os_error_message
 from .config import flag_overrides, load_config
+from .console import native_stderr_to_log, quiet_library_loggers
 from .errors import UserError
 
 STAGE_MODULES = ("ingest", "base_model", "train", "sample", "curate", "render", "publish", "pipeline")
@@ -63,17 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    level = logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)  # library warnings arrive demoted to DEBUG: shown with -v only
+    quiet_library_loggers()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         overrides, origins = flag_overrides(args)
         config = load_config(profile=args.profile, config_file=args.config, overrides=overrides,
                              override_origins=origins)
-        status = int(args.func(args, config) or 0)
+        # TensorFlow's C++ start-up notes (absl, oneDNN, cuInit) go to the log, not the terminal.
+        with native_stderr_to_log():
+            status = int(args.func(args, config) or 0)
         sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's exit
         return status
     except BrokenPipeError:

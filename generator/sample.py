@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .artifacts import check_output_file, write_jsonl, write_manifest
 from .checkpoints import GENERATION_INFO, default_length, read_generation_info, resolve_run
+from .console import library_output
 from .errors import UserError
 from .settings import setting
 from .textformat import START_TOKEN, generation_prefix, is_condition, parse_sample
@@ -185,18 +186,20 @@ def _generate_gpt2_simple(checkpoint_root, run_name: str, settings: GenerateSett
         groups.setdefault(prefix, []).append(index)
     records: list[dict] = []
     try:
-        gpt2.load_gpt2(sess, run_name=run_name, checkpoint_dir=str(checkpoint_root))
+        with library_output():
+            gpt2.load_gpt2(sess, run_name=run_name, checkpoint_dir=str(checkpoint_root))
         for prefix, indices in groups.items():
             count = len(indices)
             batch_size = min(settings.batch_size, count)
             # gpt2.generate insists on nsamples % batch_size == 0: round up, keep the first `count`.
             nsamples = math.ceil(count / batch_size) * batch_size
-            texts = gpt2.generate(
-                sess, run_name=run_name, checkpoint_dir=str(checkpoint_root), return_as_list=True,
-                nsamples=nsamples, batch_size=batch_size, length=length, temperature=settings.temperature,
-                top_k=settings.top_k, top_p=settings.top_p, prefix=prefix, seed=settings.seed + len(records),
-                include_prefix=True,
-            )
+            with library_output():
+                texts = gpt2.generate(
+                    sess, run_name=run_name, checkpoint_dir=str(checkpoint_root), return_as_list=True,
+                    nsamples=nsamples, batch_size=batch_size, length=length, temperature=settings.temperature,
+                    top_k=settings.top_k, top_p=settings.top_p, prefix=prefix, seed=settings.seed + len(records),
+                    include_prefix=True,
+                )
             for index, raw in zip(indices, texts[:count]):
                 records.append({**parse_sample(raw, prefix), "index": index})
     finally:

@@ -22,6 +22,7 @@ from pathlib import Path
 from .artifacts import atomic_write_json, atomic_write_text, read_manifest, write_manifest
 from .base_model import ModelSettings, ensure_base_model
 from .checkpoints import checkpoint_step, evaluate_loss, read_loss_curve, write_generation_info
+from .console import library_output, progress
 from .errors import UserError
 from .settings import setting
 
@@ -127,7 +128,8 @@ def _train(ingest_dir: str | Path, checkpoint_root: str | Path, models_root: str
     remaining = target_step - current
     started = time.monotonic()
     if remaining > 0:
-        _finetune(train_text, model_settings, models_root, checkpoint_root, settings, remaining, seed=settings.seed + current)
+        _finetune(train_text, model_settings, models_root, checkpoint_root, settings, remaining,
+                  seed=settings.seed + current, start_step=current)
     elapsed = time.monotonic() - started
     final_step = _repair_counter(run_dir)
     if final_step < target_step:
@@ -154,7 +156,7 @@ def _train(ingest_dir: str | Path, checkpoint_root: str | Path, models_root: str
 
 
 def _finetune(train_text: Path, model_settings: ModelSettings, models_root, checkpoint_root,
-              settings: TrainSettings, steps: int, seed: int) -> None:
+              settings: TrainSettings, steps: int, seed: int, start_step: int = 0) -> None:
     import numpy as np
 
     from .tf_runtime import import_gpt2, import_tf, new_session
@@ -166,29 +168,31 @@ def _finetune(train_text: Path, model_settings: ModelSettings, models_root, chec
     np.random.seed(seed % 2**32)
     sess = new_session(settings.threads)
     tf.compat.v1.set_random_seed(seed)
+    bar = progress(steps, "train", unit="step")
     try:
-        gpt2.finetune(
-            sess,
-            dataset=str(train_text),
-            steps=steps,
-            model_name=model_settings.name,
-            model_dir=str(models_root),
-            combine=50000,
-            batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate,
-            accumulate_gradients=settings.accumulate_gradients,
-            restore_from="latest",
-            run_name=settings.run_name,
-            checkpoint_dir=str(checkpoint_root),
-            sample_every=10**9,  # its samples go to ./samples; generation is our own stage
-            save_every=settings.save_every,
-            print_every=max(1, min(100, steps // 10)),
-            max_checkpoints=settings.max_checkpoints,
-            use_memory_saving_gradients=settings.use_memory_saving_gradients,
-            only_train_transformer_layers=settings.only_train_transformer_layers,
-            optimizer=settings.optimizer,
-            multi_gpu=settings.multi_gpu,
-        )
+        with library_output(on_line=_loss_reporter(bar, steps, start_step)):
+            gpt2.finetune(
+                sess,
+                dataset=str(train_text),
+                steps=steps,
+                model_name=model_settings.name,
+                model_dir=str(models_root),
+                combine=50000,
+                batch_size=settings.batch_size,
+                learning_rate=settings.learning_rate,
+                accumulate_gradients=settings.accumulate_gradients,
+                restore_from="latest",
+                run_name=settings.run_name,
+                checkpoint_dir=str(checkpoint_root),
+                sample_every=10**9,  # its samples go to ./samples; generation is our own stage
+                save_every=settings.save_every,
+                print_every=max(1, min(100, steps // 10)),
+                max_checkpoints=settings.max_checkpoints,
+                use_memory_saving_gradients=settings.use_memory_saving_gradients,
+                only_train_transformer_layers=settings.only_train_transformer_layers,
+                optimizer=settings.optimizer,
+                multi_gpu=settings.multi_gpu,
+            )
     except AssertionError as exc:
         if "too small" in str(exc):
             raise UserError("the catalog is too small to train on (gpt-2-simple samples 1024-token windows)",
@@ -204,7 +208,31 @@ def _finetune(train_text: Path, model_settings: ModelSettings, models_root, chec
                             f"free space or fix permissions in {checkpoint_root}, then run again") from None
         raise
     finally:
+        bar.close()
         sess.close()
+
+
+_LOSS_LINE = re.compile(r"^\[(\d+) \| [\d.]+\] loss=([\d.]+) avg=([\d.]+)")
+
+
+def _loss_reporter(bar, steps: int, start_step: int):
+    """gpt-2-simple's "[12 | 3.10] loss=5.29 avg=5.68" lines -> the progress bar, or INFO lines in a log.
+
+    Its step counter is the checkpoint's (training resumes), so this call's steps count from ``start_step``.
+    """
+    def report(line: str) -> None:
+        match = _LOSS_LINE.match(line.strip())
+        if not match:
+            return
+        step, loss, avg = int(match.group(1)), float(match.group(2)), float(match.group(3))
+        if bar.disable:
+            log.info("train step %d (%d/%d of this run): loss %.3f, running average %.3f", step, step - start_step,
+                     steps, loss, avg)
+        else:
+            bar.update(max(0, min(steps, step - start_step) - bar.n))
+            bar.set_postfix(loss=f"{avg:.3f}")
+
+    return report
 
 
 def add_cli(subparsers) -> None:

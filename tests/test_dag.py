@@ -25,6 +25,8 @@ def airflow_env(home: Path, workdir: Path, **extra: str) -> dict:
         "GENERATOR_PATHS__WORKDIR": str(workdir),
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        # The task runner imports `generator` from this checkout, not from wherever it is installed.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         **extra,
     })
     return env
@@ -59,7 +61,7 @@ print(json.dumps({{
     assert info["seconds"] < 1.0, info["seconds"]
     assert info["heavy"] == []
     tasks = info["tasks"]
-    assert set(tasks) >= {"ingest", "check_catalog", "train", "promote", "generate", "merge_shards", "curate",
+    assert set(tasks) >= {"check_config", "ingest", "check_catalog", "train", "promote", "generate", "merge_shards", "curate",
                           "render", "publish", "report"}
     for task_id, task in tasks.items():
         assert task["retries"] >= 1 and task["timeout"] and task["backoff"] > 1 and task["doc"], task_id
@@ -109,6 +111,15 @@ def test_nightly_runs_publish_skip_unchanged_and_keep_live_on_regression(tmp_pat
     head = s3.head_object(Bucket="nightly-gallery", Key="site/index.html")
     assert head["ContentType"].startswith("text/html")
     live_before = json.loads((work / "checkpoints" / "nightly.live.json").read_text())
+    # The publish task's Asset event tells a downstream DAG what the night published, and where.
+    import sqlite3
+
+    with sqlite3.connect(home / "airflow.db") as db:
+        events = [json.loads(extra) for (extra,) in db.execute("SELECT extra FROM asset_event ORDER BY id")]
+    assert events and events[-1]["night"] == "2026-11-20", events
+    assert events[-1]["target"] == "s3://nightly-gallery/site"
+    assert events[-1]["site_url"] == "s3://nightly-gallery/site/index.html"
+    assert events[-1]["uploaded"] == first["publish"]["uploaded"] and events[-1]["kept"] == first["curate"]["kept"]
 
     # Unchanged catalog, and a sharded night: 24 samples in shards of at most 10 -> 3 mapped generate tasks.
     second = night("2026-11-21", extra_env={"GALLERY_SHARD_SAMPLES": "10"})

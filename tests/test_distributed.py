@@ -109,6 +109,8 @@ def airflow_env(home: Path, workdir: Path, api_port: int) -> dict:
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "GENERATOR_", "GALLERY_"))},
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        # Workers import `generator` from this checkout, not from wherever it is installed.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql,
