@@ -275,6 +275,6 @@ print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()},
     tasks = info["tasks"]
     gpu_queue, default_queue = queues(services["airflow-worker-gpu"]), queues(services["airflow-worker"])
     for task_id, (queue, _) in tasks.items():
-        assert queue in (gpu_queue if task_id in ("train", "generate") else default_queue), (task_id, queue)
+        assert queue in (gpu_queue if task_id in ("train", "generate", "rounds") else default_queue), (task_id, queue)
     longest = max(timeout for _, timeout in tasks.values())
     assert int(worker_env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"]) > longest
