@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..artifacts import atomic_open, check_output_file, read_jsonl, write_jsonl, write_manifest
+from ..console import progress
 from ..errors import UserError
 from .indexes import Blocklist, CopyIndex, NearDuplicateIndex, check_blocklist, check_copy, load_blocklist, shingles
 from .rules import check_degenerate, check_length, check_malformed, check_unknown_words, check_unterminated
@@ -146,8 +147,9 @@ def _curate(samples_path, catalog: list, out_path: Path, settings: CurateSetting
     counts = dict.fromkeys(RULES, 0)
     total = 0
     # Rejected samples stream straight to disk; only the kept ones stay in memory (for ranking).
-    with atomic_open(rejected_path, "w") as rejected_file:
+    with atomic_open(rejected_path, "w") as rejected_file, progress(None, "curate", unit="sample") as bar:
         for record in read_jsonl(samples_path):
+            bar.update(1)
             total += 1
             key = sample_id(record["text"])
             verdict = curator.judge(record, key)

@@ -26,6 +26,7 @@ import concurrent.futures
 import time
 from pathlib import Path
 
+from ..console import progress
 from ..errors import UserError
 from .common import PHASES, STATE_NAME, LocalFile, Plan, PublishSettings, Target, Upload, describe, headers_digest, \
     is_fingerprinted, log
@@ -158,14 +159,22 @@ def publish_s3(target: Target, paths: list[tuple[str, Path]], settings: PublishS
             stored = before
         transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD,
                                   max_concurrency=4)
+        bar = progress(len(plan.uploads), "publish", unit="file")
+
+        def upload_counted(item):
+            etag = upload_one(client, target, item, transfer)
+            bar.update(1)
+            return etag
+
         for phase in PHASES:
             batch = [u for u in plan.uploads if u.phase == phase]
             if batch:
                 log.info("publish %s: phase %s, %d files", target.uri, phase, len(batch))
-            etags = parallel(batch, lambda u: upload_one(client, target, u, transfer), settings.concurrency)
+            etags = parallel(batch, upload_counted, settings.concurrency)
             for upload, etag in zip(batch, etags):
                 after[upload.file.key] = Entry(upload.file.md5, upload.file.headers_hash, etag)
             done += len(batch)
+        bar.close()
         timings["upload"], clock = time.monotonic() - clock, time.monotonic()
         phase = "deletes"
         delete_keys(client, target, plan.deletes)
