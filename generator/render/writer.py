@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..artifacts import replace_directory
+from ..console import progress
 
 # Filesystems without hard links (or with a full link count) get a copy that keeps the mtime instead.
 _NO_LINK = {errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV}
@@ -37,6 +38,8 @@ class SiteWriter:
         self.produced: set[str] = set()
         self.sitemap: list[str] = []
         self.written = self.unchanged = self.bytes = 0
+        # Pages this process writes (forked permalink workers write theirs without a bar of their own).
+        self._bar, self._pid = progress(None, "render", unit="page"), os.getpid()
         self._root = str(self.root)
         self._previous = str(target) if target.is_dir() else None
         self._dirs: set[str] = {self._root}
@@ -53,6 +56,8 @@ class SiteWriter:
         if rel in self.produced:
             raise AssertionError(f"render produced {rel} twice")
         self.produced.add(rel)
+        if self._pid == os.getpid():
+            self._bar.update(1)
         self.bytes += len(data)
         if indexable:
             self.sitemap.append(rel)
@@ -90,6 +95,7 @@ class SiteWriter:
 
     def finish(self, before_swap: Callable[[], None] | None = None) -> int:
         """Put the staged site in place (``before_swap`` runs just before); returns how many files went."""
+        self._bar.close()
         removed, same_folders = 0, True
         if self._previous is not None:
             folders = self._folders()
@@ -120,6 +126,7 @@ class SiteWriter:
 
     def abort(self) -> None:
         """Drop the staging folder (a failed render); the previous site is untouched."""
+        self._bar.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
