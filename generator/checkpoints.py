@@ -66,6 +66,23 @@ def load_hparams(model_dir: str | Path):
     return gpt2_hparams(read_hparams(model_dir))
 
 
+def latest_checkpoint(run_dir: str | Path) -> str:
+    """The path prefix of a run's latest TensorFlow checkpoint (imports TensorFlow)."""
+    from .tf_runtime import import_tf
+
+    checkpoint = import_tf().train.latest_checkpoint(str(run_dir))
+    if checkpoint is None:
+        raise UserError(f"no checkpoint in {run_dir}", "run the train stage first")
+    return checkpoint
+
+
+def run_encoder(run_dir: str | Path):
+    """The run's own BPE encoder (gpt-2-simple's, from its encoder.json and vocab.bpe)."""
+    from gpt_2_simple.src import encoder as gpt2_encoder
+
+    return gpt2_encoder.get_encoder(str(run_dir))
+
+
 def resolve_run(checkpoint_root: str | Path, run_name: str) -> Path:
     run_dir = Path(checkpoint_root) / run_name
     if not (run_dir / "checkpoint").is_file():
@@ -86,9 +103,7 @@ def write_generation_info(run_dir: str | Path, train_text: str | Path) -> dict:
     """
     from collections import Counter
 
-    from gpt_2_simple.src import encoder as gpt2_encoder
-
-    enc = gpt2_encoder.get_encoder(str(run_dir))
+    enc = run_encoder(run_dir)
     longest, controls, pairs = 0, set(), Counter()
     seen = set(enc.encode("\n"))  # gpt-2-simple encodes the file whole: lines are joined by newlines
     for line in Path(train_text).read_text(encoding="utf-8").splitlines():
@@ -153,14 +168,13 @@ def evaluate_loss(run_dir: str | Path, text_path: str | Path, max_tokens: int = 
     import numpy as np
 
     from .tf_runtime import import_tf, new_session
-    from gpt_2_simple.src import encoder as gpt2_encoder
     from gpt_2_simple.src import model as gpt2_model
 
     run_dir = Path(run_dir)
     text = Path(text_path).read_text(encoding="utf-8")
     if not text.strip():
         return None
-    enc = gpt2_encoder.get_encoder(str(run_dir))
+    enc = run_encoder(run_dir)
     tokens = enc.encode(text)[:max_tokens]
     if len(tokens) < 2:
         return None
@@ -173,10 +187,7 @@ def evaluate_loss(run_dir: str | Path, text_path: str | Path, max_tokens: int = 
         logits = gpt2_model.model(hparams=hparams, X=context)["logits"]
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=context[:, 1:], logits=logits[:, :-1])
         saver = tf.compat.v1.train.Saver(var_list=[v for v in tf.compat.v1.trainable_variables() if "model" in v.name])
-        checkpoint = tf.train.latest_checkpoint(str(run_dir))
-        if checkpoint is None:
-            raise UserError(f"no checkpoint in {run_dir}", "train first")
-        saver.restore(sess, checkpoint)
+        saver.restore(sess, latest_checkpoint(run_dir))
         total, count = 0.0, 0
         for start in range(0, len(tokens) - 1, window - 1):
             chunk = tokens[start:start + window]

@@ -37,8 +37,7 @@ import logging
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .checkpoints import read_hparams
-from .errors import UserError
+from .checkpoints import latest_checkpoint, read_hparams, run_encoder
 from .textformat import END_TOKEN
 from .fast_sample import Row, end_marker_table
 from .gpt2_forward import Shape, cache_shape, decode_step, empty_cache, model_variables, restore
@@ -138,13 +137,10 @@ class ContinuousSampler:
 
         tf = import_tf()
         gpt2 = import_gpt2()
-        from gpt_2_simple.src import encoder as gpt2_encoder
 
         self.run_dir = Path(run_dir)
-        self.checkpoint = tf.train.latest_checkpoint(str(self.run_dir))
-        if self.checkpoint is None:
-            raise UserError(f"no checkpoint in {self.run_dir}", "run the train stage first")
-        self.encoder = gpt2_encoder.get_encoder(str(self.run_dir))
+        self.checkpoint = latest_checkpoint(self.run_dir)
+        self.encoder = run_encoder(self.run_dir)
         shape = self.shape = Shape.from_hparams(read_hparams(self.run_dir))
         if not prompts or min(len(p) for p in prompts) < 1:
             raise ValueError("every prompt needs at least one token")

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .checkpoints import read_hparams
+from .checkpoints import read_hparams, run_encoder
 from .continuous_sample import ContinuousSampler
 from .fast_sample import Row
 from .textformat import parse_sample
@@ -124,9 +124,7 @@ def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: i
     started = time.monotonic()
     sampler = None
     try:
-        from gpt_2_simple.src import encoder as gpt2_encoder
-
-        encoder = gpt2_encoder.get_encoder(str(run_dir))
+        encoder = run_encoder(run_dir)
         contexts = [encoder.encode(prefix) for prefix in distinct]
         n_vocab = read_hparams(run_dir)["n_vocab"]
         allowed = allowed_tokens(seen_tokens, n_vocab) if seen_tokens else None

@@ -48,8 +48,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .checkpoints import load_hparams
-from .errors import UserError
+from .checkpoints import latest_checkpoint, load_hparams, run_encoder
 from .textformat import END_TOKEN
 
 if TYPE_CHECKING:
@@ -159,15 +158,12 @@ class FastSampler:
 
         tf = import_tf()
         gpt2 = import_gpt2()
-        from gpt_2_simple.src import encoder as gpt2_encoder
         from gpt_2_simple.src import model as gpt2_model
         from gpt_2_simple.src import sample as gpt2_sample
 
         self.run_dir = Path(run_dir)
-        self.checkpoint = tf.train.latest_checkpoint(str(self.run_dir))
-        if self.checkpoint is None:
-            raise UserError(f"no checkpoint in {self.run_dir}", "run the train stage first")
-        self.encoder = gpt2_encoder.get_encoder(str(self.run_dir))
+        self.checkpoint = latest_checkpoint(self.run_dir)
+        self.encoder = run_encoder(self.run_dir)
         hparams = load_hparams(self.run_dir)
         self.n_ctx = hparams.n_ctx
         self.verifying = gpt2_seeds is not None
