@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from .artifacts import manifest_path, read_manifest
 
 
 
@@ -126,9 +127,8 @@ def quality_panel(samples_jsonl: str | Path, ingest_dir: str | Path, kept_jsonl:
 
     curation = None
     if kept_jsonl:
-        manifest_path = Path(kept_jsonl).with_name(f"{Path(kept_jsonl).stem}.manifest.json")
-        if manifest_path.is_file():
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if manifest_path(kept_jsonl).is_file():
+            manifest = read_manifest(kept_jsonl, "curate")
             total = manifest.get("input") or 0
             curation = {"kept_rate": manifest.get("kept_rate"),
                         "rejected_share": {rule: round(count / total, 4) if total else 0.0
