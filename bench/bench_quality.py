@@ -1,20 +1,32 @@
-"""Quality sweep: for each recipe, run ingest -> bootstrap -> train -> generate -> curate and print the panel.
+"""Quality sweep: each recipe runs the night as the product does and prints the night's quality panel.
 
-A recipe is a model shape, a tokenizer vocabulary size, training steps and learning rate,
-and sampling temperature and top-p. Each runs in its own temporary workdir through the
-pipeline's step functions (generator.pipeline) with load_config(profile=..., overrides=...),
-and is scored by generator.quality.quality_panel against the catalog's held-out descriptions.
-One row per recipe, CPU minutes (this process, all threads) first:
+A recipe is a profile plus overrides of the model shape (tokenizer vocabulary size), training
+(steps, learning rate) and sampling (temperature, top-p). Each runs in its own temporary workdir
+through the pipeline's step functions (generator.pipeline), as ``run_night`` does up to curation:
+ingest -> train -> promote -> generate -> curate -> rounds. Rounds (``step_rounds``) generate and
+curate until ``generate.target_kept`` descriptions are kept or ``generate.max_samples`` is spent,
+so every recipe publishes (up to) the same number of descriptions and the realism test (a
+cross-validated classifier whose accuracy grows with the texts per class) compares the same
+per-class count across recipes and with the nightly panel. Curation, conditioning and the
+unseen-token mask are the profile's, at today's defaults; the panel is the one the night writes
+(``curate/quality.json``).
 
-    .venv/bin/python bench/bench_quality.py [--catalog CSV] [--recipes default|smoke|NAME,NAME] [--samples N]
+Recipes that differ only in sampling share one trained model: the first trains, the others run a
+later night in the same workdir, where the catalog is unchanged and training is skipped, as on a
+product night. CPU minutes are this process's (all threads), training (ingest, train, promote) and
+generation (generate, curate, rounds) apart; a shared model's training is counted on its first row.
 
-The default sweep is sized for about 15 CPU minutes on the bundled catalog; ``smoke`` checks
-the harness in about a minute.
+    .venv/bin/python bench/bench_quality.py [--catalog CSV] [--recipes sweep|NAME,NAME]
+        [--target-kept N] [--max-samples N] [--json FILE]
+
+``smoke`` checks the harness in about a minute; ``default`` is about 25 CPU minutes on 2 cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as dt
 import json
 import sys
 import tempfile
@@ -25,68 +37,131 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from generator.config import load_config  # noqa: E402
+from generator.errors import UserError  # noqa: E402
 from generator.night import night_paths  # noqa: E402
 from generator.pipeline import (step_curate, step_generate, step_ingest, step_promote,  # noqa: E402
-                                step_train)
-from generator.quality import quality_panel  # noqa: E402
+                                step_rounds, step_should_train, step_train)
 
-NIGHT = "2026-01-01"
-# name: (profile, {model overrides}, {train overrides}, {generate overrides})
+FIRST_NIGHT = dt.date(2026, 1, 1)
+HOT = {"temperature": 0.95, "top_p": 0.95}
+COOL = {"temperature": 0.7, "top_p": 0.85}
+WORDS = {"vocab_size": 12288}  # a byte-level BPE large enough that (nearly) every catalog word is one token
+# name: (profile, {model overrides}, {train overrides}, {generate overrides}); empty = the profile's value.
 RECIPES = {
-    "smoke": ("test", {}, {"steps": 20}, {"temperature": 0.8, "top_p": 0.9}),
-    "tiny-300": ("tiny", {}, {"steps": 300, "learning_rate": 0.002}, {"temperature": 0.8, "top_p": 0.9}),
-    "tiny-300-cool": ("tiny", {}, {"steps": 300, "learning_rate": 0.002}, {"temperature": 0.6, "top_p": 0.8}),
-    "tiny-600": ("tiny", {}, {"steps": 600, "learning_rate": 0.002}, {"temperature": 0.8, "top_p": 0.9}),
-    "tiny-2k-vocab-600": ("tiny", {"vocab_size": 2048}, {"steps": 600, "learning_rate": 0.002},
-                          {"temperature": 0.8, "top_p": 0.9}),
-    "small-400": ("small", {}, {"steps": 400, "learning_rate": 0.001, "batch_size": 2},
-                  {"temperature": 0.8, "top_p": 0.9}),
-    # A byte-level BPE large enough that (nearly) every catalog word is one token.
-    "tiny-words-300": ("tiny", {"vocab_size": 12288}, {"steps": 300, "learning_rate": 0.002},
-                       {"temperature": 0.8, "top_p": 0.9}),
-    "tiny-words-600": ("tiny", {"vocab_size": 12288}, {"steps": 600, "learning_rate": 0.002},
-                       {"temperature": 0.8, "top_p": 0.9}),
-    "tiny-words-600-cool": ("tiny", {"vocab_size": 12288}, {"steps": 600, "learning_rate": 0.002},
-                            {"temperature": 0.7, "top_p": 0.85}),
-    "tiny-words-1200": ("tiny", {"vocab_size": 12288}, {"steps": 1200, "learning_rate": 0.002},
-                        {"temperature": 0.8, "top_p": 0.9}),
+    "smoke": ("test", {}, {"steps": 20}, {}),
+    "smoke-hot": ("test", {}, {"steps": 20}, HOT),
+    "tiny-600": ("tiny", {}, {"steps": 600}, {}),
+    "tiny-600-hot": ("tiny", {}, {"steps": 600}, HOT),
+    "tiny-600-cool": ("tiny", {}, {"steps": 600}, COOL),
+    "tiny-900": ("tiny", {}, {"steps": 900}, {}),
+    "tiny-1200": ("tiny", {}, {"steps": 1200}, {}),
+    "tiny-300": ("tiny", {}, {"steps": 300}, {}),
+    "tiny-words-600": ("tiny", WORDS, {"steps": 600}, {}),
+    "tiny-words-1200": ("tiny", WORDS, {"steps": 1200}, {}),
+    "small-400": ("small", {}, {"steps": 400}, {}),
 }
-SWEEPS = {"default": ["tiny-300", "tiny-300-cool", "tiny-600", "tiny-2k-vocab-600", "small-400"], "smoke": ["smoke"],
-          "words": ["tiny-300", "tiny-words-300", "tiny-600", "tiny-words-600", "tiny-words-600-cool",
-                    "tiny-words-1200"]}
+SWEEPS = {"default": ["tiny-600", "tiny-600-cool", "tiny-600-hot", "tiny-1200", "tiny-words-600", "tiny-900"],
+          "smoke": ["smoke", "smoke-hot"]}
 
 
-def run_recipe(name: str, catalog: str, samples: int, workdir: Path) -> dict:
+def model_key(name: str) -> str:
+    """Recipes with the same key train the same model (they differ only in sampling)."""
+    profile, model, train, _ = RECIPES[name]
+    return json.dumps([profile, model, train], sort_keys=True)
+
+
+def recipe_config(name: str, workdir: Path, target_kept: int | None, max_samples: int | None):
     profile, model, train, generate = RECIPES[name]
-    config = load_config(profile=profile, environ={}, overrides={
-        "paths": {"workdir": str(workdir)}, "model": model, "train": {**train, "save_every": train["steps"]},
-        "generate": {**generate, "samples": samples, "progress": False}})
+    generate = {**generate, "progress": False}
+    if target_kept is not None:
+        generate["target_kept"] = target_kept
+    if max_samples is not None:
+        generate["max_samples"] = max_samples
+    return load_config(profile=profile, environ={}, overrides={
+        "paths": {"workdir": str(workdir)}, "model": model,
+        "train": {**train, "save_every": train["steps"]}, "generate": generate})
+
+
+def run_recipe(name: str, catalog: str, workdir: Path, night: str, target_kept: int | None,
+               max_samples: int | None) -> dict:
+    config = recipe_config(name, workdir, target_kept, max_samples)
     started = time.process_time()
-    step_ingest(config, NIGHT, catalog)
-    step_train(config, NIGHT)
-    step_promote(config, NIGHT)
-    step_generate(config, NIGHT)
-    step_curate(config, NIGHT)
-    cpu_minutes = (time.process_time() - started) / 60
-    paths = night_paths(config, NIGHT)
-    panel = quality_panel(paths.samples, paths.ingest, paths.kept)
-    return {"recipe": name, "cpu_minutes": round(cpu_minutes, 2), **panel}
+    step_ingest(config, night, catalog)
+    decision = step_should_train(config, night)
+    if decision["train"]:
+        step_train(config, night)
+    promoted = step_promote(config, night, trained=decision["train"])
+    trained = time.process_time()
+    error = None
+    step_generate(config, night)
+    step_curate(config, night)
+    try:
+        step_rounds(config, night)
+    except UserError as exc:  # too few kept: the night fails, its files (and panel) are written
+        error = str(exc)
+    done = time.process_time()
+    paths = night_paths(config, night)
+    rounds = json.loads(paths.rounds.read_text())
+    panel = json.loads(paths.quality.read_text())
+    return {"recipe": name, "trained": decision["train"], "train_reason": decision["reason"],
+            "live": promoted["live_release"],
+            "cpu_minutes": {"train": round((trained - started) / 60, 2), "generate": round((done - trained) / 60, 2),
+                            "total": round((done - started) / 60, 2)},
+            "rounds": len(rounds["rounds"]), "stop": rounds["stop"], "error": error,
+            "settings": {"model": dataclasses.asdict(config.model), "train": dataclasses.asdict(config.train),
+                         "generate": dataclasses.asdict(config.generate), "curate": dataclasses.asdict(config.curate)},
+            **panel}
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _num(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def row(result: dict) -> str:
-    realism = result["realism"]["accuracy"]
-    fluency = result["fluency"]
-    return (f"{result['recipe']:<20} {result['cpu_minutes']:>6.2f} {result['samples']:>5} "
-            f"{(result['curation'] or {}).get('kept_rate', 0):>6.0%} "
-            f"{result['invented_rate']['before']:>7.0%} {result['invented_rate']['after'] or 0:>6.0%} "
-            f"{result['distinct_2'] or 0:>6.3f} {result['novelty']['longest_shared_run_median'] or 0:>5} "
-            f"{result['novelty']['longest_shared_run_max'] or 0:>4} "
-            f"{fluency['published_median_perplexity'] or 0:>8.0f} {fluency['real_held_out_median_perplexity'] or 0:>6.0f} "
-            f"{'-' if realism is None else f'{realism:.2f}':>7}")
+    cpu, realism, fluency, novelty = result["cpu_minutes"], result["realism"], result["fluency"], result["novelty"]
+    train = f"{cpu['train']:.2f}" if result["trained"] else f"({cpu['train']:.2f})"
+    accuracy = "-" if realism.get("accuracy") is None else f"{realism['accuracy']:.2f}±{realism['std']:.2f}"
+    return (f"{result['recipe']:<16} {train:>7} {cpu['generate']:>6.2f} {result['samples']:>5} "
+            f"{result['published']:>4} {_pct((result['curation'] or {}).get('kept_rate')):>5} "
+            f"{_pct(result['invented_rate']['before']):>6} {_pct(result['invented_rate']['after']):>5} "
+            f"{_num(result['distinct_2'], '.3f'):>6} {_num(novelty['longest_shared_run_median'], 'g'):>4}/"
+            f"{_num(novelty['longest_shared_run_max'], 'g'):<3} "
+            f"{_num(fluency['published_median_perplexity'], '.0f'):>5}/{_num(fluency['real_held_out_median_perplexity'], '.0f'):<4} "
+            f"{accuracy:>10} {realism.get('per_class', '-'):>4}  {result['stop']}")
 
 
-HEADER = (f"{'recipe':<20} {'cpu_m':>6} {'smpl':>5} {'kept':>6} {'inv_in':>7} {'inv_out':>6} {'dist2':>6} "
-          f"{'run_md':>5} {'max':>4} {'ppl_pub':>8} {'ppl_re':>6} {'realism':>7}")
+HEADER = (f"{'recipe':<16} {'cpu_tr':>7} {'cpu_gc':>6} {'smpl':>5} {'pub':>4} {'kept':>5} {'inv_in':>6} "
+          f"{'inv_out':>5} {'dist2':>6} {'run md/max':<8} {'ppl pub/real':<10} {'realism':>10} {'n':>4}  stop")
+
+
+def curation_label(results: list[dict]) -> str:
+    """The curation the sweep ran with: its rules and the settings away from their built-in defaults."""
+    from generator.curate.settings import RULES, CurateSettings
+
+    defaults = dataclasses.asdict(CurateSettings())
+    labels = sorted({json.dumps({k: v for k, v in r["settings"]["curate"].items() if defaults.get(k) != v},
+                                sort_keys=True) for r in results})
+    return f"rules {', '.join(RULES)}; settings off their defaults {' | '.join(labels)}"
+
+
+def print_table(results: list[dict], catalog: str) -> None:
+    print(f"catalog {catalog}; cpu_tr = CPU minutes ingest+train+promote (in parentheses: training skipped, "
+          "model shared with the recipe above), cpu_gc = generate+curate+rounds; smpl = samples drawn; pub = "
+          "published; kept = kept rate; inv_in/out = samples with an invented word generated/published; "
+          "run md/max = longest run of words shared with the catalog; ppl = median per-word perplexity "
+          "(published/real held-out); realism = classifier accuracy ± std over folds, published vs held-out "
+          "(0.5 = indistinguishable), n per class")
+    print(HEADER)
+    for result in results:
+        print(row(result))
+    for result in results:
+        if result["error"]:
+            print(f"{result['recipe']}: {result['error']}")
+    print(f"curation: {curation_label(results)}")
 
 
 def main() -> None:
@@ -94,26 +169,34 @@ def main() -> None:
     parser.add_argument("--catalog", default=str(ROOT / "sample_data" / "catalog.csv"))
     parser.add_argument("--recipes", default="default", help=f"a sweep ({', '.join(SWEEPS)}) or recipe names, "
                         f"comma-separated, from: {', '.join(RECIPES)}")
-    parser.add_argument("--samples", type=int, default=200, help="samples generated per recipe")
-    parser.add_argument("--json", metavar="FILE", help="also write every panel as JSON")
+    parser.add_argument("--target-kept", type=int, default=150,
+                        help="descriptions each night aims to publish (generate.target_kept; the tiny profile's 150)")
+    parser.add_argument("--max-samples", type=int, default=None,
+                        help="sample budget of a night's rounds (default: the profile's generate.max_samples)")
+    parser.add_argument("--json", metavar="FILE", help="also write every result (panel, rounds, settings) as JSON")
     args = parser.parse_args()
     names = SWEEPS.get(args.recipes) or [n.strip() for n in args.recipes.split(",") if n.strip()]
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
         sys.exit(f"unknown recipes {unknown}; choose from {', '.join(RECIPES)}")
-    results = []
-    for name in names:
-        with tempfile.TemporaryDirectory(prefix=f"bench-quality-{name}-") as workdir:
-            results.append(run_recipe(name, args.catalog, args.samples, Path(workdir)))
-        print(f"done {name}: {results[-1]['cpu_minutes']} CPU min", file=sys.stderr, flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
-    print(f"catalog {args.catalog}; kept = curate kept rate; inv_in/out = samples with an invented word before/after "
-          "curation; run_md/max = longest run of words shared with the catalog; ppl = median per-word perplexity "
-          "(published, real held-out); realism = classifier accuracy published vs held-out (0.5 = indistinguishable)")
-    print(HEADER)
-    for result in results:
-        print(row(result))
+    results, workdirs, nights = [], {}, {}
+    try:
+        for name in names:
+            key = model_key(name)
+            if key not in workdirs:
+                workdirs[key] = tempfile.TemporaryDirectory(prefix=f"bench-quality-{name}-")
+            nights[key] = nights.get(key, -1) + 1
+            night = (FIRST_NIGHT + dt.timedelta(days=nights[key])).isoformat()
+            results.append(run_recipe(name, args.catalog, Path(workdirs[key].name), night, args.target_kept,
+                                      args.max_samples))
+            print(f"done {name}: {results[-1]['cpu_minutes']} CPU min, {results[-1]['stop']}", file=sys.stderr,
+                  flush=True)
+            if args.json:  # after every recipe, so a long sweep cut short keeps what it measured
+                Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
+    finally:
+        for workdir in workdirs.values():
+            workdir.cleanup()
+    print_table(results, args.catalog)
 
 
 if __name__ == "__main__":
