@@ -19,7 +19,8 @@ generation (generate, curate, rounds) apart; a shared model's training is counte
     .venv/bin/python bench/bench_quality.py [--catalog CSV] [--recipes sweep|NAME,NAME]
         [--target-kept N] [--max-samples N] [--json FILE]
 
-``smoke`` checks the harness in about a minute; ``default`` is about 25 CPU minutes on 2 cores.
+``smoke`` checks the harness in about a minute; ``default`` (the six recipes of docs/quality.md) takes about
+15 CPU minutes, ``full`` (with warmer sampling, a larger budget and a replicate on other seeds) about 20.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ RECIPES = {
     "tiny-600": ("tiny", {}, {"steps": 600}, {}),
     "tiny-600-hot": ("tiny", {}, {"steps": 600}, HOT),
     "tiny-600-cool": ("tiny", {}, {"steps": 600}, COOL),
+    "tiny-600-warm": ("tiny", {}, {"steps": 600}, {"temperature": 0.9, "top_p": 0.9}),
+    "tiny-600-hot-4k": ("tiny", {}, {"steps": 600}, {**HOT, "max_samples": 4096}),
+    # Replicates: other weights, data order and sampling seeds, to read the differences above against.
+    "tiny-600-seed2": ("tiny", {"seed": 2}, {"steps": 600, "seed": 2}, {"seed": 2}),
+    "tiny-600-hot-seed2": ("tiny", {"seed": 2}, {"steps": 600, "seed": 2}, {**HOT, "seed": 2}),
     "tiny-900": ("tiny", {}, {"steps": 900}, {}),
     "tiny-1200": ("tiny", {}, {"steps": 1200}, {}),
     "tiny-300": ("tiny", {}, {"steps": 300}, {}),
@@ -62,6 +68,8 @@ RECIPES = {
 }
 SWEEPS = {"default": ["tiny-600", "tiny-600-cool", "tiny-600-hot", "tiny-1200", "tiny-words-600", "tiny-900"],
           "smoke": ["smoke", "smoke-hot"]}
+SWEEPS["full"] = SWEEPS["default"][:3] + ["tiny-600-warm", "tiny-600-hot-4k"] + SWEEPS["default"][3:5] + [
+    "tiny-600-seed2", "tiny-600-hot-seed2"] + SWEEPS["default"][5:]
 
 
 def model_key(name: str) -> str:
@@ -75,7 +83,7 @@ def recipe_config(name: str, workdir: Path, target_kept: int | None, max_samples
     generate = {**generate, "progress": False}
     if target_kept is not None:
         generate["target_kept"] = target_kept
-    if max_samples is not None:
+    if max_samples is not None:  # the command line's budget, over the recipe's
         generate["max_samples"] = max_samples
     return load_config(profile=profile, environ={}, overrides={
         "paths": {"workdir": str(workdir)}, "model": model,
