@@ -32,6 +32,18 @@ def check_night(night: str, allow_undated: bool = False) -> str:
     raise UserError(f"bad night {night!r}", "pass the night's date as YYYY-MM-DD, e.g. 2026-11-25")
 
 
+def night_seed(seed: int, night: str) -> int:
+    """The generation seed of ``night``: ``seed`` plus (its day number modulo 400) times 10**7.
+
+    A night whose model did not change (the catalog was the same) still writes new
+    descriptions instead of last night's again, which curation would reject as repeats;
+    the same night re-run writes the same ones. Shards and rounds add offsets below 10**7,
+    and the result stays below 2**32 (gpt-2-simple seeds NumPy's legacy generator with it).
+    """
+    day = dt.date.fromisoformat(night).toordinal() if re.fullmatch(r"\d{4}-\d{2}-\d{2}", night) else 0
+    return seed + (day % 400) * 10**7
+
+
 @dataclasses.dataclass
 class NightPaths:
     root: Path

@@ -23,7 +23,7 @@ from . import lock
 from .artifacts import atomic_write_json, read_jsonl, read_manifest, write_jsonl, write_manifest
 from .config import Config
 from .errors import UserError
-from .night import check_night, night_paths, today
+from .night import check_night, night_paths, night_seed, today
 from .redact import public_label
 from .report import build_report, summary_line
 
@@ -136,6 +136,11 @@ def shard_settings(settings, index: int, count: int):
     return dataclasses.replace(settings, samples=share + (1 if index < extra else 0), seed=settings.seed + 1000 * index)
 
 
+def night_generate_settings(config: Config, night: str):
+    """Tonight's generation settings: the configured ones with the night's own seed (``night.night_seed``)."""
+    return dataclasses.replace(config.generate, seed=night_seed(config.generate.seed, night))
+
+
 def step_generate(config: Config, night: str, shard: int = 0, shards: int = 1) -> dict:
     paths = night_paths(config, night)
     # Shards of one night write their own files side by side: they share the workdir's lock.
@@ -151,7 +156,7 @@ def _generate(config: Config, night: str, paths, shard: int, shards: int) -> dic
     if live is None:
         raise UserError("there is no live checkpoint to generate from", "run the train and promote steps first")
     release = Path(live["path"])
-    settings = shard_settings(config.generate, shard, shards)
+    settings = shard_settings(night_generate_settings(config, night), shard, shards)
     out = paths.shard(shard) if shards > 1 else paths.samples
     if settings.samples == 0:
         write_jsonl(out, [])
@@ -247,7 +252,8 @@ def step_rounds(config: Config, night: str) -> dict:
 
     Each round generates into ``generate/round-NNN.jsonl`` with its own seed, joins the
     night's samples and the whole night is curated again (curation is deterministic, so
-    a description kept in one round stays kept). ``rounds.json`` records every round and
+    a description kept in one round stays kept, except by the realism rule, which ranks the
+    night's candidates together). ``rounds.json`` records every round and
     why the night stopped; the quality panel of what will be published is written last.
     """
     import math
@@ -259,7 +265,7 @@ def step_rounds(config: Config, night: str) -> dict:
     from .sample import generate
 
     paths = night_paths(config, night)
-    settings = config.generate
+    settings = night_generate_settings(config, night)
     target, started = settings.target_kept, time.monotonic()
     rounds = [{"round": 0, "samples": read_manifest(paths.samples, "generate")["samples"],
                "kept": read_manifest(paths.kept, "curate")["kept"]}]

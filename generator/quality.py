@@ -69,11 +69,34 @@ class SharedRuns:
 MIN_PER_CLASS = 10
 
 
+def realism_classifier(C: float = 10.0, class_weight=None):
+    """The classifier that tells generated from real descriptions: one home for its features.
+
+    Logistic regression on TF-IDF word 1-2-grams and cased character 2-4-grams of
+    ``^text$`` (see ``marked``), used by the panel's two-sample test and the realism rule.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion, make_pipeline
+
+    features = FeatureUnion([
+        ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
+        # Case and punctuation kept, across word boundaries: ". A", "n, t" tell word order and sentence shape.
+        ("chars", TfidfVectorizer(analyzer="char", ngram_range=(2, 4), lowercase=False, sublinear_tf=True)),
+    ])
+    return make_pipeline(features, LogisticRegression(C=C, max_iter=2000, class_weight=class_weight))
+
+
+def marked(texts: list[str]) -> list[str]:
+    """"^" and "$" mark where a text starts and ends, so character n-grams see how it opens and closes."""
+    return [f"^{text}$" for text in texts]
+
+
 def classifier_two_sample_test(published: list[str], real: list[str], seed: int = 0, folds: int = 5) -> dict:
     """Can a classifier tell published from real held-out descriptions? 0.5 = indistinguishable.
 
-    Logistic regression on TF-IDF word 1-2-grams and cased character 2-4-grams, classes
-    balanced by sampling the larger down to the smaller, cross-validated accuracy.
+    ``realism_classifier``, classes balanced by sampling the larger down to the smaller,
+    cross-validated accuracy.
     """
     import random
 
@@ -81,23 +104,13 @@ def classifier_two_sample_test(published: list[str], real: list[str], seed: int 
     if n < MIN_PER_CLASS:
         return {"accuracy": None, "reason": f"needs {MIN_PER_CLASS}+ texts of each (published {len(published)}, "
                                             f"real held-out {len(real)})"}
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import FeatureUnion, make_pipeline
 
     rng = random.Random(seed)
-    # "^" and "$" mark where a text starts and ends, so character n-grams see how it opens and closes.
-    texts = [f"^{text}$" for text in rng.sample(published, n) + rng.sample(real, n)]
+    texts = marked(rng.sample(published, n) + rng.sample(real, n))
     labels = [1] * n + [0] * n
-    features = FeatureUnion([
-        ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
-        # Case and punctuation kept, across word boundaries: ". A", "n, t" tell word order and sentence shape.
-        ("chars", TfidfVectorizer(analyzer="char", ngram_range=(2, 4), lowercase=False, sublinear_tf=True)),
-    ])
-    model = make_pipeline(features, LogisticRegression(C=10.0, max_iter=2000))
     splits = StratifiedKFold(n_splits=min(folds, n), shuffle=True, random_state=seed)
-    scores = cross_val_score(model, texts, labels, cv=splits, scoring="accuracy")
+    scores = cross_val_score(realism_classifier(), texts, labels, cv=splits, scoring="accuracy")
     return {"accuracy": round(float(scores.mean()), 4), "std": round(float(scores.std()), 4), "per_class": n,
             "folds": len(scores)}
 

@@ -45,7 +45,8 @@ class GenerateSettings:
     temperature: float = setting(0.8, "sampling temperature")
     top_k: int = setting(0, "sample among the k likeliest tokens (0 = off)")
     top_p: float = setting(0.9, "nucleus sampling: the smallest set of tokens with this total probability (0 = off)")
-    seed: int = setting(42, "generation seed; sample i always draws from the stream (seed, i)")
+    seed: int = setting(42, "generation seed; sample i always draws from the stream (seed, i); a night adds its "
+                        "own offset (generator.night.night_seed), so each night writes new descriptions")
     backend: str = setting("fast", "fast: early-stopping sampler over the same checkpoint; gpt2-simple: "
                            "gpt_2_simple.generate, the reference, which always decodes `length` tokens",
                            choices=BACKENDS)

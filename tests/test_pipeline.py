@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from generator.night import night_seed
+
 from conftest import SAMPLE_CATALOG, assert_clean_error, catalog_entries, run_cli
 
 NIGHT = "2026-11-20"
@@ -54,6 +56,11 @@ def test_second_run_on_unchanged_catalog_skips_training(published):
     report = json.loads((work / "nights" / "2026-11-21" / "report.json").read_text())
     assert report["train"]["skipped"] is True
     assert report["model"]["live_step"] == 20
+    # The same model, a new night: new descriptions, not last night's again (curation would reject those).
+    texts = {night: [json.loads(line)["text"] for line in (work / "nights" / night / "generate" / "samples.jsonl")
+                     .read_text(encoding="utf-8").splitlines()] for night in (NIGHT, "2026-11-21")}
+    assert len(texts[NIGHT]) == len(texts["2026-11-21"]) == 24 and texts[NIGHT] != texts["2026-11-21"]
+    assert report["generate"]["seed"] == night_seed(3, "2026-11-21") < 2**32
 
 
 @pytest.mark.parametrize("case", ["missing", "no_description", "empty", "encoding", "profile", "target"])

@@ -8,7 +8,7 @@ from ..errors import UserError
 from ..settings import setting
 
 RULES = ("unterminated", "length", "malformed", "degenerate", "unknown-words", "fluency", "copy", "near-duplicate",
-         "blocklist")
+         "blocklist", "realism")
 
 
 @dataclasses.dataclass
@@ -47,6 +47,11 @@ class CurateSettings:
     fluency_percentile: float = setting(
         0.0, "fluency: reject samples less fluent than this percentile of real held-out descriptions; 0 = off")
     fluency_order: int = setting(3, "fluency: n-gram order of the catalog's word language model")
+    realism_keep_share: float = setting(
+        1.0, "realism: after the other rules, keep this share of the night's candidates: those a classifier "
+        "(candidates against the catalog's training descriptions, out-of-fold) finds most like real ones; 1 = off")
+    realism_reference: int = setting(600, "realism: most training descriptions the classifier learns from "
+                                     "(a seeded sample of a larger catalog)")
     min_kept: int = setting(1, "a night that keeps fewer descriptions fails loudly (exit 2, the DAG marks it "
                             "failed) and the last good site stays published; 0 = publish even an empty gallery")
 
@@ -78,5 +83,9 @@ class CurateSettings:
             raise bad("num_perm", "use 16..1024 permutations, e.g. 64")
         if self.fluency_percentile > 100:
             raise bad("fluency_percentile", "use a percentile such as 90, or 0 for off")
+        if not 0.0 < self.realism_keep_share <= 1.0:
+            raise bad("realism_keep_share", "use a share in (0, 1] such as 0.6, or 1 for off")
+        if self.realism_reference < 20:
+            raise bad("realism_reference", "use 20 or more training descriptions, e.g. 2000")
         if not 1 <= self.fluency_order <= 6:
             raise bad("fluency_order", "use an n-gram order of 1..6, e.g. 3")

@@ -14,6 +14,7 @@ from ..artifacts import atomic_open, check_output_file, read_jsonl, write_jsonl,
 from ..console import progress
 from ..errors import UserError
 from .indexes import Blocklist, CopyIndex, NearDuplicateIndex, check_blocklist, check_copy, load_blocklist, shingles
+from .realism import apply_realism
 from .rules import check_degenerate, check_length, check_malformed, check_unknown_words, check_unterminated
 from .settings import RULES, CurateSettings
 from ..words import normalised_words, sample_id
@@ -161,6 +162,10 @@ def _curate(samples_path, catalog: list, out_path: Path, settings: CurateSetting
                 record["reason"], record["detail"] = verdict
                 counts[record["reason"]] += 1
                 rejected_file.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+        kept, dropped, realism = apply_realism(kept, catalog, settings)
+        for record in dropped:
+            counts["realism"] += 1
+            rejected_file.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
         ranked = rank(kept, settings.rank_by)
         write_jsonl(out_path, kept)
     seconds = time.perf_counter() - started
@@ -177,6 +182,7 @@ def _curate(samples_path, catalog: list, out_path: Path, settings: CurateSetting
         catalog_descriptions=len(catalog),
         history=curator.history_count,
         fluency=curator.fluency.summary() if curator.fluency else None,
+        realism=realism,
         blocklist=blocklist.path,
         settings=dataclasses.asdict(settings),
         seconds=round(seconds, 2),
