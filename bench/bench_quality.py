@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import random
 import sys
 import tempfile
 import time
@@ -37,13 +38,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from generator.artifacts import read_jsonl  # noqa: E402
 from generator.config import load_config  # noqa: E402
 from generator.errors import UserError  # noqa: E402
 from generator.night import night_paths  # noqa: E402
+from generator.quality import distinct_2  # noqa: E402
 from generator.pipeline import (step_curate, step_generate, step_ingest, step_promote,  # noqa: E402
                                 step_rounds, step_should_train, step_train)
 
 FIRST_NIGHT = dt.date(2026, 1, 1)
+DISTINCT_N = 100
 HOT = {"temperature": 0.95, "top_p": 0.95}
 COOL = {"temperature": 0.7, "top_p": 0.85}
 WORDS = {"vocab_size": 12288}  # a byte-level BPE large enough that (nearly) every catalog word is one token
@@ -55,7 +59,7 @@ RECIPES = {
     "tiny-600-hot": ("tiny", {}, {"steps": 600}, HOT),
     "tiny-600-cool": ("tiny", {}, {"steps": 600}, COOL),
     "tiny-600-warm": ("tiny", {}, {"steps": 600}, {"temperature": 0.9, "top_p": 0.9}),
-    "tiny-600-hot-4k": ("tiny", {}, {"steps": 600}, {**HOT, "max_samples": 4096}),
+    "tiny-600-hot-8k": ("tiny", {}, {"steps": 600}, {**HOT, "max_samples": 8192}),
     # Replicates: other weights, data order and sampling seeds, to read the differences above against.
     "tiny-600-seed2": ("tiny", {"seed": 2}, {"steps": 600, "seed": 2}, {"seed": 2}),
     "tiny-600-hot-seed2": ("tiny", {"seed": 2}, {"steps": 600, "seed": 2}, {**HOT, "seed": 2}),
@@ -68,7 +72,7 @@ RECIPES = {
 }
 SWEEPS = {"default": ["tiny-600", "tiny-600-cool", "tiny-600-hot", "tiny-1200", "tiny-words-600", "tiny-900"],
           "smoke": ["smoke", "smoke-hot"]}
-SWEEPS["full"] = SWEEPS["default"][:3] + ["tiny-600-warm", "tiny-600-hot-4k"] + SWEEPS["default"][3:5] + [
+SWEEPS["full"] = SWEEPS["default"][:3] + ["tiny-600-warm", "tiny-600-hot-8k"] + SWEEPS["default"][3:5] + [
     "tiny-600-seed2", "tiny-600-hot-seed2"] + SWEEPS["default"][5:]
 
 
@@ -111,10 +115,14 @@ def run_recipe(name: str, catalog: str, workdir: Path, night: str, target_kept: 
     paths = night_paths(config, night)
     rounds = json.loads(paths.rounds.read_text())
     panel = json.loads(paths.quality.read_text())
+    # distinct-2 falls as a batch grows: also over a seeded sample of the same size for every recipe.
+    published = [record["text"] for record in read_jsonl(paths.kept)]
+    same_size = random.Random(0).sample(published, min(len(published), DISTINCT_N))
     return {"recipe": name, "trained": decision["train"], "train_reason": decision["reason"],
             "live": promoted["live_release"],
             "cpu_minutes": {"train": round((trained - started) / 60, 2), "generate": round((done - trained) / 60, 2),
                             "total": round((done - started) / 60, 2)},
+            "distinct_2_at_n": {"n": len(same_size), "value": distinct_2(same_size)},
             "rounds": len(rounds["rounds"]), "stop": rounds["stop"], "error": error,
             "settings": {"model": dataclasses.asdict(config.model), "train": dataclasses.asdict(config.train),
                          "generate": dataclasses.asdict(config.generate), "curate": dataclasses.asdict(config.curate)},
@@ -136,14 +144,17 @@ def row(result: dict) -> str:
     return (f"{result['recipe']:<16} {train:>7} {cpu['generate']:>6.2f} {result['samples']:>5} "
             f"{result['published']:>4} {_pct((result['curation'] or {}).get('kept_rate')):>5} "
             f"{_pct(result['invented_rate']['before']):>6} {_pct(result['invented_rate']['after']):>5} "
-            f"{_num(result['distinct_2'], '.3f'):>6} {_num(novelty['longest_shared_run_median'], 'g'):>4}/"
+            f"{_num(result['distinct_2'], '.3f'):>6} {_num(result['distinct_2_at_n']['value'], '.3f'):>6} "
+            f"{_num(novelty['longest_shared_run_median'], 'g'):>4}/"
             f"{_num(novelty['longest_shared_run_max'], 'g'):<3} "
-            f"{_num(fluency['published_median_perplexity'], '.0f'):>5}/{_num(fluency['real_held_out_median_perplexity'], '.0f'):<4} "
+            f"{_num(fluency['published_median_perplexity'], '.0f'):>5}/"
+            f"{_num(fluency['real_held_out_median_perplexity'], '.0f'):<4} "
             f"{accuracy:>10} {realism.get('per_class', '-'):>4}  {result['stop']}")
 
 
 HEADER = (f"{'recipe':<16} {'cpu_tr':>7} {'cpu_gc':>6} {'smpl':>5} {'pub':>4} {'kept':>5} {'inv_in':>6} "
-          f"{'inv_out':>5} {'dist2':>6} {'run md/max':<8} {'ppl pub/real':<10} {'realism':>10} {'n':>4}  stop")
+          f"{'inv_out':>5} {'dist2':>6} {'d2@100':>6} {'run md/max':<8} {'ppl pub/real':<10} {'realism':>10} "
+          f"{'n':>4}  stop")
 
 
 def curation_label(results: list[dict]) -> str:
@@ -158,9 +169,10 @@ def curation_label(results: list[dict]) -> str:
 
 def print_table(results: list[dict], catalog: str) -> None:
     print(f"catalog {catalog}; cpu_tr = CPU minutes ingest+train+promote (in parentheses: training skipped, "
-          "model shared with the recipe above), cpu_gc = generate+curate+rounds; smpl = samples drawn; pub = "
+          "model shared with an earlier recipe), cpu_gc = generate+curate+rounds; smpl = samples drawn; pub = "
           "published; kept = kept rate; inv_in/out = samples with an invented word generated/published; "
-          "run md/max = longest run of words shared with the catalog; ppl = median per-word perplexity "
+          "d2@100 = distinct-2 of a seeded sample of 100 published; run md/max = longest run of words shared with "
+          "the catalog; ppl = median per-word perplexity "
           "(published/real held-out); realism = classifier accuracy ± std over folds, published vs held-out "
           "(0.5 = indistinguishable), n per class")
     print(HEADER)
