@@ -64,6 +64,7 @@ RECIPES = {
     "tiny-600-seed2": ("tiny", {"seed": 2}, {"steps": 600, "seed": 2}, {"seed": 2}),
     "tiny-600-hot-seed2": ("tiny", {"seed": 2}, {"steps": 600, "seed": 2}, {**HOT, "seed": 2}),
     "tiny-900": ("tiny", {}, {"steps": 900}, {}),
+    "tiny-900-hot": ("tiny", {}, {"steps": 900}, HOT),
     "tiny-1200": ("tiny", {}, {"steps": 1200}, {}),
     "tiny-300": ("tiny", {}, {"steps": 300}, {}),
     "tiny-words-600": ("tiny", WORDS, {"steps": 600}, {}),
@@ -73,7 +74,7 @@ RECIPES = {
 SWEEPS = {"default": ["tiny-600", "tiny-600-cool", "tiny-600-hot", "tiny-1200", "tiny-words-600", "tiny-900"],
           "smoke": ["smoke", "smoke-hot"]}
 SWEEPS["full"] = SWEEPS["default"][:3] + ["tiny-600-warm", "tiny-600-hot-8k"] + SWEEPS["default"][3:5] + [
-    "tiny-600-seed2", "tiny-600-hot-seed2"] + SWEEPS["default"][5:]
+    "tiny-600-seed2", "tiny-600-hot-seed2"] + SWEEPS["default"][5:] + ["tiny-900-hot"]
 
 
 def model_key(name: str) -> str:
