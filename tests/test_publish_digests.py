@@ -28,7 +28,7 @@ def counting_reads(monkeypatch) -> list[str]:
     real = publish_common.upload_body
 
     def upload_body(path, headers):
-        read.append(path.name)
+        read.append(os.path.basename(path))
         return real(path, headers)
 
     monkeypatch.setattr(publish_common, "upload_body", upload_body)

@@ -126,15 +126,19 @@ def parse_target(uri: str) -> Target:
 @dataclasses.dataclass
 class LocalFile:
     key: str  # site-relative POSIX path
-    path: Path
+    source: str  # its path (a string: on a 100k-file site, Path objects cost more than the scan)
     size: int  # bytes on disk
     md5: str  # of the bytes uploaded (gzipped when gzip applies)
     upload_size: int
     headers: dict
+    headers_hash: str = ""  # headers_digest(headers), computed once per header set by describe()
+
+    def __post_init__(self):
+        self.headers_hash = self.headers_hash or headers_digest(self.headers)
 
     @property
-    def headers_hash(self) -> str:
-        return headers_digest(self.headers)
+    def path(self) -> Path:
+        return Path(self.source)
 
     @property
     def is_html(self) -> bool:
@@ -188,15 +192,16 @@ def rules_fingerprint(settings: PublishSettings) -> str:
     return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def upload_body(path: Path, headers: dict) -> bytes:
+def upload_body(path: str | Path, headers: dict) -> bytes:
     """The exact bytes to upload; gzip with mtime=0 so the same file gives the same bytes and MD5."""
-    data = path.read_bytes()
+    with open(path, "rb") as handle:
+        data = handle.read()
     if headers.get("ContentEncoding") == "gzip":
         data = gzip_lib.compress(data, compresslevel=6, mtime=0)
     return data
 
 
-def site_paths(site_dir: Path) -> list[tuple[str, Path]]:
+def site_paths(site_dir: Path) -> list[tuple[str, str]]:
     """(key, path) of every file to publish, in key order."""
     paths = []
     # scandir's entries know file from folder without a stat each; strings, not Paths, until
@@ -217,7 +222,7 @@ def site_paths(site_dir: Path) -> list[tuple[str, Path]]:
             else:
                 paths.append((key, entry.path))
     paths.sort()
-    return [(key, Path(path)) for key, path in paths]
+    return paths
 
 
 def body_rule(compress: bool) -> str:
@@ -225,7 +230,7 @@ def body_rule(compress: bool) -> str:
     return "gzip-6-mtime-0" if compress else "plain"
 
 
-def describe(paths: list[tuple[str, Path]], settings: PublishSettings, compress: bool,
+def describe(paths: list[tuple[str, str]], settings: PublishSettings, compress: bool,
              cache: DigestCache | None = None) -> list[LocalFile]:
     """Headers and the MD5 of the bytes each file would be uploaded as.
 
@@ -233,8 +238,13 @@ def describe(paths: list[tuple[str, Path]], settings: PublishSettings, compress:
     read, hashed and recorded in it, and it is saved for the next publish.
     """
     files = []
+    rules: dict[tuple[str, bool], dict] = {}  # headers depend on the extension and the fingerprint only
     for key, path in paths:
-        headers = object_headers(key, settings, compress)
+        rule = (posixpath.splitext(key)[1].lower(), is_fingerprinted(key))
+        if rule not in rules:
+            headers = object_headers(key, settings, compress)
+            rules[rule] = headers, headers_digest(headers)
+        headers, digest = rules[rule]
         stat = os.stat(path)
         known = cache.lookup(key, stat) if cache is not None else None
         if known is None:
@@ -242,7 +252,7 @@ def describe(paths: list[tuple[str, Path]], settings: PublishSettings, compress:
             known = hashlib.md5(body).hexdigest(), len(body)
             if cache is not None:
                 cache.store(key, stat, *known)
-        files.append(LocalFile(key, path, stat.st_size, known[0], known[1], headers))
+        files.append(LocalFile(key, path, stat.st_size, known[0], known[1], dict(headers), digest))
     if cache is not None:
         cache.save()
     return files

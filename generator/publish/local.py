@@ -110,7 +110,7 @@ def _build_tree(staging: Path, files: list[LocalFile], changed: set[str], existi
     (staging / STATE_NAME).write_bytes(record.to_bytes())
 
 
-def publish_file(target: Target, paths: list[tuple[str, Path]], settings: PublishSettings, started: float,
+def publish_file(target: Target, paths: list[tuple[str, str]], settings: PublishSettings, started: float,
                  published_before_records: bool = False, cache: DigestCache | None = None) -> dict:
     root = resolved_root(target.path)
     clock = time.monotonic()

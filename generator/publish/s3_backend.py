@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from pathlib import Path
 
 from ..console import progress
 from ..errors import UserError
@@ -100,7 +99,7 @@ def plan_s3(client, target: Target, files: list[LocalFile], remote: dict[str, Re
     return plan, Record(before), staying
 
 
-def publish_s3(target: Target, paths: list[tuple[str, Path]], settings: PublishSettings, started: float,
+def publish_s3(target: Target, paths: list[tuple[str, str]], settings: PublishSettings, started: float,
                client=None, published_before_records: bool = False, cache: DigestCache | None = None) -> dict:
     from boto3.s3.transfer import TransferConfig
 
