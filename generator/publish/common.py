@@ -238,9 +238,10 @@ def describe(paths: list[tuple[str, str]], settings: PublishSettings, compress: 
     read, hashed and recorded in it, and it is saved for the next publish.
     """
     files = []
-    rules: dict[tuple[str, bool], dict] = {}  # headers depend on the extension and the fingerprint only
+    # Headers depend on the extension and the fingerprint only: one dict (never modified) per pair.
+    rules: dict[tuple[str, bool], tuple[dict, str]] = {}
     for key, path in paths:
-        rule = (posixpath.splitext(key)[1].lower(), is_fingerprinted(key))
+        rule = (posixpath.splitext(key)[1].lower(), bool(_FINGERPRINT.search(key, key.rfind("/") + 1)))
         if rule not in rules:
             headers = object_headers(key, settings, compress)
             rules[rule] = headers, headers_digest(headers)
@@ -252,7 +253,7 @@ def describe(paths: list[tuple[str, str]], settings: PublishSettings, compress: 
             known = hashlib.md5(body).hexdigest(), len(body)
             if cache is not None:
                 cache.store(key, stat, *known)
-        files.append(LocalFile(key, path, stat.st_size, known[0], known[1], dict(headers), digest))
+        files.append(LocalFile(key, path, stat.st_size, known[0], known[1], headers, digest))
     if cache is not None:
         cache.save()
     return files
