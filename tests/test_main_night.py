@@ -32,7 +32,8 @@ def test_the_default_night_publishes_150_readable_typed_and_genred_descriptions(
     assert all(record["type"] and record["genre"] for record in kept)
     # No word outside the English lexicon and the catalog's vocabulary, judged as the profile judges.
     curate = load_config(environ={}).curate
-    lexicon = Lexicon(catalog_records(night / "ingest"), curate.unknown_words_min_zipf, curate.allow_new_names)
+    lexicon = Lexicon(catalog_records(night / "ingest"), curate.unknown_words_min_zipf, curate.allow_new_names,
+                      curate.allow_new_compounds)
     assert [(r["text"], lexicon.unknown(r["text"])) for r in kept if lexicon.unknown(r["text"])] == []
 
     report = json.loads((night / "report.json").read_text())
