@@ -149,7 +149,8 @@ class Lexicon:
         found = []
         for token, initial in tokens(text):
             parts = judged_words(token)
-            if (len(parts) > 1 and not self.allow_new_compounds
+            # Short parts count here ("cult-up", "B-grown"); digits still make a word real ("9-year-old").
+            if ("-" in token and not self.allow_new_compounds and not any(ch.isdigit() for ch in token)
                     and unaccented(compound(token)) not in self.catalog_compounds):
                 found.append(_POSSESSIVE.sub("", token.replace("’", "'")))
                 continue
