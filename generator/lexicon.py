@@ -25,6 +25,10 @@ coins some (1 % of 2021 descriptions have one that wordfreq does not list), but
 accepting any split into two common words let 11 % more spliced inventions
 through (bench/bench_lexicon.py: caught 95.9 % -> 84.9 %).
 
+Coined hyphenated compounds of real words ("mother-alike", "now-examine") pass by
+default, because real copy coins them too ("drug-addled"); with ``allow_new_compounds``
+off, a compound must be one the catalog itself writes, whole.
+
 Capitalised words: a name the catalog uses is a catalog word, whatever its case
 in the sample. A capitalised word in the middle of a sentence that neither the
 catalog nor English uses is a new name ("Plunotaria"); real descriptions coin
@@ -98,14 +102,21 @@ def judged_words(token: str) -> list[str]:
     return [part for part in token.split("-") if sum(ch.isalpha() for ch in part) >= MIN_LETTERS]
 
 
+def compound(token: str) -> str:
+    """A hyphenated token as a catalog compound: folded, possessive dropped ("Coming-of-Age's" -> "coming-of-age")."""
+    return fold(_POSSESSIVE.sub("", token.replace("’", "'")))
+
+
 class Lexicon:
     """English words plus the catalog's own words; :meth:`unknown` lists a text's invented words."""
 
     def __init__(self, records: Iterable[dict] = (), min_zipf: float = DEFAULT_MIN_ZIPF,
-                 allow_new_names: bool = True):
+                 allow_new_names: bool = True, allow_new_compounds: bool = True):
         self.allow_new_names = allow_new_names
+        self.allow_new_compounds = allow_new_compounds
         self.english = english_words(min_zipf)
         self.catalog_words: set[str] = set()
+        self.catalog_compounds: set[str] = set()
         for record in records:
             for field in ("title", "description"):
                 self.add_text(record.get(field) or "")
@@ -113,6 +124,8 @@ class Lexicon:
     def add_text(self, text: str) -> None:
         """Make every word of ``text`` (and each piece of an apostrophe word) a catalog word."""
         for token, _ in tokens(text):
+            if "-" in token:
+                self.catalog_compounds.add(unaccented(compound(token)))
             for part in judged_words(token) or [token]:
                 word = fold(part)
                 self.catalog_words.update((word, unaccented(word), *word.split("'")))
@@ -135,7 +148,13 @@ class Lexicon:
         """The invented words of ``text``, in order (as written, possessives dropped)."""
         found = []
         for token, initial in tokens(text):
-            for part in judged_words(token):
+            parts = judged_words(token)
+            # Short parts count here ("cult-up", "B-grown"); digits still make a word real ("9-year-old").
+            if ("-" in token and not self.allow_new_compounds and not any(ch.isdigit() for ch in token)
+                    and unaccented(compound(token)) not in self.catalog_compounds):
+                found.append(_POSSESSIVE.sub("", token.replace("’", "'")))
+                continue
+            for part in parts:
                 if not self.is_known(part, part[:1].isupper() and not initial):
                     found.append(part)
         return found

@@ -57,6 +57,13 @@ def test_catalog_words_names_possessives_hyphens_and_digits():
     assert lexicon.unknown("Dr. Brumbreia waits.") == []                              # a title, not a sentence end
 
 
+def test_coined_compounds_pass_unless_the_profile_wants_the_catalogs_own():
+    records = [{"title": "Drift", "description": "A coming-of-age tale of a drug-addled drummer."}]
+    text = "A mother-alike drummer's Coming-of-Age story, drug-addled, self-made, cult-up, 9-year-old."
+    assert Lexicon(records).unknown(text) == []
+    assert Lexicon(records, allow_new_compounds=False).unknown(text) == ["mother-alike", "self-made", "cult-up"]
+
+
 def test_unknown_words_rule_rejects_with_the_words_in_the_detail(tmp_path):
     catalog = tmp_path / "c.csv"
     catalog.write_text("title,description\nSea Tales,A lighthouse keeper in a small town finds an old map.\n")

@@ -44,6 +44,9 @@ class CurateSettings:
         "(measured: bench/bench_lexicon.py)")
     allow_new_names: bool = setting(
         True, "unknown-words: a capitalised word in mid-sentence is a name even if nobody uses it yet")
+    allow_new_compounds: bool = setting(
+        True, "unknown-words: a hyphenated word of real words passes even if nobody writes it (\"drug-addled\"); "
+        "off: it must be a compound the catalog itself uses")
     fluency_percentile: float = setting(
         0.0, "fluency: reject samples less fluent than this percentile of real held-out descriptions; 0 = off")
     fluency_order: int = setting(3, "fluency: n-gram order of the catalog's word language model")

@@ -46,7 +46,8 @@ class Curator:
         self.settings = settings
         self.copies = CopyIndex(catalog, settings.copy_ngram)
         records = [dataclasses.asdict(entry) for entry in catalog]
-        self.lexicon = (Lexicon(records, settings.unknown_words_min_zipf, settings.allow_new_names)
+        self.lexicon = (Lexicon(records, settings.unknown_words_min_zipf, settings.allow_new_names,
+                                settings.allow_new_compounds)
                         if settings.max_unknown_words >= 0 else None)
         self.fluency = (FluencyJudge(records, settings.fluency_order, settings.fluency_percentile)
                         if settings.fluency_percentile > 0 else None)

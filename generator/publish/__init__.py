@@ -5,6 +5,7 @@ Targets:
   file:///abs/dir       a local directory (the embedded default), same diffing, swapped in atomically
 
 Modules, each importing only those above it:
+  digests     the local digest cache beside the site: unchanged files are stat-ed, not re-read
   common      settings, targets, local files and their headers, plan types
   record      the ownership record (``<target>/.publish-state.json``): what this gallery published
   plan        phases and their order, which files go, the summary

@@ -1,7 +1,7 @@
 """What every part of the publisher shares: settings, targets, the local files and their headers, plans.
 
-Imports nothing else from the package, so the plan, the S3 and the file://
-backends and the stage all import it without an import circle.
+Imports nothing else from the package but the digest cache, so the plan, the S3 and the
+file:// backends and the stage all import it without an import circle.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..settings import setting
+from .digests import DigestCache
 
 log = logging.getLogger("generator.publish")
 
@@ -61,8 +62,9 @@ class PublishSettings:
     force_deletes: bool = setting(False, "delete even when more than max_deletes files would go")
     adopt: bool = setting(False, "take over the files already in a target this gallery has not published "
                           "(they may be overwritten or deleted); a first publish into a non-empty target needs it")
-    verify: bool = setting(False, "S3: list the whole target instead of trusting the ownership record (finds "
-                           "changes made behind the publisher's back; costs a request per 1000 files)")
+    verify: bool = setting(False, "trust no cache: re-read every site file (not the digest cache) and check the "
+                           "target itself (S3: list it all, a request per 1000 files; file://: read every file), "
+                           "finding changes made behind the publisher's back")
     concurrency: int = setting(8, "parallel uploads within one phase (assets, pages, indexes, home run in turn)")
     gzip: bool = setting(False, "gzip text files (HTML, CSS, JS, JSON, XML, SVG...) with Content-Encoding: gzip "
                          "and a fixed mtime, so unchanged files keep their bytes; S3 targets only")
@@ -124,15 +126,19 @@ def parse_target(uri: str) -> Target:
 @dataclasses.dataclass
 class LocalFile:
     key: str  # site-relative POSIX path
-    path: Path
+    source: str  # its path (a string: on a 100k-file site, Path objects cost more than the scan)
     size: int  # bytes on disk
     md5: str  # of the bytes uploaded (gzipped when gzip applies)
     upload_size: int
     headers: dict
+    headers_hash: str = ""  # headers_digest(headers), computed once per header set by describe()
+
+    def __post_init__(self):
+        self.headers_hash = self.headers_hash or headers_digest(self.headers)
 
     @property
-    def headers_hash(self) -> str:
-        return headers_digest(self.headers)
+    def path(self) -> Path:
+        return Path(self.source)
 
     @property
     def is_html(self) -> bool:
@@ -186,38 +192,70 @@ def rules_fingerprint(settings: PublishSettings) -> str:
     return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def upload_body(path: Path, headers: dict) -> bytes:
+def upload_body(path: str | Path, headers: dict) -> bytes:
     """The exact bytes to upload; gzip with mtime=0 so the same file gives the same bytes and MD5."""
-    data = path.read_bytes()
+    with open(path, "rb") as handle:
+        data = handle.read()
     if headers.get("ContentEncoding") == "gzip":
         data = gzip_lib.compress(data, compresslevel=6, mtime=0)
     return data
 
 
-def site_paths(site_dir: Path) -> list[tuple[str, Path]]:
+def site_paths(site_dir: Path) -> list[tuple[str, str]]:
     """(key, path) of every file to publish, in key order."""
     paths = []
-    for root, dirs, names in os.walk(site_dir):
-        dirs.sort()
-        for name in sorted(names):
-            path = Path(root) / name
-            key = path.relative_to(site_dir).as_posix()
-            if _TEMP_FILE.match(name) or not path.is_file():
+    # scandir's entries know file from folder without a stat each; strings, not Paths, until
+    # the end (on a 100k-file site path arithmetic costs more than the walk).
+    pending = [("", str(site_dir))]
+    while pending:
+        prefix, folder = pending.pop()
+        with os.scandir(folder) as entries:
+            listed = list(entries)
+        for entry in listed:
+            key = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):  # as os.walk: a linked folder is not descended
+                pending.append((key + "/", entry.path))
+            elif _TEMP_FILE.match(entry.name) or not entry.is_file():
                 continue
-            if key == STATE_NAME:
+            elif key == STATE_NAME:
                 log.warning("ignoring %s: the name is reserved for the publisher's state", key)
-                continue
-            paths.append((key, path))
+            else:
+                paths.append((key, entry.path))
+    paths.sort()
     return paths
 
 
-def describe(paths: list[tuple[str, Path]], settings: PublishSettings, compress: bool) -> list[LocalFile]:
-    """Headers and the MD5 of the bytes each file would be uploaded as."""
+def body_rule(compress: bool) -> str:
+    """What makes the upload bytes from a file's bytes (the digest cache holds MD5s for one rule)."""
+    return "gzip-6-mtime-0" if compress else "plain"
+
+
+def describe(paths: list[tuple[str, str]], settings: PublishSettings, compress: bool,
+             cache: DigestCache | None = None) -> list[LocalFile]:
+    """Headers and the MD5 of the bytes each file would be uploaded as.
+
+    ``cache`` (digests.py): files it vouches for are only stat-ed, not read; the others are
+    read, hashed and recorded in it, and it is saved for the next publish.
+    """
     files = []
+    # Headers depend on the extension and the fingerprint only: one dict (never modified) per pair.
+    rules: dict[tuple[str, bool], tuple[dict, str]] = {}
     for key, path in paths:
-        headers = object_headers(key, settings, compress)
-        body = upload_body(path, headers)
-        files.append(LocalFile(key, path, path.stat().st_size, hashlib.md5(body).hexdigest(), len(body), headers))
+        rule = (posixpath.splitext(key)[1].lower(), bool(_FINGERPRINT.search(key, key.rfind("/") + 1)))
+        if rule not in rules:
+            headers = object_headers(key, settings, compress)
+            rules[rule] = headers, headers_digest(headers)
+        headers, digest = rules[rule]
+        stat = os.stat(path)
+        known = cache.lookup(key, stat) if cache is not None else None
+        if known is None:
+            body = upload_body(path, headers)
+            known = hashlib.md5(body).hexdigest(), len(body)
+            if cache is not None:
+                cache.store(key, stat, *known)
+        files.append(LocalFile(key, path, stat.st_size, known[0], known[1], headers, digest))
+    if cache is not None:
+        cache.save()
     return files
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from ..artifacts import replace_directory
 from ..errors import UserError
 from .common import STATE_NAME, LocalFile, Plan, PublishSettings, Target, Upload, describe
+from .digests import DigestCache
 from .plan import assign_phases, split_extras, summary
 from .record import Entry, Record, owned_keys, parse_record
 
@@ -53,6 +54,14 @@ def _md5_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _published_md5(path: Path, entry: Entry | None, settings: PublishSettings) -> str:
+    """The MD5 of a published file: the record's (the tree and its record are swapped in together),
+    unless --verify asks to read it, or the record has none (an adopted or version-1 target)."""
+    if entry is not None and entry.md5 and not settings.verify:
+        return entry.md5
+    return _md5_file(path)
 
 
 def _existing_tree(root: Path) -> dict[str, Path]:
@@ -101,22 +110,23 @@ def _build_tree(staging: Path, files: list[LocalFile], changed: set[str], existi
     (staging / STATE_NAME).write_bytes(record.to_bytes())
 
 
-def publish_file(target: Target, paths: list[tuple[str, Path]], settings: PublishSettings, started: float,
-                 published_before_records: bool = False) -> dict:
+def publish_file(target: Target, paths: list[tuple[str, str]], settings: PublishSettings, started: float,
+                 published_before_records: bool = False, cache: DigestCache | None = None) -> dict:
     root = resolved_root(target.path)
     clock = time.monotonic()
-    files = describe(paths, settings, compress=False)
+    files = describe(paths, settings, compress=False, cache=cache)
     timings = {"scan": time.monotonic() - clock}
     clock = time.monotonic()
     existing = _existing_tree(root)
     record = _read_record(root, existing, settings)
     owned = owned_keys(record, set(existing), target.uri, settings, published_before_records)
+    entries = record.files if record else {}
     uploads, skipped = [], []
     for f in files:
         old = existing.get(f.key)
         if old is None:
             uploads.append(Upload(f, "new"))
-        elif old.stat().st_size != f.size or _md5_file(old) != f.md5:
+        elif old.stat().st_size != f.size or _published_md5(old, entries.get(f.key), settings) != f.md5:
             uploads.append(Upload(f, "content changed"))
         else:
             skipped.append(f)
@@ -124,7 +134,6 @@ def publish_file(target: Target, paths: list[tuple[str, Path]], settings: Publis
     deletes, kept, foreign = split_extras(set(existing), owned, {f.key for f in files}, settings, warnings)
     assign_phases(uploads, new_keys={u.file.key for u in uploads if u.file.key not in existing})
     plan = Plan(uploads, skipped, deletes, kept, warnings, foreign)
-    entries = record.files if record else {}
     new_record = Record({**{key: entries.get(key, Entry("", NO_HEADERS)) for key in kept},
                          **{f.key: Entry(f.md5, NO_HEADERS) for f in files}})
     timings["plan"], clock = time.monotonic() - clock, time.monotonic()

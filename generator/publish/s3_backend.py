@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from pathlib import Path
 
 from ..console import progress
 from ..errors import UserError
 from .common import PHASES, STATE_NAME, LocalFile, Plan, PublishSettings, Target, Upload, describe, headers_digest, \
     is_fingerprinted, log
+from .digests import DigestCache
 from .plan import assign_phases, split_extras, summary
 from .record import Entry, Record, is_plain_md5, owned_keys
 from . import s3_store
@@ -99,8 +99,8 @@ def plan_s3(client, target: Target, files: list[LocalFile], remote: dict[str, Re
     return plan, Record(before), staying
 
 
-def publish_s3(target: Target, paths: list[tuple[str, Path]], settings: PublishSettings, started: float,
-               client=None, published_before_records: bool = False) -> dict:
+def publish_s3(target: Target, paths: list[tuple[str, str]], settings: PublishSettings, started: float,
+               client=None, published_before_records: bool = False, cache: DigestCache | None = None) -> dict:
     from boto3.s3.transfer import TransferConfig
 
     client = client or s3_client_for(settings)
@@ -145,7 +145,7 @@ def publish_s3(target: Target, paths: list[tuple[str, Path]], settings: PublishS
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as background:
             view = background.submit(remote_view)
             clock = time.monotonic()
-            files = describe(paths, settings, compress=settings.gzip)
+            files = describe(paths, settings, compress=settings.gzip, cache=cache)
             timings["scan"] = time.monotonic() - clock
             remote, record = view.result()
         clock = time.monotonic()

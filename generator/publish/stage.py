@@ -17,7 +17,8 @@ from pathlib import Path
 from .. import lock
 from ..artifacts import manifest_path, write_manifest
 from ..errors import UserError
-from .common import PublishSettings, log, parse_target, site_paths
+from .common import PublishSettings, body_rule, log, parse_target, site_paths
+from .digests import DigestCache, cache_path
 from .local import publish_file, resolved_root
 from .plan import summary_line
 from .s3_backend import publish_s3
@@ -89,17 +90,21 @@ def publish(site_dir: str | os.PathLike, target: str, settings: PublishSettings,
     if not paths:
         raise UserError(f"site directory {site} has no files", "render the site first")
     legacy = published_before_records(site, target)
+    # --verify re-reads every file; the fresh digests replace the cache.
+    cache = DigestCache.load(cache_path(site), body_rule(settings.gzip and parsed.kind == "s3"), trust=not settings.verify)
     if parsed.kind == "s3":
-        summary = publish_s3(parsed, paths, settings, started, client=client, published_before_records=legacy)
+        summary = publish_s3(parsed, paths, settings, started, client=client, published_before_records=legacy,
+                             cache=cache)
     else:
         # Two publishers into one folder would interleave their swaps: one at a time per file:// target.
         guard = lock.exclusive(parsed.path, "publish target") if not settings.dry_run else contextlib.nullcontext()
         with guard:
-            summary = publish_file(parsed, paths, settings, started, published_before_records=legacy)
+            summary = publish_file(parsed, paths, settings, started, published_before_records=legacy, cache=cache)
         if settings.gzip:
             message = "gzip applies to S3 targets only (a directory serves files as they are); ignored"
             log.warning(message)
             summary["warnings"].append(message)
+    summary["hashed"] = len(paths) - cache.hits  # files read this time (the others: digest cache)
     if legacy and settings.dry_run:
         summary["presumed_ours"] = True
     log.debug("publish %s: %s", target, summary_line(summary))
