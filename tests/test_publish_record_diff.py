@@ -74,3 +74,25 @@ def test_foreign_files_survive_publishes_that_do_not_list(big_site, bucket, s3):
     summary = publish(site, f"s3://{bucket}/g", PublishSettings(max_deletes=1000))
     assert summary["remote_view"] == "record" and summary["deleted"] == 11  # 10 pages and page 3
     assert remote_files(s3, bucket, "g/") == {**new, "zz-theirs.txt": b"not ours"}
+
+
+def test_record_version_3_round_trips_and_version_2_is_still_read():
+    import json
+
+    from generator.publish.record import STATE_VERSION, Entry, Record, parse_record
+
+    record = Record({"b/index.html": Entry("a" * 32, "h1" * 8, "a" * 32), "a.css": Entry("c" * 32, "h2" * 8, "x-1"),
+                     "new.html": Entry("d" * 32, "h1" * 8, "")})  # unconfirmed: stays so
+    for compress in (False, True):
+        body = record.to_bytes(compress=compress)
+        assert (body[:2] == b"\x1f\x8b") is compress
+        again = parse_record(body, "here", {}, PublishSettings())
+        assert again.files == record.files and not again.confirmed
+    assert json.loads(record.to_bytes())["version"] == STATE_VERSION == 3
+    version_2 = json.dumps({"version": 2, "files": {key: list(entry) for key, entry in record.files.items()}})
+    assert parse_record(version_2.encode(), "here", {}, PublishSettings()).files == record.files
+    state = json.loads(record.to_bytes())
+    for broken in ({**state, "h": [0, 7, 0]}, {**state, "md5": state["md5"][:2]}, {**state, "keys": [[], "b", "c"]},
+                   {**state, "keys": ["a", "a", "b"]}):
+        assert parse_record(json.dumps(broken).encode(), "here", {}, PublishSettings()) is None
+    assert parse_record(b"\x1f\x8b not gzip", "here", {}, PublishSettings()) is None

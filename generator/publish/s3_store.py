@@ -159,7 +159,7 @@ def spot_check(client, target: Target, record: Record) -> str:
 
 def write_record(client, target: Target, record: Record) -> None:
     client.put_object(Bucket=target.bucket, Key=target.prefix + STATE_NAME, ContentType="application/json",
-                      CacheControl="no-store", Body=record.to_bytes())
+                      ContentEncoding="gzip", CacheControl="no-store", Body=record.to_bytes(compress=True))
 
 
 def parallel(items: list, work: Callable, concurrency: int) -> list:
