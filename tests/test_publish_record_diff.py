@@ -96,3 +96,45 @@ def test_record_version_3_round_trips_and_version_2_is_still_read():
                    {**state, "keys": ["a", "a", "b"]}):
         assert parse_record(json.dumps(broken).encode(), "here", {}, PublishSettings()) is None
     assert parse_record(b"\x1f\x8b not gzip", "here", {}, PublishSettings()) is None
+
+
+def test_an_interrupted_publish_leaves_the_record_marked_pending(big_site, bucket, s3):
+    """Before its uploads a publish writes only its changes (the pending object) and marks the record:
+    a page it rewrote and then lost the link stays known as changed, even when the night is redone
+    with that page as the record has it."""
+    from generator.errors import UserError
+    from generator.publish.common import PENDING_NAME, STATE_NAME
+    from test_publish import fail_puts_from, new_client
+
+    site, items, files = big_site
+    rewritten = list(items)
+    rewritten[3] = (items[3][0], "Rewritten, then the link went down.")
+    changed = build_site(site, rewritten)
+    page = next(key for key in changed if changed[key] != files[key] and key.startswith("d/"))
+    client = new_client()
+    fail_puts_from(client, 3)  # the pending object, the rewritten page, then the link goes down
+    with pytest.raises(UserError, match="injected network failure"):
+        publish(site, f"s3://{bucket}/g", PublishSettings(concurrency=1), client=client)
+    assert s3.head_object(Bucket=bucket, Key=f"g/{STATE_NAME}")["Metadata"] == {"pending": "1"}
+    assert remote_files(s3, bucket, "g/")[page] == changed[page]
+
+    build_site(site, items)  # the night redone: the page back to the bytes the record names
+    again = publish(site, f"s3://{bucket}/g", PublishSettings())
+    assert again["remote_view"] == "listing: the record has unconfirmed entries"
+    assert remote_files(s3, bucket, "g/") == files
+    assert s3.head_object(Bucket=bucket, Key=f"g/{STATE_NAME}")["Metadata"] == {}
+    assert PENDING_NAME not in {o["Key"][2:] for o in s3.list_objects_v2(Bucket=bucket, Prefix="g/")["Contents"]}
+    unchanged = publish(site, f"s3://{bucket}/g", PublishSettings())
+    assert unchanged["remote_view"] == "record" and unchanged["requests"] == {"GetObject": 1, "ListObjectsV2": 1}
+
+
+def test_a_pending_mark_without_its_pending_object_is_not_trusted(big_site, bucket, s3):
+    from generator.publish.common import STATE_NAME
+
+    site, items, files = big_site
+    key = f"g/{STATE_NAME}"
+    s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key}, MetadataDirective="REPLACE",
+                   Metadata={"pending": "1"}, ContentType="application/json", ContentEncoding="gzip")
+    summary = publish(site, f"s3://{bucket}/g", PublishSettings())
+    assert summary["remote_view"] == "listing: the record has unconfirmed entries" and summary["uploaded"] == 0
+    assert s3.head_object(Bucket=bucket, Key=key)["Metadata"] == {}

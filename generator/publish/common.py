@@ -27,6 +27,8 @@ log = logging.getLogger("generator.publish")
 ACCEPTED_TARGETS = "use s3://bucket/prefix (or s3://bucket) or file:///absolute/dir"
 # The ownership record, kept in the target itself (see record.py); never part of a site.
 STATE_NAME = ".publish-state.json"
+# What an S3 publish is about to upload, written instead of the whole record before its uploads (s3_store).
+PENDING_NAME = ".publish-state.pending.json"
 PHASES = ("assets", "pages", "indexes", "home")
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -217,7 +219,7 @@ def site_paths(site_dir: Path) -> list[tuple[str, str]]:
                 pending.append((key + "/", entry.path))
             elif _TEMP_FILE.match(entry.name) or not entry.is_file():
                 continue
-            elif key == STATE_NAME:
+            elif key in (STATE_NAME, PENDING_NAME):
                 log.warning("ignoring %s: the name is reserved for the publisher's state", key)
             else:
                 paths.append((key, entry.path))

@@ -56,11 +56,12 @@ class Entry(NamedTuple):
 class Record:
     files: dict[str, Entry]
     from_version_1: bool = False  # converted from a listing: only as good as that listing
+    incomplete: bool = False  # marked pending, but the pending object is gone: entries may be missing
 
     @property
     def confirmed(self) -> bool:
         """Every entry names the checksum and ETag the store holds (no upload left unconfirmed)."""
-        return not self.from_version_1 and all(entry.md5 and entry.etag for entry in self.files.values())
+        return not self.from_version_1 and not self.incomplete and all(entry.md5 and entry.etag for entry in self.files.values())
 
     def to_bytes(self, compress: bool = False) -> bytes:
         keys = sorted(self.files)
@@ -76,6 +77,23 @@ class Record:
 
     def same_as(self, other: "Record | None") -> bool:
         return other is not None and self.files == other.files
+
+
+def with_pending(record: Record, pending: bytes | None, settings: PublishSettings) -> Record:
+    """A record marked pending, with the entries the pending object adds (see ``s3_store.mark_pending``).
+
+    Those include the uploads of the publish that marked it, unconfirmed, so the record is not
+    confirmed and the target is listed. Without a readable pending object, the record is incomplete.
+    """
+    changes = parse_record(pending, "the pending object", {}, settings) if pending is not None else None
+    if changes is None:
+        return dataclasses.replace(record, incomplete=True)
+    return dataclasses.replace(record, files={**record.files, **changes.files})
+
+
+def is_compact(body: bytes | None) -> bool:
+    """Written compressed, so by this version of the record (the pending mark keeps its encoding headers)."""
+    return body is not None and body[:2] == _GZIP_MAGIC
 
 
 def is_plain_md5(etag: str) -> bool:
