@@ -73,8 +73,9 @@ def serve(port: int, seeds: list[str]) -> None:
             key.set_metadata({"Content-Type": f.headers["ContentType"], "Cache-Control": f.headers["CacheControl"],
                               "x-amz-meta-md5": f.md5, "x-amz-meta-headers": f.headers_hash})
             entries[f.key] = Entry(f.md5, f.headers_hash, key.etag.strip('"'))
-        state = backend.put_object(bucket, f"{PREFIX}/.publish-state.json", Record(entries).to_bytes())
-        state.set_metadata({"Content-Type": "application/json", "Cache-Control": "no-store"})
+        state = backend.put_object(bucket, f"{PREFIX}/.publish-state.json", Record(entries).to_bytes(compress=True))
+        state.set_metadata({"Content-Type": "application/json", "Content-Encoding": "gzip",
+                            "Cache-Control": "no-store"})
     moto_main(["-H", "127.0.0.1", "-p", str(port)])
 
 

@@ -74,3 +74,67 @@ def test_foreign_files_survive_publishes_that_do_not_list(big_site, bucket, s3):
     summary = publish(site, f"s3://{bucket}/g", PublishSettings(max_deletes=1000))
     assert summary["remote_view"] == "record" and summary["deleted"] == 11  # 10 pages and page 3
     assert remote_files(s3, bucket, "g/") == {**new, "zz-theirs.txt": b"not ours"}
+
+
+def test_record_version_3_round_trips_and_version_2_is_still_read():
+    import json
+
+    from generator.publish.record import STATE_VERSION, Entry, Record, parse_record
+
+    record = Record({"b/index.html": Entry("a" * 32, "h1" * 8, "a" * 32), "a.css": Entry("c" * 32, "h2" * 8, "x-1"),
+                     "new.html": Entry("d" * 32, "h1" * 8, "")})  # unconfirmed: stays so
+    for compress in (False, True):
+        body = record.to_bytes(compress=compress)
+        assert (body[:2] == b"\x1f\x8b") is compress
+        again = parse_record(body, "here", {}, PublishSettings())
+        assert again.files == record.files and not again.confirmed
+    assert json.loads(record.to_bytes())["version"] == STATE_VERSION == 3
+    version_2 = json.dumps({"version": 2, "files": {key: list(entry) for key, entry in record.files.items()}})
+    assert parse_record(version_2.encode(), "here", {}, PublishSettings()).files == record.files
+    state = json.loads(record.to_bytes())
+    for broken in ({**state, "h": [0, 7, 0]}, {**state, "md5": state["md5"][:2]}, {**state, "keys": [[], "b", "c"]},
+                   {**state, "keys": ["a", "a", "b"]}):
+        assert parse_record(json.dumps(broken).encode(), "here", {}, PublishSettings()) is None
+    assert parse_record(b"\x1f\x8b not gzip", "here", {}, PublishSettings()) is None
+
+
+def test_an_interrupted_publish_leaves_the_record_marked_pending(big_site, bucket, s3):
+    """Before its uploads a publish writes only its changes (the pending object) and marks the record:
+    a page it rewrote and then lost the link stays known as changed, even when the night is redone
+    with that page as the record has it."""
+    from generator.errors import UserError
+    from generator.publish.common import PENDING_NAME, STATE_NAME
+    from test_publish import fail_puts_from, new_client
+
+    site, items, files = big_site
+    rewritten = list(items)
+    rewritten[3] = (items[3][0], "Rewritten, then the link went down.")
+    changed = build_site(site, rewritten)
+    page = next(key for key in changed if changed[key] != files[key] and key.startswith("d/"))
+    client = new_client()
+    fail_puts_from(client, 3)  # the pending object, the rewritten page, then the link goes down
+    with pytest.raises(UserError, match="injected network failure"):
+        publish(site, f"s3://{bucket}/g", PublishSettings(concurrency=1), client=client)
+    assert s3.head_object(Bucket=bucket, Key=f"g/{STATE_NAME}")["Metadata"] == {"pending": "1"}
+    assert remote_files(s3, bucket, "g/")[page] == changed[page]
+
+    build_site(site, items)  # the night redone: the page back to the bytes the record names
+    again = publish(site, f"s3://{bucket}/g", PublishSettings())
+    assert again["remote_view"] == "listing: the record has unconfirmed entries"
+    assert remote_files(s3, bucket, "g/") == files
+    assert s3.head_object(Bucket=bucket, Key=f"g/{STATE_NAME}")["Metadata"] == {}
+    assert PENDING_NAME not in {o["Key"][2:] for o in s3.list_objects_v2(Bucket=bucket, Prefix="g/")["Contents"]}
+    unchanged = publish(site, f"s3://{bucket}/g", PublishSettings())
+    assert unchanged["remote_view"] == "record" and unchanged["requests"] == {"GetObject": 1, "ListObjectsV2": 1}
+
+
+def test_a_pending_mark_without_its_pending_object_is_not_trusted(big_site, bucket, s3):
+    from generator.publish.common import STATE_NAME
+
+    site, items, files = big_site
+    key = f"g/{STATE_NAME}"
+    s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key}, MetadataDirective="REPLACE",
+                   Metadata={"pending": "1"}, ContentType="application/json", ContentEncoding="gzip")
+    summary = publish(site, f"s3://{bucket}/g", PublishSettings())
+    assert summary["remote_view"] == "listing: the record has unconfirmed entries" and summary["uploaded"] == 0
+    assert s3.head_object(Bucket=bucket, Key=key)["Metadata"] == {}

@@ -3,6 +3,7 @@ unfinished render, a closed stdout pipe. Against the moto S3 server and file:// 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -21,8 +22,19 @@ from test_publish import build_site, catalog, fail_puts_from, new_client, remote
 STATE = publish_module.STATE_NAME
 
 
+def decode_record(body: bytes) -> dict:
+    """The record as {"version": n, "files": {key: [md5, headers digest, ETag]}}, whatever its encoding."""
+    state = json.loads(gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body)
+    if state["version"] == 3:
+        state["files"] = {key: [md5, state["headers"][index], md5 if etag == "=" else etag]
+                          for key, md5, index, etag in zip(state["keys"], state["md5"], state["h"], state["etag"])}
+    return state
+
+
 def record_of(s3, bucket: str, prefix: str = "") -> dict:
-    return json.loads(s3.get_object(Bucket=bucket, Key=prefix + STATE)["Body"].read())
+    response = s3.get_object(Bucket=bucket, Key=prefix + STATE)
+    assert response.get("ContentEncoding") == "gzip"
+    return decode_record(response["Body"].read())
 
 
 # --- ownership on S3 ------------------------------------------------------------------------------
@@ -44,7 +56,7 @@ def test_s3_first_publish_into_foreign_files_stops_unless_adopted(tmp_path, buck
     assert adopted["deleted"] == 1 and adopted["reasons"] == {"content changed": 1, "new": len(files) - 1}
     assert remote_files(s3, bucket, "site/") == files
     record = record_of(s3, bucket, "site/")
-    assert record["version"] == 2 and set(record["files"]) == set(files)
+    assert record["version"] == 3 and set(record["files"]) == set(files)
     for key, (md5, headers, etag) in record["files"].items():
         assert md5 == hashlib.md5(files[key]).hexdigest() == etag and len(headers) == 16
 
@@ -94,7 +106,7 @@ def test_s3_version_1_state_counts_as_ours(tmp_path, bucket, s3):
     new = build_site(site, items[:-1])
     summary = publish(site, f"s3://{bucket}/g", PublishSettings())
     assert summary["deleted"] == 1 and remote_files(s3, bucket, "g/") == new
-    assert record_of(s3, bucket, "g/")["version"] == 2
+    assert record_of(s3, bucket, "g/")["version"] == 3
 
 
 # --- ownership on file:// -------------------------------------------------------------------------
@@ -112,8 +124,8 @@ def test_file_target_ownership_and_adopt(tmp_path):
     result = run_cli("publish", "--site", str(site), "--target", f"file://{public}", "--adopt")
     assert result.returncode == 0, result.stderr
     assert tree(public) == files  # adopted and not in the site: deleted
-    record = json.loads((public / STATE).read_text())
-    assert record["version"] == 2 and set(record["files"]) == set(files)
+    record = decode_record((public / STATE).read_bytes())
+    assert record["version"] == 3 and set(record["files"]) == set(files)
 
     (public / "extra.txt").write_text("dropped in by hand later")
     new = build_site(site, catalog(4))

@@ -7,9 +7,16 @@ only keys in the record that the new site no longer has; files someone else put
 in the target are left alone. A first publish into a non-empty target without a
 record stops, unless ``publish.adopt`` takes the files over.
 
-Format (version 2)::
+Format (version 3): JSON, gzip-compressed on S3 (``to_bytes(compress=True)``; read either way),
+the file map as parallel arrays in key order, so a 100k-file record is a few MB and parses in C::
 
-    {"version": 2, "files": {"<key>": ["<md5 of the bytes uploaded>", "<headers digest>", "<ETag>"]}}
+    {"version": 3, "headers": ["<headers digest>", ...], "keys": ["<key>", ...],
+     "md5": ["<md5 of the bytes uploaded>", ...], "h": [<index into headers>, ...], "etag": ["<ETag>", ...]}
+
+An ETag of ``"="`` is the key's MD5 (every plain upload). Version 2 (read, not written) was
+``{"version": 2, "files": {"<key>": ["<md5>", "<headers digest>", "<ETag>"]}}``. A publisher
+older than version 3 cannot read a compressed record and so takes the target as holding files
+that are not its own: it stops rather than delete anything.
 
 The ETag (S3 only) is the one the store gave the upload; while the listing shows
 the same ETag, the object still holds those bytes and headers, so no HEAD is
@@ -25,13 +32,15 @@ listed key, with its checksum where the ETag or the old record gives it.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 from typing import NamedTuple
 
 from ..errors import UserError
 from .common import STATE_NAME, PublishSettings, object_headers, headers_digest, rules_fingerprint
 
-STATE_VERSION = 2
+STATE_VERSION = 3
+_GZIP_MAGIC = b"\x1f\x8b"
 _PLAIN_MD5_LENGTH = 32
 
 
@@ -47,18 +56,44 @@ class Entry(NamedTuple):
 class Record:
     files: dict[str, Entry]
     from_version_1: bool = False  # converted from a listing: only as good as that listing
+    incomplete: bool = False  # marked pending, but the pending object is gone: entries may be missing
 
     @property
     def confirmed(self) -> bool:
         """Every entry names the checksum and ETag the store holds (no upload left unconfirmed)."""
-        return not self.from_version_1 and all(entry.md5 and entry.etag for entry in self.files.values())
+        return not self.from_version_1 and not self.incomplete and all(entry.md5 and entry.etag for entry in self.files.values())
 
-    def to_bytes(self) -> bytes:
-        files = dict(sorted(self.files.items()))
-        return json.dumps({"version": STATE_VERSION, "files": files}, separators=(",", ":")).encode()
+    def to_bytes(self, compress: bool = False) -> bytes:
+        keys = sorted(self.files)
+        entries = [self.files[key] for key in keys]
+        table: dict[str, int] = {}
+        md5s = [entry.md5 for entry in entries]
+        state = {"version": STATE_VERSION, "headers": None, "keys": keys, "md5": md5s,
+                 "h": [table.setdefault(entry.headers, len(table)) for entry in entries],
+                 "etag": ["=" if entry.etag == entry.md5 and entry.etag else entry.etag for entry in entries]}
+        state["headers"] = list(table)
+        body = json.dumps(state, separators=(",", ":")).encode()
+        return gzip.compress(body, compresslevel=1, mtime=0) if compress else body
 
     def same_as(self, other: "Record | None") -> bool:
         return other is not None and self.files == other.files
+
+
+def with_pending(record: Record, pending: bytes | None, settings: PublishSettings) -> Record:
+    """A record marked pending, with the entries the pending object adds (see ``s3_store.mark_pending``).
+
+    Those include the uploads of the publish that marked it, unconfirmed, so the record is not
+    confirmed and the target is listed. Without a readable pending object, the record is incomplete.
+    """
+    changes = parse_record(pending, "the pending object", {}, settings) if pending is not None else None
+    if changes is None:
+        return dataclasses.replace(record, incomplete=True)
+    return dataclasses.replace(record, files={**record.files, **changes.files})
+
+
+def is_compact(body: bytes | None) -> bool:
+    """Written compressed, so by this version of the record (the pending mark keeps its encoding headers)."""
+    return body is not None and body[:2] == _GZIP_MAGIC
 
 
 def is_plain_md5(etag: str) -> bool:
@@ -75,13 +110,15 @@ def parse_record(body: bytes | None, where: str, listed_etags: dict[str, str],
     if body is None:
         return None
     try:
-        state = json.loads(body)
-    except ValueError:
+        state = json.loads(gzip.decompress(body) if body[:2] == _GZIP_MAGIC else body)
+    except (ValueError, OSError, EOFError):
         return None
     if not isinstance(state, dict):
         return None
     version = state.get("version")
-    if version == STATE_VERSION and isinstance(state.get("files"), dict):
+    if version == STATE_VERSION:
+        return _from_version_3(state)
+    if version == 2 and isinstance(state.get("files"), dict):
         return Record({key: Entry(*value) for key, value in state["files"].items()
                        if isinstance(value, list) and len(value) == 3})
     if version == 1:
@@ -90,6 +127,21 @@ def parse_record(body: bytes | None, where: str, listed_etags: dict[str, str],
         raise UserError(f"the publish record {where} is version {version}, newer than this publisher understands",
                         "publish with the newer version of the gallery that wrote it")
     return None
+
+
+def _from_version_3(state: dict) -> Record | None:
+    """None if malformed (then there is no readable record: the target is not taken as ours)."""
+    keys, md5s, indexes, etags, table = (state.get(name) for name in ("keys", "md5", "h", "etag", "headers"))
+    if not (all(isinstance(column, list) for column in (keys, md5s, indexes, etags, table))
+            and len(keys) == len(md5s) == len(indexes) == len(etags)):
+        return None
+    try:  # values of other types than strings never match a file, so they cost an upload, no harm
+        headers = [table[index] for index in indexes]
+        etags = [md5 if etag == "=" else etag for md5, etag in zip(md5s, etags)]
+        files = dict(zip(keys, map(Entry, md5s, headers, etags)))
+    except (IndexError, TypeError):
+        return None
+    return Record(files) if len(files) == len(keys) else None
 
 
 def _from_version_1(state: dict, listed_etags: dict[str, str], settings: PublishSettings) -> Record:

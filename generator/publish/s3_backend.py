@@ -27,15 +27,16 @@ import time
 
 from ..console import progress
 from ..errors import UserError
-from .common import PHASES, STATE_NAME, LocalFile, Plan, PublishSettings, Target, Upload, describe, headers_digest, \
+from .common import PENDING_NAME, PHASES, STATE_NAME, LocalFile, Plan, PublishSettings, Target, Upload, describe, headers_digest, \
     is_fingerprinted, log
 from .digests import DigestCache
 from .plan import assign_phases, split_extras, summary
-from .record import Entry, Record, is_plain_md5, owned_keys
+from .record import Entry, Record, is_compact, is_plain_md5, owned_keys, with_pending
 from . import s3_store
-from .s3_store import (MULTIPART_THRESHOLD, RemoteObject, RequestCounter, configure_website, delete_keys,
-                       get_record_body, invalidate, invalidation_paths, list_remote, parallel, read_record,
-                       s3_client_for, s3_errors, s3_failure, spot_check, upload_one, write_record)
+from .s3_store import (MULTIPART_THRESHOLD, RemoteObject, RequestCounter, clear_pending, configure_website,
+                       delete_keys, get_record_body, invalidate, invalidation_paths, list_remote, mark_pending,
+                       parallel, s3_client_for, s3_errors, s3_failure, spot_check, upload_one, write_record)
+from .s3_store import read_record as read_stored
 
 
 def plan_s3(client, target: Target, files: list[LocalFile], remote: dict[str, RemoteObject], record: Record | None,
@@ -46,11 +47,12 @@ def plan_s3(client, target: Target, files: list[LocalFile], remote: dict[str, Re
     will hold if the publish stops anywhere: the old files, and the new ones,
     unconfirmed) and the entries that stay true after the publish (uploads add theirs).
     """
-    existing = set(remote) - {STATE_NAME}
+    existing = set(remote) - {STATE_NAME, PENDING_NAME}
     owned = owned_keys(record, existing, target.uri, settings, published_before_records)
     entries = record.files if record else {}
 
     uploads, skipped, to_head = [], [], []
+    staying: dict[str, Entry] = {}  # key -> its entry, for files that stay as they are
     for f in files:
         obj = remote.get(f.key)
         if obj is None:
@@ -64,6 +66,7 @@ def plan_s3(client, target: Target, files: list[LocalFile], remote: dict[str, Re
                 uploads.append(Upload(f, "headers changed"))
             else:
                 skipped.append(f)
+                staying[f.key] = entry  # equal to a new Entry(f.md5, f.headers_hash, obj.etag)
         elif is_plain_md5(obj.etag) and obj.etag != f.md5:
             uploads.append(Upload(f, "content changed"))
         else:
@@ -85,6 +88,7 @@ def plan_s3(client, target: Target, files: list[LocalFile], remote: dict[str, Re
             uploads.append(Upload(f, "headers changed"))
         else:
             skipped.append(f)
+            staying[f.key] = Entry(f.md5, f.headers_hash, etag)
 
     warnings: list[str] = []
     deletes, deletes_skipped, foreign = split_extras(existing, owned, {f.key for f in files}, settings, warnings)
@@ -92,7 +96,6 @@ def plan_s3(client, target: Target, files: list[LocalFile], remote: dict[str, Re
     plan = Plan(uploads, skipped, deletes, deletes_skipped, warnings, foreign)
 
     unknown = Entry("", "", "")
-    staying = {f.key: Entry(f.md5, f.headers_hash, remote[f.key].etag) for f in skipped}
     staying.update({key: entries.get(key, unknown) for key in deletes_skipped})
     before = {**staying, **{key: entries.get(key, unknown) for key in deletes},
               **{u.file.key: Entry(u.file.md5, u.file.headers_hash, "") for u in uploads}}
@@ -113,11 +116,17 @@ def publish_s3(target: Target, paths: list[tuple[str, str]], settings: PublishSe
     plan = Plan([], [], [], [], [])
     phase, done = "", 0
 
-    def remote_view() -> tuple[dict[str, RemoteObject], Record | None]:
+    def remote_view() -> tuple[dict[str, RemoteObject], Record | None, bool, bool]:
         """What the target holds: from the record when it can be trusted, else from a full listing."""
         clock = time.monotonic()
-        body = get_record_body(client, target)
-        record = read_record(body, target, {}, settings) if body is not None else None
+        body, marked = get_record_body(client, target)
+        pending = get_record_body(client, target, PENDING_NAME)[0] if marked else None
+
+        def read_record(body, target, remote, settings) -> Record | None:
+            record = read_stored(body, target, remote, settings) if body is not None else None
+            return with_pending(record, pending, settings) if record is not None and marked else record
+
+        record = read_record(body, target, {}, settings)
         if settings.verify:
             why = "--verify"
         elif record is None:
@@ -132,13 +141,13 @@ def publish_s3(target: Target, paths: list[tuple[str, str]], settings: PublishSe
             why = spot_check(client, target, record)
         if why:
             remote = list_remote(client, target, [key for key, _ in paths], settings.concurrency)
-            record = read_record(body, target, remote, settings) if body is not None else None
+            record = read_record(body, target, remote, settings)
             extra["remote_view"] = f"listing: {why}"
         else:
             remote = {key: RemoteObject(entry.etag, 0) for key, entry in record.files.items()}
             extra["remote_view"] = "record"
         timings["list"] = time.monotonic() - clock
-        return remote, record
+        return remote, record, is_compact(body), marked
 
     try:
         # Reading the record (and listing) mostly waits on the store; hash the local files meanwhile.
@@ -147,7 +156,7 @@ def publish_s3(target: Target, paths: list[tuple[str, str]], settings: PublishSe
             clock = time.monotonic()
             files = describe(paths, settings, compress=settings.gzip, cache=cache)
             timings["scan"] = time.monotonic() - clock
-            remote, record = view.result()
+            remote, record, compact, marked = view.result()
         clock = time.monotonic()
         plan, before, after = plan_s3(client, target, files, remote, record, settings, published_before_records)
         timings["plan"], clock = time.monotonic() - clock, time.monotonic()
@@ -155,8 +164,16 @@ def publish_s3(target: Target, paths: list[tuple[str, str]], settings: PublishSe
             return summary(target, files, plan, settings, started, 0, counter.counts, timings, **extra)
         stored = record  # what the target's record says now
         if (plan.uploads or plan.deletes) and not before.same_as(record):
-            write_record(client, target, before)  # from here on, a failure still leaves every upload owned
-            stored = before
+            # From here on, a failure still leaves every upload owned: in the record, or in the pending
+            # object its mark points to (a few KB, not the whole record) when the record is of this version.
+            if record is not None and compact and not marked:
+                changes = {key: entry for key, entry in before.files.items() if record.files.get(key) != entry}
+                if changes:  # none: the record already owns all (it keeps keys the target lost, no harm)
+                    mark_pending(client, target, Record(changes))
+                    marked = True
+            else:
+                write_record(client, target, before)
+                stored = before
         transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD,
                                   max_concurrency=4)
         bar = progress(len(plan.uploads), "publish", unit="file")
@@ -179,8 +196,10 @@ def publish_s3(target: Target, paths: list[tuple[str, str]], settings: PublishSe
         phase = "deletes"
         delete_keys(client, target, plan.deletes)
         final = Record(after)
-        if not final.same_as(stored):
-            write_record(client, target, final)
+        if marked or not final.same_as(stored):
+            write_record(client, target, final)  # unmarked
+        if marked:
+            clear_pending(client, target)
         phase = "website"
         if settings.website:
             extra["website"] = configure_website(client, target, any(f.key == "404.html" for f in files))

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import dataclasses
 import hashlib
 import io
 import random
 import threading
 import time
 from collections import Counter
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from ..errors import UserError
-from .common import STATE_NAME, PublishSettings, Target, Upload, upload_body
+from .common import PENDING_NAME, STATE_NAME, PublishSettings, Target, Upload, upload_body
 from .record import Record, parse_record
 
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
@@ -69,8 +68,7 @@ class RequestCounter:
             self.counts[event_name.rsplit(".", 1)[-1]] += 1
 
 
-@dataclasses.dataclass
-class RemoteObject:
+class RemoteObject(NamedTuple):  # a tuple: one per recorded key on every publish
     etag: str
     size: int
 
@@ -110,16 +108,38 @@ def list_remote(client, target: Target, local_keys: Iterable[str] = (), concurre
 
 
 
-def get_record_body(client, target: Target) -> bytes | None:
-    """The raw ownership record, or None when the target has none."""
+def get_record_body(client, target: Target, name: str = STATE_NAME) -> tuple[bytes | None, bool]:
+    """The raw ownership record (None: the target has none), and whether it is marked pending.
+
+    Pending (``x-amz-meta-pending``, see ``mark_pending``): a publish that started uploading
+    listed its changes in the pending object, which belongs to the record until the next write.
+    """
     from botocore.exceptions import ClientError
 
     try:
-        return client.get_object(Bucket=target.bucket, Key=target.prefix + STATE_NAME)["Body"].read()
+        response = client.get_object(Bucket=target.bucket, Key=target.prefix + name)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-            return None
+            return None, False
         raise
+    return response["Body"].read(), response.get("Metadata", {}).get("pending") == "1"
+
+
+def mark_pending(client, target: Target, changes: Record) -> None:
+    """Before the uploads: ``changes`` (the entries the record lacks) in the pending object, then the mark.
+
+    A few KB instead of the whole record. The mark is put on the record by copying it onto
+    itself (no bytes sent); the next full write of the record clears it.
+    """
+    _put_state(client, target, PENDING_NAME, changes)
+    client.copy_object(Bucket=target.bucket, Key=target.prefix + STATE_NAME, MetadataDirective="REPLACE",
+                       CopySource={"Bucket": target.bucket, "Key": target.prefix + STATE_NAME},
+                       Metadata={"pending": "1"}, **_STATE_HEADERS)
+
+
+def clear_pending(client, target: Target) -> None:
+    """After the record is written again (unmarked): the pending object is only litter now."""
+    client.delete_object(Bucket=target.bucket, Key=target.prefix + PENDING_NAME)
 
 
 def read_record(body: bytes | None, target: Target, remote: dict[str, RemoteObject],
@@ -157,9 +177,17 @@ def spot_check(client, target: Target, record: Record) -> str:
     return ""
 
 
+_STATE_HEADERS = {"ContentType": "application/json", "ContentEncoding": "gzip", "CacheControl": "no-store"}
+
+
+def _put_state(client, target: Target, name: str, record: Record) -> None:
+    client.put_object(Bucket=target.bucket, Key=target.prefix + name, Body=record.to_bytes(compress=True),
+                      **_STATE_HEADERS)
+
+
 def write_record(client, target: Target, record: Record) -> None:
-    client.put_object(Bucket=target.bucket, Key=target.prefix + STATE_NAME, ContentType="application/json",
-                      CacheControl="no-store", Body=record.to_bytes())
+    """The whole record, unmarked (a pending mark goes with the old object)."""
+    _put_state(client, target, STATE_NAME, record)
 
 
 def parallel(items: list, work: Callable, concurrency: int) -> list:
