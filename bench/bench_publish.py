@@ -63,14 +63,20 @@ def start_moto() -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
+    return wait_for_moto(process, url, seconds=30)
+
+
+def wait_for_moto(process: subprocess.Popen, url: str, seconds: float) -> tuple[subprocess.Popen, str]:
+    """Poll the server until it answers (or its process ends, or ``seconds`` pass)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
             return process, url
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.1)
     process.kill()
-    raise SystemExit("moto server did not start")
+    raise SystemExit(f"the moto server at {url} did not start")
 
 
 # --- the site -----------------------------------------------------------------------------------

@@ -34,15 +34,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_publish import Change, Counted, content_publish, descriptions, render_site, repeated  # noqa: E402
+from bench_publish import Change, Counted, content_publish, descriptions, render_site, repeated, wait_for_moto  # noqa: E402
 from generator.artifacts import manifest_path  # noqa: E402
 from generator.publish import PublishSettings, _s3_client, publish  # noqa: E402
 
@@ -87,16 +85,8 @@ def start_seeded_moto(seeds: dict[str, Path]) -> tuple[subprocess.Popen, str]:
     for bucket, site in seeds.items():
         command += ["--seed", f"{bucket}={site}"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 1800
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-            return process, url
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.5)
-    process.kill()
-    raise SystemExit("the seeded moto server did not start")
+    # Seeding 100k objects happens before the server answers: allow it minutes, not seconds.
+    return wait_for_moto(process, f"http://127.0.0.1:{port}", seconds=1800)
 
 
 # --- timed changes --------------------------------------------------------------------------------
