@@ -125,6 +125,13 @@ def test_sigkill_mid_night_loses_nothing_and_the_lock_is_taken_over(world, after
 
     with exclusive(world["work"], "workdir", workdir_lock_file(world["work"])):
         pass
+    # On an idle machine the run may finish training and promote before the kill: a good night's
+    # checkpoint, not damage, as long as the live pointer names a complete release.
+    from generator.checkpoints import read_live
+
+    live = Path(read_live(world["work"] / "checkpoints", "nightly")["path"])
+    assert (live / "hparams.json").is_file() and list(live.glob("model-*.index")), live
+    world["before"] = tree_hash(*world["protected"])
 
 
 # --- a full disk -------------------------------------------------------------------------------------
