@@ -94,17 +94,23 @@ def tokens(text: str) -> Iterable[tuple[str, bool]]:
         yield match.group(0), initial
 
 
+def without_possessive(token: str) -> str:
+    """The token as judged: straight apostrophes, a possessive 's (or bare trailing ') dropped."""
+    return _POSSESSIVE.sub("", token.replace("’", "'"))
+
+
 def judged_words(token: str) -> list[str]:
     """The parts of a token that are judged (see module docstring); empty when nothing is judged."""
     if any(ch.isdigit() for ch in token):
         return []
-    token = _POSSESSIVE.sub("", token.replace("’", "'"))
+    token = without_possessive(token)
     return [part for part in token.split("-") if sum(ch.isalpha() for ch in part) >= MIN_LETTERS]
 
 
 def compound(token: str) -> str:
-    """A hyphenated token as a catalog compound: folded, possessive dropped ("Coming-of-Age's" -> "coming-of-age")."""
-    return fold(_POSSESSIVE.sub("", token.replace("’", "'")))
+    """A hyphenated token as a catalog compound: folded, unaccented, possessive dropped ("Coming-of-Age's" ->
+    "coming-of-age")."""
+    return unaccented(fold(without_possessive(token)))
 
 
 class Lexicon:
@@ -125,7 +131,7 @@ class Lexicon:
         """Make every word of ``text`` (and each piece of an apostrophe word) a catalog word."""
         for token, _ in tokens(text):
             if "-" in token:
-                self.catalog_compounds.add(unaccented(compound(token)))
+                self.catalog_compounds.add(compound(token))
             for part in judged_words(token) or [token]:
                 word = fold(part)
                 self.catalog_words.update((word, unaccented(word), *word.split("'")))
@@ -151,8 +157,8 @@ class Lexicon:
             parts = judged_words(token)
             # Short parts count here ("cult-up", "B-grown"); digits still make a word real ("9-year-old").
             if ("-" in token and not self.allow_new_compounds and not any(ch.isdigit() for ch in token)
-                    and unaccented(compound(token)) not in self.catalog_compounds):
-                found.append(_POSSESSIVE.sub("", token.replace("’", "'")))
+                    and compound(token) not in self.catalog_compounds):
+                found.append(without_possessive(token))
                 continue
             for part in parts:
                 if not self.is_known(part, part[:1].isupper() and not initial):
