@@ -89,6 +89,6 @@ class CurateSettings:
         if not 0.0 < self.realism_keep_share <= 1.0:
             raise bad("realism_keep_share", "use a share in (0, 1] such as 0.6, or 1 for off")
         if self.realism_reference < 20:
-            raise bad("realism_reference", "use 20 or more training descriptions, e.g. 2000")
+            raise bad("realism_reference", "use 20 or more training descriptions, e.g. 600")
         if not 1 <= self.fluency_order <= 6:
             raise bad("fluency_order", "use an n-gram order of 1..6, e.g. 3")
