@@ -61,7 +61,8 @@ class Record:
     @property
     def confirmed(self) -> bool:
         """Every entry names the checksum and ETag the store holds (no upload left unconfirmed)."""
-        return not self.from_version_1 and not self.incomplete and all(entry.md5 and entry.etag for entry in self.files.values())
+        return (not self.from_version_1 and not self.incomplete
+                and all(entry.md5 and entry.etag for entry in self.files.values()))
 
     def to_bytes(self, compress: bool = False) -> bytes:
         keys = sorted(self.files)

@@ -27,8 +27,8 @@ import time
 
 from ..console import progress
 from ..errors import UserError
-from .common import PENDING_NAME, PHASES, STATE_NAME, LocalFile, Plan, PublishSettings, Target, Upload, describe, headers_digest, \
-    is_fingerprinted, log
+from .common import (PENDING_NAME, PHASES, STATE_NAME, LocalFile, Plan, PublishSettings, Target, Upload, describe,
+                     headers_digest, is_fingerprinted, log)
 from .digests import DigestCache
 from .plan import assign_phases, split_extras, summary
 from .record import Entry, Record, is_compact, is_plain_md5, owned_keys, with_pending

@@ -91,7 +91,8 @@ def publish(site_dir: str | os.PathLike, target: str, settings: PublishSettings,
         raise UserError(f"site directory {site} has no files", "render the site first")
     legacy = published_before_records(site, target)
     # --verify re-reads every file; the fresh digests replace the cache.
-    cache = DigestCache.load(cache_path(site), body_rule(settings.gzip and parsed.kind == "s3"), trust=not settings.verify)
+    cache = DigestCache.load(cache_path(site), body_rule(settings.gzip and parsed.kind == "s3"),
+                             trust=not settings.verify)
     if parsed.kind == "s3":
         summary = publish_s3(parsed, paths, settings, started, client=client, published_before_records=legacy,
                              cache=cache)
