@@ -12,7 +12,10 @@ How words are cut (:func:`judged_words`):
 - curly apostrophes count as straight ones; a possessive ``'s`` (or a bare
   trailing ``'``) is dropped: "Tokyo's" is judged as "tokyo";
 - a hyphenated compound is judged part by part ("glass-blowing": "glass", "blowing");
-- a word with a digit ("1980s", "21st", "9-year-old" parts) is never invented;
+- a word with a digit is judged as a number: each part with a digit must be written as
+  catalog copy writes numbers ("1980s", "21st", "9-year-old", "4K", "MP3", "360º", a real word
+  and a number as in "Inspiration4"; 99.9 % of the 2021 catalog's number words), not as the digit runs a small model loops on ("1555555555")
+  or splices into words ("1950ains"); its other parts are not judged;
 - a title's period ("Dr. Pacenstein") does not end a sentence;
 - accents do not matter ("Pokemon" for the catalog's "Pokémon");
 - words shorter than ``MIN_LETTERS`` letters are not judged (wordfreq lists
@@ -57,6 +60,8 @@ _SENTENCE_END = re.compile(r"[.!?…:;]")
 # "Dr. Pacenstein", "Mrs. Gonsha": the period of a title does not end the sentence.
 _TITLE_ABBREVIATION = re.compile(r"(?:^|\W)(?:mr|mrs|ms|dr|st|capt|lt|sgt|col|gen|prof|rev|jr|sr|vs|mt)\.\s*$",
                                  re.IGNORECASE)
+_NUMBER_PART = re.compile(r"\d{1,4}(?:s|st|nd|rd|th|d|k|m|am|pm|º)?|[a-z]{1,3}\d{1,4}[a-z]?", re.IGNORECASE)
+_NAMED_NUMBER = re.compile(r"([^\W\d_]{4,})\d{1,4}")  # "Inspiration4": a real word, then a number
 _POSSESSIVE = re.compile(r"['’]s?$", re.IGNORECASE)
 _COMBINING = re.compile(r"[\u0300-\u036f]")
 
@@ -150,14 +155,25 @@ class Lexicon:
             return bool(pieces) and all(self.is_known(p, capitalised_mid_sentence) for p in pieces)
         return False
 
+    def is_number(self, part: str) -> bool:
+        """A part with a digit written as catalog copy writes numbers (see the module docstring)."""
+        if _NUMBER_PART.fullmatch(part):
+            return True
+        named = _NAMED_NUMBER.fullmatch(part)
+        return bool(named) and self.is_known(named.group(1))
+
     def unknown(self, text: str) -> list[str]:
         """The invented words of ``text``, in order (as written, possessives dropped)."""
         found = []
         for token, initial in tokens(text):
+            if any(ch.isdigit() for ch in token):
+                if not all(self.is_number(part) for part in without_possessive(token).split("-")
+                           if any(ch.isdigit() for ch in part)):
+                    found.append(without_possessive(token))
+                continue
             parts = judged_words(token)
-            # Short parts count here ("cult-up", "B-grown"); digits still make a word real ("9-year-old").
-            if ("-" in token and not self.allow_new_compounds and not any(ch.isdigit() for ch in token)
-                    and compound(token) not in self.catalog_compounds):
+            # Short parts count here ("cult-up", "B-grown").
+            if "-" in token and not self.allow_new_compounds and compound(token) not in self.catalog_compounds:
                 found.append(without_possessive(token))
                 continue
             for part in parts:

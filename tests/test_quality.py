@@ -57,6 +57,16 @@ def test_catalog_words_names_possessives_hyphens_and_digits():
     assert lexicon.unknown("Dr. Brumbreia waits.") == []                              # a title, not a sentence end
 
 
+def test_numbers_are_judged_as_numbers():
+    lexicon = Lexicon()
+    assert lexicon.unknown("In the 1980s a 9-year-old MP3 fan, 21st in line at 7pm, films in 4K and 360º.") == []
+    assert lexicon.unknown("The crew of Inspiration4 lands.") == []
+    assert lexicon.unknown("The crew of Gradukome4 lands.") == ["Gradukome4"]
+    assert lexicon.unknown("In 1555555555555 a pilot flies.") == ["1555555555555"]
+    assert lexicon.unknown("In 1950ains with a band.") == ["1950ains"]
+    assert lexicon.unknown("A 12-year-old's 19755555-mile trip.") == ["19755555-mile"]
+
+
 def test_coined_compounds_pass_unless_the_profile_wants_the_catalogs_own():
     records = [{"title": "Drift", "description": "A coming-of-age tale of a drug-addled drummer."}]
     text = "A mother-alike drummer's Coming-of-Age story, drug-addled, self-made, cult-up, 9-year-old."
