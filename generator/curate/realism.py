@@ -24,7 +24,7 @@ MIN_CANDIDATES = 20  # fewer, and five folds leave the classifier too little to 
 
 def reference_descriptions(catalog: list, limit: int, seed: int = 0) -> list[str]:
     """The catalog's training descriptions, a seeded sample of at most ``limit``."""
-    train = [entry.description for entry in catalog if getattr(entry, "split", "train") == "train"]
+    train = [entry.description for entry in catalog if entry.split == "train"]
     return sorted(random.Random(seed).sample(train, limit)) if len(train) > limit else train
 
 
