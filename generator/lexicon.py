@@ -14,7 +14,8 @@ How words are cut (:func:`judged_words`):
 - a hyphenated compound is judged part by part ("glass-blowing": "glass", "blowing");
 - a word with a digit is judged as a number: each part with a digit must be written as
   catalog copy writes numbers ("1980s", "21st", "9-year-old", "4K", "MP3", "360º", a real word
-  and a number as in "Inspiration4"; 99.9 % of the 2021 catalog's number words), not as the digit runs a small model loops on ("1555555555")
+  and a number as in "Inspiration4"; 99.9 % of the 2021 catalog's number words) or exactly as the
+  catalog writes it ("3Below", "4x4"), not as the digit runs a small model loops on ("1555555555")
   or splices into words ("1950ains"); its other parts are not judged;
 - a title's period ("Dr. Pacenstein") does not end a sentence;
 - accents do not matter ("Pokemon" for the catalog's "Pokémon");
@@ -137,6 +138,8 @@ class Lexicon:
         for token, _ in tokens(text):
             if "-" in token:
                 self.catalog_compounds.add(compound(token))
+            if any(ch.isdigit() for ch in token):  # "3Below", "4x4": a number word the catalog writes is known
+                self.catalog_words.update(fold(part) for part in without_possessive(token).split("-"))
             for part in judged_words(token) or [token]:
                 word = fold(part)
                 self.catalog_words.update((word, unaccented(word), *word.split("'")))
@@ -156,8 +159,9 @@ class Lexicon:
         return False
 
     def is_number(self, part: str) -> bool:
-        """A part with a digit written as catalog copy writes numbers (see the module docstring)."""
-        if _NUMBER_PART.fullmatch(part):
+        """A part with a digit written as catalog copy writes numbers, or written exactly as the catalog
+        writes it (see the module docstring)."""
+        if _NUMBER_PART.fullmatch(part) or fold(part) in self.catalog_words:
             return True
         named = _NAMED_NUMBER.fullmatch(part)
         return bool(named) and self.is_known(named.group(1))

@@ -65,6 +65,9 @@ def test_numbers_are_judged_as_numbers():
     assert lexicon.unknown("In 1555555555555 a pilot flies.") == ["1555555555555"]
     assert lexicon.unknown("In 1950ains with a band.") == ["1950ains"]
     assert lexicon.unknown("A 12-year-old's 19755555-mile trip.") == ["19755555-mile"]
+    catalog = Lexicon([{"title": "4bia", "description": "Heroes of 3Below drive 4x4 trucks."}])
+    assert catalog.unknown("The 4bia crew's 3Below-style 4x4.") == []              # written as the catalog writes
+    assert catalog.unknown("The 4bian crew.") == ["4bian"]
 
 
 def test_coined_compounds_pass_unless_the_profile_wants_the_catalogs_own():
