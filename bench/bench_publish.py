@@ -48,6 +48,7 @@ import boto3  # noqa: E402
 
 from generator.artifacts import manifest_path  # noqa: E402
 from generator.publish import PublishSettings, _s3_client, publish  # noqa: E402
+from generator.site_journal import declare  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 NIGHT = "2026-11-25"
@@ -123,11 +124,20 @@ def change_pages(site: Path, fraction: float, seed: int = 1) -> list[str]:
     return [p.relative_to(site).as_posix() for p in chosen]
 
 
+def declare_render(site: Path, written: dict[str, str]) -> None:
+    """What render declares after writing ``written`` (key -> MD5): the site journal from the site's
+    generation, and its manifest naming the next (generator.site_journal)."""
+    manifest = json.loads(manifest_path(site).read_text(encoding="utf-8"))
+    manifest["generation"] = declare(site, manifest.get("generation"), written, [])
+    manifest_path(site).write_text(json.dumps(manifest), encoding="utf-8")
+
+
 class Change:
     """Edited copies of some pages, switched in and out by hard links (O(change), not O(site)).
 
     An edit is a new file (new inode and mtime), as render writes a changed page; switching back
-    puts the old inode (and mtime) in place, as render's hard link of an unchanged page does.
+    puts the old inode (and mtime) in place, as render's hard link of an unchanged page does. Each
+    switch declares the pages it wrote in the site journal, as render does.
     """
 
     def __init__(self, site: Path, keys: list[str], store: Path):
@@ -141,6 +151,7 @@ class Change:
             (store / "new" / str(number)).write_bytes(edited)
 
     def apply(self, version: str) -> None:
+        switched = {}
         for number, key in enumerate(self.keys):
             source, page = self.store / version / str(number), self.site / key
             if os.stat(source).st_ino == os.stat(page).st_ino:
@@ -148,6 +159,8 @@ class Change:
             temporary = self.site / f"{key}.switch"
             os.link(source, temporary)
             os.replace(temporary, page)
+            switched[key] = hashlib.md5(page.read_bytes()).hexdigest()
+        declare_render(self.site, switched)
 
     def measure(self, publish_once) -> dict:
         """Publish the change (timed), then switch it back and publish again (untimed) for the next run."""

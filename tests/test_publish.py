@@ -559,8 +559,8 @@ def test_file_target_failure_leaves_the_published_tree(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="No space left"):
         publish(site, f"file://{public}", PublishSettings())
     assert tree(public) == old
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["public", "site", "site-publish.manifest.json",
-                                                          "site.manifest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["public", "site", "site-publish.digests.json",
+                                                          "site-publish.manifest.json", "site.manifest.json"]
 
 
 def test_file_target_max_deletes_guard(tmp_path):

@@ -244,7 +244,7 @@ def test_swap_falls_back_to_two_renames_without_exchange(tmp_path, monkeypatch):
     files = build_site(site, catalog(3, night="n2"))
     assert publish(site, f"file://{public}", PublishSettings())["deleted"] == 1
     assert tree(public) == files and sorted(p.name for p in tmp_path.iterdir()) == [
-        "public", "site", "site-publish.manifest.json", "site.manifest.json"]
+        "public", "site", "site-publish.digests.json", "site-publish.manifest.json", "site.manifest.json"]
 
 
 # --- what publish refuses, and a closed pipe ------------------------------------------------------

@@ -236,12 +236,14 @@ def describe(paths: list[tuple[str, str]], settings: PublishSettings, compress: 
              cache: DigestCache | None = None) -> list[LocalFile]:
     """Headers and the MD5 of the bytes each file would be uploaded as.
 
-    ``cache`` (digests.py): files it vouches for are only stat-ed, not read; the others are
-    read, hashed and recorded in it, and it is saved for the next publish.
+    ``cache`` (digests.py): files it knows are only stat-ed, not read (and those render's journal
+    vouches for, not even stat-ed); the others are read, hashed and recorded in it, and it is
+    saved for the next publish.
     """
     files = []
     append, stat_of = files.append, os.stat
     lookup = cache.lookup if cache is not None else lambda key, stat: None
+    vouched = cache.vouched if cache is not None else {}
     # Headers depend on the extension and the fingerprint only: one dict (never modified) per pair.
     rules: dict[tuple[str, bool], tuple[dict, str]] = {}
     for key, path in paths:
@@ -253,6 +255,11 @@ def describe(paths: list[tuple[str, str]], settings: PublishSettings, compress: 
             headers = object_headers(key, settings, compress)
             rules[rule] = headers, headers_digest(headers)
         headers, digest = rules[rule]
+        entry = vouched.get(key)
+        if entry is not None:  # render's journal says this is the very file hashed last time
+            cache.keep(key, entry)
+            append(LocalFile(key, path, entry[0], entry[3], entry[4], headers, digest))
+            continue
         stat = stat_of(path)
         known = lookup(key, stat)
         if known is None:
@@ -262,7 +269,7 @@ def describe(paths: list[tuple[str, str]], settings: PublishSettings, compress: 
                 cache.store(key, stat, *known)
         append(LocalFile(key, path, stat.st_size, known[0], known[1], headers, digest))
     if cache is not None:
-        cache.save()
+        cache.save(len(files))
     return files
 
 

@@ -16,7 +16,14 @@ Accepted risk (documented in the README): a file rewritten in place with the sam
 size, the same inode and its mtime set back to the old nanosecond (``touch -d`` on
 purpose) keeps its old digest until ``--verify``. A file modified within
 ``RACY_NS`` of being hashed is not cached at all, since a second write in the same
-mtime tick would go unseen (git's "racy clean" problem).
+mtime tick would go unseen (git's "racy clean" problem); it is kept all the same for
+the journal below, marked so that the stat path never trusts it.
+
+Render's journal (``generator.site_journal``) makes the common case O(change): the cache
+remembers the site generation it describes in full, and when the render journal goes
+from that generation to the site's current one, the files render did not write are
+the very files hashed last time, so they are taken as cached without a stat
+(:meth:`DigestCache.follow`); only the written ones are read.
 """
 
 from __future__ import annotations
@@ -28,10 +35,13 @@ import time
 from pathlib import Path
 
 from ..artifacts import atomic_write_bytes
+from ..site_journal import Journal
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 1 was {key: [size, mtime_ns, inode, md5, upload size]}; read as "hash everything"
 # Files whose mtime is this close to the hashing (or later) are hashed again next time.
 RACY_NS = 2_000_000_000
+_UNSETTLED = -1  # the mtime_ns of a racy entry: never matches a stat, still vouched for by a journal
+_COLUMNS = ("size", "mtime", "inode", "md5", "upload")
 
 
 def cache_path(site_dir: Path) -> Path:
@@ -41,13 +51,18 @@ def cache_path(site_dir: Path) -> Path:
 class DigestCache:
     """key -> (size, mtime_ns, inode, md5 of the upload bytes, upload size), for one body rule."""
 
-    def __init__(self, path: Path | None, body_rule: str, entries: dict[str, list] | None = None):
+    def __init__(self, path: Path | None, body_rule: str, entries: dict[str, tuple] | None = None,
+                 generation: str | None = None):
         self.path = path
         self.body_rule = body_rule
         self.entries = entries or {}
-        self.fresh: dict[str, list] = {}
+        self.generation = generation  # the site generation these entries describe in full, if known
+        self.fresh: dict[str, tuple] = {}
         self.started_ns = time.time_ns()
         self.hits = 0
+        # key -> entry of files a render journal vouches for: taken without a stat (see follow()).
+        self.vouched: dict[str, tuple] = {}
+        self.site_generation: str | None = None  # the render's, saved with a scan that covered every file
 
     @classmethod
     def load(cls, path: Path | None, body_rule: str, trust: bool = True) -> "DigestCache":
@@ -56,34 +71,65 @@ class DigestCache:
             return cls(path, body_rule)
         try:
             state = json.loads(path.read_bytes())
-        except (OSError, ValueError):
+            columns = [state[name] for name in ("keys", *_COLUMNS)]
+            if not (state.get("version") == CACHE_VERSION and state.get("body") == body_rule
+                    and all(isinstance(column, list) and len(column) == len(columns[0]) for column in columns)):
+                return cls(path, body_rule)
+        except (OSError, ValueError, KeyError, TypeError):
             return cls(path, body_rule)
-        if not (isinstance(state, dict) and state.get("version") == CACHE_VERSION
-                and state.get("body") == body_rule and isinstance(state.get("files"), dict)):
-            return cls(path, body_rule)
-        return cls(path, body_rule, state["files"])
+        generation = state.get("generation") if isinstance(state.get("generation"), str) else None
+        return cls(path, body_rule, dict(zip(columns[0], zip(*columns[1:]))), generation)
+
+    def follow(self, journal: Journal | None, site_dir: Path) -> list[tuple[str, str]] | None:
+        """(key, path) of every site file, from this cache and render's journal, or None to walk the site.
+
+        Only when the cache describes the generation the journal starts from (or the current
+        one); files the journal did not write are then vouched for without a stat.
+        """
+        if journal is None or self.generation is None:
+            return None
+        if self.generation == journal.generation:
+            written: frozenset[str] = frozenset()
+        elif self.generation == journal.previous:
+            written = journal.written
+        else:
+            return None
+        keys = (self.entries.keys() - journal.removed - written if written or journal.removed
+                else self.entries.keys())
+        self.vouched = {key: self.entries[key] for key in keys}
+        root = str(site_dir)
+        return sorted((key, f"{root}/{key}") for key in keys | written)
 
     def lookup(self, key: str, stat: os.stat_result) -> tuple[str, int] | None:
         """(md5, upload size) if ``key`` was hashed as this very file; records it as still current."""
         entry = self.entries.get(key)
-        if (isinstance(entry, list) and len(entry) == 5 and entry[0] == stat.st_size
-                and entry[1] == stat.st_mtime_ns and entry[2] == stat.st_ino):
+        if (entry is not None and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns
+                and entry[2] == stat.st_ino):
             self.hits += 1
             self.fresh[key] = entry
             return entry[3], entry[4]
         return None
 
-    def store(self, key: str, stat: os.stat_result, md5: str, upload_size: int) -> None:
-        if stat.st_mtime_ns < self.started_ns - RACY_NS:
-            self.fresh[key] = [stat.st_size, stat.st_mtime_ns, stat.st_ino, md5, upload_size]
+    def keep(self, key: str, entry: tuple) -> None:
+        """A vouched-for entry, still current."""
+        self.hits += 1
+        self.fresh[key] = entry
 
-    def save(self) -> None:
-        """Write the entries of this scan (files gone from the site drop out); a failure only costs speed."""
-        if self.path is None or self.fresh == self.entries:
+    def store(self, key: str, stat: os.stat_result, md5: str, upload_size: int) -> None:
+        racy = stat.st_mtime_ns >= self.started_ns - RACY_NS
+        self.fresh[key] = (stat.st_size, _UNSETTLED if racy else stat.st_mtime_ns, stat.st_ino, md5, upload_size)
+
+    def save(self, files: int) -> None:
+        """Write the entries of this scan of ``files`` files (files gone from the site drop out), naming the
+        site generation when every file has its entry; a failure only costs speed."""
+        generation = self.site_generation if len(self.fresh) == files else None
+        if self.path is None or (self.fresh == self.entries and generation == self.generation):
             return
-        body = json.dumps({"version": CACHE_VERSION, "body": self.body_rule, "files": self.fresh},
-                          separators=(",", ":")).encode()
+        keys = sorted(self.fresh)
+        rows = [self.fresh[key] for key in keys]
+        state = {"version": CACHE_VERSION, "body": self.body_rule, "generation": generation, "keys": keys,
+                 **{name: [row[index] for row in rows] for index, name in enumerate(_COLUMNS)}}
         try:
-            atomic_write_bytes(self.path, body)
+            atomic_write_bytes(self.path, json.dumps(state, separators=(",", ":")).encode())
         except OSError as exc:  # e.g. a read-only folder beside the site: the next publish hashes everything
             logging.getLogger("generator.publish").warning("could not keep the digest cache %s: %s", self.path, exc)

@@ -17,6 +17,7 @@ from pathlib import Path
 from .. import lock
 from ..artifacts import manifest_path, write_manifest
 from ..errors import UserError
+from ..site_journal import read_journal
 from .common import PublishSettings, body_rule, log, parse_target, site_paths
 from .digests import DigestCache, cache_path
 from .local import publish_file, resolved_root
@@ -29,7 +30,7 @@ def manifest_output(site_dir: Path) -> Path:
     return site_dir.parent / f"{site_dir.name}-publish.json"
 
 
-def check_render_complete(site: Path) -> None:
+def check_render_complete(site: Path) -> dict:
     """Refuse a site whose render did not finish: no render manifest beside it, or one saying it is incomplete.
 
     Render writes ``<site>.manifest.json`` last, so a missing one means the render
@@ -48,6 +49,7 @@ def check_render_complete(site: Path) -> None:
         raise UserError(f"the render manifest {path} is unreadable ({exc})", fix) from None
     if not isinstance(manifest, dict) or manifest.get("complete") is False:
         raise UserError(f"site {site} is incomplete: {path.name} says its render did not complete", fix)
+    return manifest
 
 
 def published_before_records(site: Path, target: str) -> bool:
@@ -85,14 +87,18 @@ def publish(site_dir: str | os.PathLike, target: str, settings: PublishSettings,
         if root == site or site in root.parents or root in site.parents:
             raise UserError(f"publish target {parsed.path} overlaps the site directory {site}",
                             "publish to a directory outside the rendered site")
-    check_render_complete(site)
-    paths = site_paths(site)
-    if not paths:
-        raise UserError(f"site directory {site} has no files", "render the site first")
+    rendered = check_render_complete(site)
     legacy = published_before_records(site, target)
     # --verify re-reads every file; the fresh digests replace the cache.
     cache = DigestCache.load(cache_path(site), body_rule(settings.gzip and parsed.kind == "s3"),
                              trust=not settings.verify)
+    cache.site_generation = rendered.get("generation") if isinstance(rendered.get("generation"), str) else None
+    # What render declared it changed, when the cache describes the site before it: no walk, no stat.
+    paths = cache.follow(read_journal(site, rendered), site)
+    if paths is None:
+        paths = site_paths(site)
+    if not paths:
+        raise UserError(f"site directory {site} has no files", "render the site first")
     if parsed.kind == "s3":
         summary = publish_s3(parsed, paths, settings, started, client=client, published_before_records=legacy,
                              cache=cache)

@@ -237,8 +237,8 @@ class Site:
             rel = f"d/{night.items[index].id}.html"
             self.writer.produced.add(rel)
             self.writer.sitemap.append(rel)
-        for written, unchanged, size in counts:
-            self.writer.written += written
+        for changed, unchanged, size in counts:
+            self.writer.changed.update(changed)
             self.writer.unchanged += unchanged
             self.writer.bytes += size
         return len(tasks)
@@ -355,14 +355,14 @@ class Site:
 _FORKED: tuple | None = None  # (site, permalink tasks), inherited by forked workers
 
 
-def _render_share(bounds: tuple[int, int]) -> tuple[int, int, int]:
-    """Worker: render permalink tasks[start:end]; returns (written, unchanged, bytes)."""
+def _render_share(bounds: tuple[int, int]) -> tuple[dict[str, str], int, int]:
+    """Worker: render permalink tasks[start:end]; returns (the files it wrote -> MD5, unchanged, bytes)."""
     site, tasks = _FORKED
     writer = site.writer
-    writer.produced, writer.sitemap = set(), []
-    writer.written = writer.unchanged = writer.bytes = 0
+    writer.produced, writer.sitemap, writer.changed = set(), [], {}
+    writer.unchanged = writer.bytes = 0
     site.render_permalinks(tasks[bounds[0]:bounds[1]])
-    return writer.written, writer.unchanged, writer.bytes
+    return writer.changed, writer.unchanged, writer.bytes
 
 
 def _js_json(value) -> str:

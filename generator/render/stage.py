@@ -11,6 +11,7 @@ from ..artifacts import manifest_path, read_jsonl, read_manifest, write_manifest
 from ..errors import UserError
 from ..lock import exclusive
 from ..night import check_night
+from ..site_journal import declare
 from .inputs import archive_night, load_archive, load_items
 from .pages import Site
 from .site_model import Night, RenderSettings
@@ -57,6 +58,17 @@ def _os_error(exc: OSError, out_dir: Path) -> UserError:
     else:
         fix = f"check {out_dir.parent}, then run render again"
     return UserError(problem.replace("\n", " "), fix.replace("\n", " "))
+
+
+def _generation_on_disk(out_dir: Path) -> str | None:
+    """The generation of the site in ``out_dir`` when its manifest says the render completed, else None."""
+    try:
+        previous = read_manifest(out_dir)
+    except (UserError, ValueError, OSError):
+        return None
+    generation = previous.get("generation")
+    complete = previous.get("stage") == "render" and previous.get("complete") is True
+    return generation if complete and isinstance(generation, str) and out_dir.is_dir() else None
 
 
 def assert_render_complete(site_dir) -> dict:
@@ -107,12 +119,16 @@ def _render(samples_path: Path, out_dir: Path, settings: RenderSettings, night: 
             nights = load_archive(archive_dir)
         else:
             nights = [Night(night, items, report or {})]
+        previous_generation = _generation_on_disk(out_dir)
         writer = SiteWriter(out_dir)
         site = Site(settings, writer, nights)
         built = site.build()
         # From the swap until the new manifest is written the site is tonight's but the manifest last
         # night's: mark it incomplete first, so a crash in between cannot pass for a complete render.
         removed = writer.finish(before_swap=lambda: _mark_incomplete(out_dir))
+        # What changed, for publish (generator.site_journal); written before the manifest that names it.
+        generation = previous_generation if writer.kept_previous and previous_generation else \
+            declare(out_dir, previous_generation, writer.changed, writer.removed)
     except BaseException as exc:
         if writer is not None:
             writer.abort()
@@ -135,6 +151,7 @@ def _render(samples_path: Path, out_dir: Path, settings: RenderSettings, night: 
         written=writer.written,
         unchanged=writer.unchanged,
         removed=removed,
+        generation=generation,
         bytes=writer.bytes,
         types=dict(sorted(site.root_view.type_counts.items())),
         genres=dict(sorted(site.root_view.genre_counts.items())),

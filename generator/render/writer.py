@@ -15,6 +15,7 @@ folder is dropped and the site is left exactly as it was.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -37,7 +38,12 @@ class SiteWriter:
         self.root.mkdir(parents=True)
         self.produced: set[str] = set()
         self.sitemap: list[str] = []
-        self.written = self.unchanged = self.bytes = 0
+        self.unchanged = self.bytes = 0
+        # What this render changed, for the site journal (generator.site_journal): key -> MD5 of the
+        # bytes written, and (after finish) the keys of the previous site it no longer has.
+        self.changed: dict[str, str] = {}
+        self.removed: list[str] = []
+        self.kept_previous = False  # finish() found nothing changed and left the previous site in place
         # Pages this process writes (forked permalink workers write theirs without a bar of their own).
         self._bar, self._pid = progress(None, "render", unit="page"), os.getpid()
         self._root = str(self.root)
@@ -72,7 +78,11 @@ class SiteWriter:
         # Nobody reads the staging folder, so no temp file + rename per file; finish() syncs once.
         with open(path, "wb") as handle:
             handle.write(data)
-        self.written += 1
+        self.changed[rel] = hashlib.md5(data).hexdigest()
+
+    @property
+    def written(self) -> int:
+        return len(self.changed)
 
     def _keep_previous(self, rel: str, path: str, data: bytes) -> bool:
         """Link the previous site's file into staging when its bytes are ``data``; False if they differ."""
@@ -94,24 +104,27 @@ class SiteWriter:
         return True
 
     def finish(self, before_swap: Callable[[], None] | None = None) -> int:
-        """Put the staged site in place (``before_swap`` runs just before); returns how many files went."""
+        """Put the staged site in place (``before_swap`` runs just before); returns how many files went
+        (:attr:`removed` lists them)."""
         self._bar.close()
-        removed, same_folders = 0, True
+        removed, same_folders = self.removed, True
         if self._previous is not None:
             folders = self._folders()
             cut = len(self._previous) + 1
             for dirpath, _, filenames in os.walk(self._previous):
                 if dirpath != self._previous and dirpath[cut:] not in folders:
                     same_folders = False  # an empty or stale folder: the swap drops it
-                removed += sum(1 for name in filenames if os.path.join(dirpath, name)[cut:] not in self.produced)
+                removed.extend(key for key in (os.path.join(dirpath, name)[cut:] for name in filenames)
+                               if key not in self.produced)
             if not self.written and not removed and same_folders:
                 self.abort()  # the site on disk is this render already: leave it as it is
+                self.kept_previous = True
                 return 0
         _syncfs(self.root)  # one flush for every file written, before the swap makes them the site
         if before_swap is not None:
             before_swap()
         replace_directory(self.root, self.target)
-        return removed
+        return len(removed)
 
     def _folders(self) -> set[str]:
         """Every folder (relative, with its ancestors) holding a file produced this time."""
