@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..settings import setting
+from ..site_journal import Journal
 from .digests import DigestCache
 
 log = logging.getLogger("generator.publish")
@@ -257,7 +258,6 @@ def describe(paths: list[tuple[str, str]], settings: PublishSettings, compress: 
         headers, digest = rules[rule]
         entry = vouched.get(key)
         if entry is not None:  # render's journal says this is the very file hashed last time
-            cache.keep(key, entry)
             append(LocalFile(key, path, entry[0], entry[3], entry[4], headers, digest))
             continue
         stat = stat_of(path)
@@ -271,6 +271,30 @@ def describe(paths: list[tuple[str, str]], settings: PublishSettings, compress: 
     if cache is not None:
         cache.save(len(files))
     return files
+
+
+@dataclasses.dataclass
+class SiteFiles:
+    """The rendered site as publish sees it: what render declared (its generation and journal), and
+    its files, from the journal and the digest cache or from a walk, listed only when asked."""
+
+    root: Path
+    cache: DigestCache
+    generation: str | None = None  # render's (generator.site_journal)
+    journal: Journal | None = None
+    rendered_bytes: int = 0
+    _paths: list[tuple[str, str]] | None = None
+
+    def paths(self) -> list[tuple[str, str]]:
+        if self._paths is None:
+            self._paths = self.cache.follow(self.journal, self.root) or site_paths(self.root)
+            if not self._paths:
+                raise UserError(f"site directory {self.root} has no files", "render the site first")
+        return self._paths
+
+    @property
+    def listed(self) -> bool:
+        return self._paths is not None
 
 
 def scan_site(site_dir: Path, settings: PublishSettings, compress: bool) -> list[LocalFile]:

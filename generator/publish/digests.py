@@ -94,11 +94,13 @@ class DigestCache:
             written = journal.written
         else:
             return None
-        keys = (self.entries.keys() - journal.removed - written if written or journal.removed
-                else self.entries.keys())
-        self.vouched = {key: self.entries[key] for key in keys}
-        root = str(site_dir)
-        return sorted((key, f"{root}/{key}") for key in keys | written)
+        gone = journal.removed | written
+        self.vouched = {key: entry for key, entry in self.entries.items() if key not in gone} if gone else self.entries
+        self.fresh = dict(self.vouched)  # still current: describe() takes them as they are
+        self.hits = len(self.vouched)
+        root = f"{site_dir}/"
+        keys = sorted([*self.vouched, *written])  # nearly sorted already (the cache is saved in key order)
+        return [(key, root + key) for key in keys]
 
     def lookup(self, key: str, stat: os.stat_result) -> tuple[str, int] | None:
         """(md5, upload size) if ``key`` was hashed as this very file; records it as still current."""
@@ -109,11 +111,6 @@ class DigestCache:
             self.fresh[key] = entry
             return entry[3], entry[4]
         return None
-
-    def keep(self, key: str, entry: tuple) -> None:
-        """A vouched-for entry, still current."""
-        self.hits += 1
-        self.fresh[key] = entry
 
     def store(self, key: str, stat: os.stat_result, md5: str, upload_size: int) -> None:
         racy = stat.st_mtime_ns >= self.started_ns - RACY_NS

@@ -115,7 +115,6 @@ def summary(target: Target, files: list[LocalFile], plan: Plan, settings: Publis
         "to_upload": len(uploads),
         "to_upload_bytes": sum(u.file.upload_size for u in uploads),
         "skipped": len(plan.skipped),
-        "skipped_bytes": sum(f.upload_size for f in plan.skipped),
         "deleted": deleted,
         "to_delete": len(plan.deletes),
         "deletes_skipped": len(plan.deletes_skipped),

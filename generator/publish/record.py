@@ -13,7 +13,9 @@ the file map as parallel arrays in key order, so a 100k-file record is a few MB 
     {"version": 3, "headers": ["<headers digest>", ...], "keys": ["<key>", ...],
      "md5": ["<md5 of the bytes uploaded>", ...], "h": [<index into headers>, ...], "etag": ["<ETag>", ...]}
 
-An ETag of ``"="`` is the key's MD5 (every plain upload). Version 2 (read, not written) was
+An ETag of ``"="`` is the key's MD5 (every plain upload). Optional ``"generation"`` and ``"rules"``:
+the site generation (``generator.site_journal``) the target holds exactly and the header rules it was
+published with; a publish following render's journal needs both (``RecordTable``). Version 2 (read, not written) was
 ``{"version": 2, "files": {"<key>": ["<md5>", "<headers digest>", "<ETag>"]}}``. A publisher
 older than version 3 cannot read a compressed record and so takes the target as holding files
 that are not its own: it stops rather than delete anything.
@@ -31,6 +33,7 @@ listed key, with its checksum where the ETag or the old record gives it.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import gzip
 import json
@@ -57,6 +60,10 @@ class Record:
     files: dict[str, Entry]
     from_version_1: bool = False  # converted from a listing: only as good as that listing
     incomplete: bool = False  # marked pending, but the pending object is gone: entries may be missing
+    # The site generation (generator.site_journal) the target holds exactly, and the header rules it was
+    # published with (common.rules_fingerprint): what lets the next publish follow render's journal.
+    generation: str | None = None
+    rules: str | None = None
 
     @property
     def confirmed(self) -> bool:
@@ -73,11 +80,18 @@ class Record:
                  "h": [table.setdefault(entry.headers, len(table)) for entry in entries],
                  "etag": ["=" if entry.etag == entry.md5 and entry.etag else entry.etag for entry in entries]}
         state["headers"] = list(table)
-        body = json.dumps(state, separators=(",", ":")).encode()
-        return gzip.compress(body, compresslevel=1, mtime=0) if compress else body
+        if self.generation:
+            state.update(generation=self.generation, rules=self.rules)
+        return _encode(state, compress)
 
     def same_as(self, other: "Record | None") -> bool:
-        return other is not None and self.files == other.files
+        return (other is not None and self.files == other.files
+                and (self.generation, self.rules) == (other.generation, other.rules))
+
+
+def _encode(state: dict, compress: bool) -> bytes:
+    body = json.dumps(state, separators=(",", ":")).encode()
+    return gzip.compress(body, compresslevel=1, mtime=0) if compress else body
 
 
 def with_pending(record: Record, pending: bytes | None, settings: PublishSettings) -> Record:
@@ -142,7 +156,11 @@ def _from_version_3(state: dict) -> Record | None:
         files = dict(zip(keys, map(Entry, md5s, headers, etags)))
     except (IndexError, TypeError):
         return None
-    return Record(files) if len(files) == len(keys) else None
+    if len(files) != len(keys):
+        return None
+    generation, rules = state.get("generation"), state.get("rules")
+    site = (generation, rules) if isinstance(generation, str) and isinstance(rules, str) else (None, None)
+    return Record(files, generation=site[0], rules=site[1])
 
 
 def _from_version_1(state: dict, listed_etags: dict[str, str], settings: PublishSettings) -> Record:
@@ -178,3 +196,86 @@ def owned_keys(record: Record | None, existing: set[str], target_uri: str, setti
                             "pass --adopt to take them over, or choose an empty target")
         return set()
     return set(record.files) & existing
+
+
+class RecordTable:
+    """A version-3 record kept as its columns: read, changed and written again without an object per
+    key, so a publish that follows render's journal costs the change, not the 100k entries."""
+
+    _COLUMNS = ("keys", "md5", "h", "etag")
+
+    def __init__(self, state: dict):
+        self.state = state
+        self.keys: list[str] = state["keys"]
+
+    @classmethod
+    def parse(cls, body: bytes | None) -> "RecordTable | None":
+        """The table of a compressed version-3 record with a generation; None for anything else."""
+        if body is None or body[:2] != _GZIP_MAGIC:
+            return None
+        try:
+            state = json.loads(gzip.decompress(body))
+        except (ValueError, OSError, EOFError):
+            return None
+        if not (isinstance(state, dict) and state.get("version") == STATE_VERSION
+                and isinstance(state.get("generation"), str) and isinstance(state.get("rules"), str)
+                and all(isinstance(state.get(name), list) for name in (*cls._COLUMNS, "headers"))):
+            return None
+        keys, table = state["keys"], state["headers"]
+        if not (len(keys) == len(state["md5"]) == len(state["h"]) == len(state["etag"])
+                and all(isinstance(key, str) for key in keys) and all(a < b for a, b in zip(keys, keys[1:]))
+                and all(isinstance(index, int) and 0 <= index < len(table) for index in set(state["h"]))):
+            return None
+        return cls(state)
+
+    @property
+    def generation(self) -> str:
+        return self.state["generation"]
+
+    @property
+    def rules(self) -> str:
+        return self.state["rules"]
+
+    @property
+    def confirmed(self) -> bool:
+        return "" not in self.state["md5"] and "" not in self.state["etag"]
+
+    def _index(self, key: str) -> int | None:
+        index = bisect.bisect_left(self.keys, key)
+        return index if index < len(self.keys) and self.keys[index] == key else None
+
+    def get(self, key: str) -> Entry | None:
+        index = self._index(key)
+        if index is None:
+            return None
+        md5, etag = self.state["md5"][index], self.state["etag"][index]
+        return Entry(md5, self.state["headers"][self.state["h"][index]], md5 if etag == "=" else etag)
+
+    def etag(self, key: str) -> str | None:
+        entry = self.get(key)
+        return entry.etag if entry else None
+
+    def update(self, entries: dict[str, Entry], deletes: list[str], generation: str, rules: str) -> None:
+        """Put ``entries`` in (added in key order or replaced), take ``deletes`` out, name the generation."""
+        state, columns = self.state, [self.state[name] for name in self._COLUMNS]
+        table = {digest: index for index, digest in enumerate(state["headers"])}
+        for key, entry in entries.items():
+            h = table.setdefault(entry.headers, len(table))
+            row = (key, entry.md5, h, "=" if entry.etag == entry.md5 and entry.etag else entry.etag)
+            index = self._index(key)
+            if index is None:
+                index = bisect.bisect_left(self.keys, key)
+                for column, value in zip(columns, row):
+                    column.insert(index, value)
+            else:
+                for column, value in zip(columns[1:], row[1:]):
+                    column[index] = value
+        for key in deletes:
+            index = self._index(key)
+            if index is not None:
+                for column in columns:
+                    del column[index]
+        state.update(headers=list(table), generation=generation, rules=rules)
+
+    def to_bytes(self, compress: bool = True) -> bytes:
+        return _encode(self.state, compress)

@@ -27,11 +27,11 @@ import time
 
 from ..console import progress
 from ..errors import UserError
-from .common import (PENDING_NAME, PHASES, STATE_NAME, LocalFile, Plan, PublishSettings, Target, Upload, describe,
-                     headers_digest, is_fingerprinted, log)
-from .digests import DigestCache
+from .common import (PENDING_NAME, PHASES, STATE_NAME, LocalFile, Plan, PublishSettings, SiteFiles, Target, Upload,
+                     describe, headers_digest, is_fingerprinted, log, rules_fingerprint)
 from .plan import assign_phases, split_extras, summary
-from .record import Entry, Record, is_compact, is_plain_md5, owned_keys, with_pending
+from .record import Entry, Record, RecordTable, is_compact, is_plain_md5, owned_keys, with_pending
+from .s3_journal import plan_from_journal, why_not
 from . import s3_store
 from .s3_store import (MULTIPART_THRESHOLD, RemoteObject, RequestCounter, clear_pending, configure_website,
                        delete_keys, get_record_body, invalidate, invalidation_paths, list_remote, mark_pending,
@@ -102,8 +102,8 @@ def plan_s3(client, target: Target, files: list[LocalFile], remote: dict[str, Re
     return plan, Record(before), staying
 
 
-def publish_s3(target: Target, paths: list[tuple[str, str]], settings: PublishSettings, started: float,
-               client=None, published_before_records: bool = False, cache: DigestCache | None = None) -> dict:
+def publish_s3(target: Target, site: SiteFiles, settings: PublishSettings, started: float,
+               client=None, published_before_records: bool = False) -> dict:
     from boto3.s3.transfer import TransferConfig
 
     client = client or s3_client_for(settings)
@@ -116,7 +116,21 @@ def publish_s3(target: Target, paths: list[tuple[str, str]], settings: PublishSe
     plan = Plan([], [], [], [], [])
     phase, done = "", 0
 
-    def remote_view() -> tuple[dict[str, RemoteObject], Record | None, bool, bool]:
+    def follow_journal() -> tuple[Plan, list[LocalFile], dict[str, Entry], RecordTable] | None:
+        """The plan from render's journal when the record allows it (s3_journal), else None."""
+        clock = time.monotonic()
+        body, marked = get_record_body(client, target)
+        table = RecordTable.parse(body)
+        why = why_not(table, marked, site.journal, settings)
+        planned = why or plan_from_journal(client, target, table, site.journal, site.root, settings)
+        timings["journal"] = time.monotonic() - clock
+        if isinstance(planned, str):
+            extra["journal"] = f"not followed: {planned}"
+            return None
+        extra["remote_view"] = "record and render's journal"
+        return (*planned, table)
+
+    def remote_view(paths: list[tuple[str, str]]) -> tuple[dict[str, RemoteObject], Record | None, bool, bool]:
         """What the target holds: from the record when it can be trusted, else from a full listing."""
         clock = time.monotonic()
         body, marked = get_record_body(client, target)
@@ -138,7 +152,7 @@ def publish_s3(target: Target, paths: list[tuple[str, str]], settings: PublishSe
         elif len(record.files) <= s3_store.LIST_PAGE:
             why = "one listing page covers it"
         else:
-            why = spot_check(client, target, record)
+            why = spot_check(client, target, sorted(record.files), lambda key: record.files[key].etag)
         if why:
             remote = list_remote(client, target, [key for key, _ in paths], settings.concurrency)
             record = read_record(body, target, remote, settings)
@@ -150,20 +164,40 @@ def publish_s3(target: Target, paths: list[tuple[str, str]], settings: PublishSe
         return remote, record, is_compact(body), marked
 
     try:
-        # Reading the record (and listing) mostly waits on the store; hash the local files meanwhile.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as background:
-            view = background.submit(remote_view)
+        followed = follow_journal() if site.journal is not None else None
+        if followed is not None:
+            plan, files, pending, table = followed
+            # The site's figures: the record holds last night's keys, render's manifest tonight's bytes.
+            new = sum(1 for upload in plan.uploads if upload.reason == "new")
+            site_figures = {"files": len(table.keys) - len(plan.deletes) + new, "bytes": site.rendered_bytes,
+                            "hashed": len(files)}
+            site_figures["skipped"] = site_figures["files"] - len(plan.uploads)
+            if settings.dry_run:
+                return {**summary(target, files, plan, settings, started, 0, counter.counts, timings, **extra),
+                        **site_figures}
+            stored, marked, before = None, False, None
+            if plan.uploads:  # a failure from here on still leaves every upload owned (the pending object)
+                mark_pending(client, target, Record(pending))
+                marked = True
+            after: dict[str, Entry] = {}
+        else:
+            site_figures = {}
+            paths = site.paths()
+            # Reading the record (and listing) mostly waits on the store; hash the local files meanwhile.
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as background:
+                view = background.submit(remote_view, paths)
+                clock = time.monotonic()
+                files = describe(paths, settings, compress=settings.gzip, cache=site.cache)
+                timings["scan"] = time.monotonic() - clock
+                remote, record, compact, marked = view.result()
             clock = time.monotonic()
-            files = describe(paths, settings, compress=settings.gzip, cache=cache)
-            timings["scan"] = time.monotonic() - clock
-            remote, record, compact, marked = view.result()
+            plan, before, after = plan_s3(client, target, files, remote, record, settings, published_before_records)
+            timings["plan"], clock = time.monotonic() - clock, time.monotonic()
+            if settings.dry_run:
+                return summary(target, files, plan, settings, started, 0, counter.counts, timings, **extra)
+            stored = record  # what the target's record says now
         clock = time.monotonic()
-        plan, before, after = plan_s3(client, target, files, remote, record, settings, published_before_records)
-        timings["plan"], clock = time.monotonic() - clock, time.monotonic()
-        if settings.dry_run:
-            return summary(target, files, plan, settings, started, 0, counter.counts, timings, **extra)
-        stored = record  # what the target's record says now
-        if (plan.uploads or plan.deletes) and not before.same_as(record):
+        if followed is None and (plan.uploads or plan.deletes) and not before.same_as(record):
             # From here on, a failure still leaves every upload owned: in the record, or in the pending
             # object its mark points to (a few KB, not the whole record) when the record is of this version.
             if record is not None and compact and not marked:
@@ -195,9 +229,17 @@ def publish_s3(target: Target, paths: list[tuple[str, str]], settings: PublishSe
         timings["upload"], clock = time.monotonic() - clock, time.monotonic()
         phase = "deletes"
         delete_keys(client, target, plan.deletes)
-        final = Record(after)
-        if marked or not final.same_as(stored):
-            write_record(client, target, final)  # unmarked
+        rules = rules_fingerprint(settings)
+        if followed is not None:
+            if plan.uploads or plan.deletes or table.generation != site.journal.generation:
+                table.update(after, plan.deletes, site.journal.generation, rules)
+                write_record(client, target, table)  # unmarked, naming tonight's generation
+        else:
+            # The target holds exactly tonight's site (nothing held back): the next night may follow its journal.
+            exact = site.generation if not plan.deletes_skipped else None
+            final = Record(after, generation=exact, rules=rules if exact else None)
+            if marked or not final.same_as(stored):
+                write_record(client, target, final)  # unmarked
         if marked:
             clear_pending(client, target)
         phase = "website"
@@ -222,4 +264,5 @@ def publish_s3(target: Target, paths: list[tuple[str, str]], settings: PublishSe
             message = f"CloudFront invalidation failed (the site itself is published): {exc}"
             log.warning(message)
             plan.warnings.append(message)
-    return summary(target, files, plan, settings, started, len(plan.deletes), counter.counts, timings, **extra)
+    return {**summary(target, files, plan, settings, started, len(plan.deletes), counter.counts, timings, **extra),
+            **site_figures}

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, NamedTuple
 
 from ..errors import UserError
 from .common import PENDING_NAME, STATE_NAME, PublishSettings, Target, Upload, upload_body
-from .record import Record, parse_record
+from .record import Record, RecordTable, parse_record
 
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
@@ -153,14 +153,14 @@ def sample_start(count: int) -> int:
     return random.randrange(count)
 
 
-def spot_check(client, target: Target, record: Record) -> str:
-    """List one page of keys from a random recorded key on; "" if the store agrees with the record there.
+def spot_check(client, target: Target, keys: list[str], etag_of: Callable[[str], str | None]) -> str:
+    """List one page of keys from a random recorded key on (``keys``: the record's, sorted); "" if the
+    store agrees with the record there.
 
     One request, against a HEAD per key: a recorded key missing in that range, or
     listed with another ETag, means someone changed the target behind the
     publisher's back, and the caller lists everything instead of trusting the record.
     """
-    keys = sorted(record.files)
     start = sample_start(len(keys))
     response = client.list_objects_v2(Bucket=target.bucket, Prefix=target.prefix, MaxKeys=SAMPLE_KEYS,
                                       **({"StartAfter": target.prefix + keys[start - 1]} if start else {}))
@@ -172,7 +172,7 @@ def spot_check(client, target: Target, record: Record) -> str:
             break
         if key not in listed:
             return f"{key} is recorded but not in the store"
-        if listed[key] != record.files[key].etag:
+        if listed[key] != etag_of(key):
             return f"{key} was changed outside the publisher"
     return ""
 
@@ -180,12 +180,12 @@ def spot_check(client, target: Target, record: Record) -> str:
 _STATE_HEADERS = {"ContentType": "application/json", "ContentEncoding": "gzip", "CacheControl": "no-store"}
 
 
-def _put_state(client, target: Target, name: str, record: Record) -> None:
+def _put_state(client, target: Target, name: str, record: Record | RecordTable) -> None:
     client.put_object(Bucket=target.bucket, Key=target.prefix + name, Body=record.to_bytes(compress=True),
                       **_STATE_HEADERS)
 
 
-def write_record(client, target: Target, record: Record) -> None:
+def write_record(client, target: Target, record: Record | RecordTable) -> None:
     """The whole record, unmarked (a pending mark goes with the old object)."""
     _put_state(client, target, STATE_NAME, record)
 

@@ -18,7 +18,7 @@ from .. import lock
 from ..artifacts import manifest_path, write_manifest
 from ..errors import UserError
 from ..site_journal import read_journal
-from .common import PublishSettings, body_rule, log, parse_target, site_paths
+from .common import PublishSettings, SiteFiles, body_rule, log, parse_target
 from .digests import DigestCache, cache_path
 from .local import publish_file, resolved_root
 from .plan import summary_line
@@ -92,26 +92,24 @@ def publish(site_dir: str | os.PathLike, target: str, settings: PublishSettings,
     # --verify re-reads every file; the fresh digests replace the cache.
     cache = DigestCache.load(cache_path(site), body_rule(settings.gzip and parsed.kind == "s3"),
                              trust=not settings.verify)
-    cache.site_generation = rendered.get("generation") if isinstance(rendered.get("generation"), str) else None
-    # What render declared it changed, when the cache describes the site before it: no walk, no stat.
-    paths = cache.follow(read_journal(site, rendered), site)
-    if paths is None:
-        paths = site_paths(site)
-    if not paths:
-        raise UserError(f"site directory {site} has no files", "render the site first")
+    generation = rendered.get("generation") if isinstance(rendered.get("generation"), str) else None
+    cache.site_generation = generation
+    # What render declared it changed: S3 may follow it alone; else the cache follows it (no walk, no stat).
+    files = SiteFiles(site, cache, generation, read_journal(site, rendered), int(rendered.get("bytes") or 0))
     if parsed.kind == "s3":
-        summary = publish_s3(parsed, paths, settings, started, client=client, published_before_records=legacy,
-                             cache=cache)
+        summary = publish_s3(parsed, files, settings, started, client=client, published_before_records=legacy)
     else:
         # Two publishers into one folder would interleave their swaps: one at a time per file:// target.
         guard = lock.exclusive(parsed.path, "publish target") if not settings.dry_run else contextlib.nullcontext()
         with guard:
-            summary = publish_file(parsed, paths, settings, started, published_before_records=legacy, cache=cache)
+            summary = publish_file(parsed, files.paths(), settings, started, published_before_records=legacy,
+                                   cache=cache)
         if settings.gzip:
             message = "gzip applies to S3 targets only (a directory serves files as they are); ignored"
             log.warning(message)
             summary["warnings"].append(message)
-    summary["hashed"] = len(paths) - cache.hits  # files read this time (the others: digest cache)
+    if files.listed:  # else the S3 backend followed render's journal and counted what it read
+        summary["hashed"] = len(files.paths()) - cache.hits  # files read this time (the others: digest cache)
     if legacy and settings.dry_run:
         summary["presumed_ours"] = True
     log.debug("publish %s: %s", target, summary_line(summary))
