@@ -16,7 +16,7 @@ def big_site(tmp_path, monkeypatch, bucket):
     """A site 'bigger than one listing page' (the page made 4 keys long), published once."""
     monkeypatch.setattr(s3_store, "LIST_PAGE", 4)
     monkeypatch.setattr(s3_store, "SAMPLE_KEYS", 4)
-    monkeypatch.setattr(s3_store, "sample_start", lambda count: 0)  # the spot check looks at the first keys
+    monkeypatch.setattr(s3_store, "spot_sample", lambda keys, count: sorted(keys)[:count])  # the first keys
     site = tmp_path / "site"
     items = catalog(30)
     files = build_site(site, items)
@@ -30,14 +30,14 @@ def test_unchanged_and_small_changes_cost_requests_not_listings(big_site, bucket
     build_site(site, items)
     unchanged = publish(site, f"s3://{bucket}/g", PublishSettings())
     assert unchanged["remote_view"] == "record" and unchanged["uploaded"] == 0
-    # The record, one spot-check page: nothing that grows with the site (a listing here is 12+ pages).
-    assert unchanged["requests"] == {"GetObject": 1, "ListObjectsV2": 1}
+    # The record, the spot check's HEADs: nothing that grows with the site (a listing here is 12+ pages).
+    assert unchanged["requests"] == {"GetObject": 1, "HeadObject": 4}
 
     items[20] = (items[20][0], "A rewritten description.")
     changed = build_site(site, items[:-1])
     summary = publish(site, f"s3://{bucket}/g", PublishSettings())
     assert summary["remote_view"] == "record"
-    assert summary["requests"]["ListObjectsV2"] == 1 and "HeadObject" not in summary["requests"]
+    assert "ListObjectsV2" not in summary["requests"] and summary["requests"]["HeadObject"] == 4
     assert summary["deleted"] == 1 and summary["uploaded"] == len({k for k in changed if changed[k] != files.get(k)})
     assert remote_files(s3, bucket, "g/") == changed
 
@@ -125,7 +125,7 @@ def test_an_interrupted_publish_leaves_the_record_marked_pending(big_site, bucke
     assert s3.head_object(Bucket=bucket, Key=f"g/{STATE_NAME}")["Metadata"] == {}
     assert PENDING_NAME not in {o["Key"][2:] for o in s3.list_objects_v2(Bucket=bucket, Prefix="g/")["Contents"]}
     unchanged = publish(site, f"s3://{bucket}/g", PublishSettings())
-    assert unchanged["remote_view"] == "record" and unchanged["requests"] == {"GetObject": 1, "ListObjectsV2": 1}
+    assert unchanged["remote_view"] == "record" and unchanged["requests"] == {"GetObject": 1, "HeadObject": 4}
 
 
 def test_a_pending_mark_without_its_pending_object_is_not_trusted(big_site, bucket, s3):

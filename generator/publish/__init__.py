@@ -10,6 +10,7 @@ Modules, each importing only those above it:
   record      the ownership record (``<target>/.publish-state.json``): what this gallery published
   plan        phases and their order, which files go, the summary
   s3_store    S3 requests: client, listing, record, uploads, deletes, website, CloudFront
+  s3_journal  the S3 plan from render's journal (generator.site_journal): what render changed goes
   s3_backend  the S3 publish;  local: the file:// publish
   stage       the stage function ``publish()``;  cli: its subcommand
 """

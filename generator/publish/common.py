@@ -21,7 +21,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..settings import setting
 from ..site_journal import Journal
-from .digests import DigestCache
+from .digests import DigestCache, cache_path
 
 log = logging.getLogger("generator.publish")
 
@@ -279,11 +279,22 @@ class SiteFiles:
     its files, from the journal and the digest cache or from a walk, listed only when asked."""
 
     root: Path
-    cache: DigestCache
+    body_rule: str  # of the digest cache (body_rule())
+    trust_cache: bool = True  # False: --verify, every file is read again
     generation: str | None = None  # render's (generator.site_journal)
     journal: Journal | None = None
     rendered_bytes: int = 0
     _paths: list[tuple[str, str]] | None = None
+    _cache: DigestCache | None = None
+
+    @property
+    def cache(self) -> DigestCache:
+        """The digest cache beside the site, loaded when first needed (an S3 publish that follows the
+        journal never needs it)."""
+        if self._cache is None:
+            self._cache = DigestCache.load(cache_path(self.root), self.body_rule, trust=self.trust_cache)
+            self._cache.site_generation = self.generation
+        return self._cache
 
     def paths(self) -> list[tuple[str, str]]:
         if self._paths is None:

@@ -2,15 +2,18 @@
 
 What the target holds comes from the record (record.py), not from listing the
 bucket, so an unchanged or slightly changed publish costs a few requests whatever
-the size of the site: one GET of the record and a spot check (one page of the
-listing from a random recorded key on, see ``s3_store.spot_check``). The whole
+the size of the site: one GET of the record and a spot check (8 HEADs of
+recorded keys chosen at random, see ``s3_store.spot_check``). The whole
 target is listed instead with ``--verify``, when there is no record, when the
 record has unconfirmed entries (an interrupted publish, or a version-1 state),
 when the spot check disagrees, or when the record is small enough for one
 listing page to cover it anyway. The trade-off: an object changed behind the
-publisher's back outside the spot-checked range is found by the next spot check
+publisher's back outside the spot-checked keys is found by the next spot check
 that covers it, or by ``--verify``; objects this gallery did not publish are
 never deleted either way.
+
+When render's journal can be followed (s3_journal.py), not even the record's
+entries are compared: only the files render wrote are read and diffed.
 
 Headers (Content-Type, Cache-Control, Content-Encoding) are a function of the key
 and of the settings; the record keeps the digest of the headers each file was
@@ -152,7 +155,8 @@ def publish_s3(target: Target, site: SiteFiles, settings: PublishSettings, start
         elif len(record.files) <= s3_store.LIST_PAGE:
             why = "one listing page covers it"
         else:
-            why = spot_check(client, target, sorted(record.files), lambda key: record.files[key].etag)
+            why = spot_check(client, target, list(record.files), lambda key: record.files[key].etag,
+                             settings.concurrency)
         if why:
             remote = list_remote(client, target, [key for key, _ in paths], settings.concurrency)
             record = read_record(body, target, remote, settings)

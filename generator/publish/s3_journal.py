@@ -47,7 +47,7 @@ def plan_from_journal(client, target: Target, table: RecordTable, journal: Journ
                       settings: PublishSettings) -> tuple[Plan, list[LocalFile], dict[str, Entry]] | str:
     """The plan, the written files, and the entries the pending object must hold before uploads;
     or why the journal cannot be followed (a spot check that disagrees, too many deletes)."""
-    why = spot_check(client, target, table.keys, table.etag)
+    why = spot_check(client, target, table.keys, table.etag, settings.concurrency)
     if why:
         return why
     # A target that already holds tonight's generation (published before): nothing to do.

@@ -19,7 +19,6 @@ from ..artifacts import manifest_path, write_manifest
 from ..errors import UserError
 from ..site_journal import read_journal
 from .common import PublishSettings, SiteFiles, body_rule, log, parse_target
-from .digests import DigestCache, cache_path
 from .local import publish_file, resolved_root
 from .plan import summary_line
 from .s3_backend import publish_s3
@@ -89,13 +88,11 @@ def publish(site_dir: str | os.PathLike, target: str, settings: PublishSettings,
                             "publish to a directory outside the rendered site")
     rendered = check_render_complete(site)
     legacy = published_before_records(site, target)
-    # --verify re-reads every file; the fresh digests replace the cache.
-    cache = DigestCache.load(cache_path(site), body_rule(settings.gzip and parsed.kind == "s3"),
-                             trust=not settings.verify)
     generation = rendered.get("generation") if isinstance(rendered.get("generation"), str) else None
-    cache.site_generation = generation
-    # What render declared it changed: S3 may follow it alone; else the cache follows it (no walk, no stat).
-    files = SiteFiles(site, cache, generation, read_journal(site, rendered), int(rendered.get("bytes") or 0))
+    # What render declared it changed: S3 may follow it alone; else the digest cache follows it (no walk,
+    # no stat). --verify re-reads every file; the fresh digests replace the cache.
+    files = SiteFiles(site, body_rule(settings.gzip and parsed.kind == "s3"), not settings.verify, generation,
+                      read_journal(site, rendered), int(rendered.get("bytes") or 0))
     if parsed.kind == "s3":
         summary = publish_s3(parsed, files, settings, started, client=client, published_before_records=legacy)
     else:
@@ -103,13 +100,13 @@ def publish(site_dir: str | os.PathLike, target: str, settings: PublishSettings,
         guard = lock.exclusive(parsed.path, "publish target") if not settings.dry_run else contextlib.nullcontext()
         with guard:
             summary = publish_file(parsed, files.paths(), settings, started, published_before_records=legacy,
-                                   cache=cache)
+                                   cache=files.cache)
         if settings.gzip:
             message = "gzip applies to S3 targets only (a directory serves files as they are); ignored"
             log.warning(message)
             summary["warnings"].append(message)
     if files.listed:  # else the S3 backend followed render's journal and counted what it read
-        summary["hashed"] = len(files.paths()) - cache.hits  # files read this time (the others: digest cache)
+        summary["hashed"] = len(files.paths()) - files.cache.hits  # files read this time (the others: digest cache)
     if legacy and settings.dry_run:
         summary["presumed_ours"] = True
     log.debug("publish %s: %s", target, summary_line(summary))
