@@ -4,7 +4,10 @@ One moto S3 server (a separate process) serves every bucket; ratios are printed 
   size    a republish of a rendered site of ~10k files and of ~100k files (real renders of
           synthetic descriptions), after 1% of each site's pages changed, and after the same
           100 pages changed at both sizes (the change fixed, only the site grows).
-          Target: at most 2x the time while the site grows 10x.
+          Target: at most 2x the time while the site grows 10x. With 1% of each site changed
+          the large site uploads 10x the files, so its uploads alone grow ~10x: the target
+          is judged on the fixed change, and the 1% rows show uploads and the rest apart.
+          Each change is declared in the site journal, as render declares what it wrote.
   nights  a new night rendered (generator.render, with its archive) over a site of 1 archived
           night and over one of 30, then published.  Target: at most 1.5x the time.
 
@@ -270,8 +273,12 @@ def main() -> None:
                                  result[next(n for n, _ in rows if n.startswith("large: 1%"))]),
                                 ("100 pages", result["small: 100 pages"], result["large: 100 pages"])):
         ratio = large["seconds"] / small["seconds"]
+        # 1% of a 10x site is 10x the files to upload: the uploads alone grow ~10x on any store.
+        uploads = large["timings"]["upload"] / small["timings"]["upload"]
+        rest = (large["seconds"] - large["timings"]["upload"]) / (small["seconds"] - small["timings"]["upload"])
         print(f"site x{growth:.1f}, {label} changed: {small['seconds']:.2f} s -> {large['seconds']:.2f} s, "
-              f"{ratio:.2f}x (target <= 2x: {'met' if ratio <= 2 else 'MISSED'})")
+              f"{ratio:.2f}x (uploads {uploads:.1f}x, the rest {rest:.1f}x; "
+              f"target <= 2x: {'met' if ratio <= 2 else 'MISSED'})")
     one, thirty = result["nights-1: a new night"], result["nights-30: a new night"]
     ratio = thirty["seconds"] / one["seconds"]
     print(f"a new night over 30 archived nights / over 1: {thirty['seconds']:.2f} s / {one['seconds']:.2f} s = "

@@ -200,3 +200,13 @@ def test_an_object_gone_behind_the_publishers_back_is_put_back(tmp_path, bucket,
     result = publish(site, target, PublishSettings())
     assert result["journal"] == f"not followed: {first_key} is recorded but not in the store"
     assert remote_files(s3, bucket, "g/") == files_of(site)
+
+
+def test_following_the_journal_keeps_the_websites_error_page(tmp_path, bucket, s3):
+    records = catalog_samples(20)
+    site, target = published_night(tmp_path, bucket, records)
+    render_night(tmp_path, records[:18], "kept2.jsonl")  # 404.html unchanged: not in the journal
+    result = publish(site, target, PublishSettings(website=True))
+    assert result["remote_view"].endswith("journal") and "404.html" not in read_journal(
+        site, json.loads((tmp_path / "site.manifest.json").read_text())).written
+    assert s3.get_bucket_website(Bucket=bucket)["ErrorDocument"] == {"Key": "g/404.html"}

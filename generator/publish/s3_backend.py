@@ -248,7 +248,9 @@ def publish_s3(target: Target, site: SiteFiles, settings: PublishSettings, start
             clear_pending(client, target)
         phase = "website"
         if settings.website:
-            extra["website"] = configure_website(client, target, any(f.key == "404.html" for f in files))
+            # Following the journal, ``files`` holds only what render wrote; the record holds the site's keys.
+            has_404 = table.get("404.html") is not None if followed else any(f.key == "404.html" for f in files)
+            extra["website"] = configure_website(client, target, has_404)
         timings["finish"] = time.monotonic() - clock
     except errors as exc:
         during = f" in phase {phase!r} after {done} of {len(plan.uploads)} uploads" if phase else ""
