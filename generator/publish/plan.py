@@ -70,6 +70,15 @@ def assign_phases(uploads: list[Upload], new_keys: set[str]) -> None:
 
 # --- plans and summaries ----------------------------------------------------------------------
 
+def change_reason(md5: str, headers: str, f: LocalFile) -> str | None:
+    """Why ``f`` goes up again over a published object of ``md5`` and ``headers`` (digest); None if it is
+    the same bytes with the same headers."""
+    if md5 != f.md5:
+        return "content changed"
+    if headers != f.headers_hash:
+        return "headers changed"
+    return None
+
 
 
 def split_extras(existing: set[str], owned: set[str], local_keys: set[str], settings: PublishSettings,

@@ -32,7 +32,7 @@ from ..console import progress
 from ..errors import UserError
 from .common import (PENDING_NAME, PHASES, STATE_NAME, LocalFile, Plan, PublishSettings, SiteFiles, Target, Upload,
                      describe, headers_digest, is_fingerprinted, log, rules_fingerprint)
-from .plan import assign_phases, split_extras, summary
+from .plan import assign_phases, change_reason, split_extras, summary
 from .record import Entry, Record, RecordTable, is_compact, is_plain_md5, owned_keys, with_pending
 from .s3_journal import plan_from_journal, why_not
 from . import s3_store
@@ -63,10 +63,9 @@ def plan_s3(client, target: Target, files: list[LocalFile], remote: dict[str, Re
             continue
         entry = entries.get(f.key) if f.key in owned else None
         if entry and entry.md5 and entry.etag == obj.etag:  # the object is still what we uploaded
-            if entry.md5 != f.md5:
-                uploads.append(Upload(f, "content changed"))
-            elif entry.headers != f.headers_hash:
-                uploads.append(Upload(f, "headers changed"))
+            reason = change_reason(entry.md5, entry.headers, f)
+            if reason:
+                uploads.append(Upload(f, reason))
             else:
                 skipped.append(f)
                 staying[f.key] = entry  # equal to a new Entry(f.md5, f.headers_hash, obj.etag)
@@ -83,12 +82,9 @@ def plan_s3(client, target: Target, files: list[LocalFile], remote: dict[str, Re
         etag = remote[f.key].etag
         remote_md5 = metadata.get("md5") or (etag if is_plain_md5(etag) else None)
         remote_headers = metadata.get("headers") or headers_digest(response)
-        if remote_md5 is None:
-            uploads.append(Upload(f, "no checksum"))
-        elif remote_md5 != f.md5:
-            uploads.append(Upload(f, "content changed"))
-        elif remote_headers != f.headers_hash:
-            uploads.append(Upload(f, "headers changed"))
+        reason = "no checksum" if remote_md5 is None else change_reason(remote_md5, remote_headers, f)
+        if reason:
+            uploads.append(Upload(f, reason))
         else:
             skipped.append(f)
             staying[f.key] = Entry(f.md5, f.headers_hash, etag)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..site_journal import Journal
 from .common import LocalFile, Plan, PublishSettings, Target, Upload, describe, rules_fingerprint
-from .plan import assign_phases
+from .plan import assign_phases, change_reason
 from .record import Entry, RecordTable
 from .s3_store import spot_check
 
@@ -60,12 +60,9 @@ def plan_from_journal(client, target: Target, table: RecordTable, journal: Journ
     uploads, skipped = [], []
     for f in files:
         entry = table.get(f.key)
-        if entry is None:
-            uploads.append(Upload(f, "new"))
-        elif entry.md5 != f.md5:
-            uploads.append(Upload(f, "content changed"))
-        elif entry.headers != f.headers_hash:
-            uploads.append(Upload(f, "headers changed"))
+        reason = "new" if entry is None else change_reason(entry.md5, entry.headers, f)
+        if reason:
+            uploads.append(Upload(f, reason))
         else:
             skipped.append(f)
     assign_phases(uploads, new_keys={u.file.key for u in uploads if table.get(u.file.key) is None})
