@@ -3,6 +3,9 @@ the bucket is listed only for --verify, without a trusted record, or when a spot
 
 from __future__ import annotations
 
+import gzip
+import json
+
 import pytest
 
 import generator.publish.s3_store as s3_store
@@ -77,8 +80,6 @@ def test_foreign_files_survive_publishes_that_do_not_list(big_site, bucket, s3):
 
 
 def test_record_version_3_round_trips_and_version_2_is_still_read():
-    import json
-
     from generator.publish.record import STATE_VERSION, Entry, Record, parse_record
 
     record = Record({"b/index.html": Entry("a" * 32, "h1" * 8, "a" * 32), "a.css": Entry("c" * 32, "h2" * 8, "x-1"),
@@ -138,3 +139,23 @@ def test_a_pending_mark_without_its_pending_object_is_not_trusted(big_site, buck
     summary = publish(site, f"s3://{bucket}/g", PublishSettings())
     assert summary["remote_view"] == "listing: the record has unconfirmed entries" and summary["uploaded"] == 0
     assert s3.head_object(Bucket=bucket, Key=key)["Metadata"] == {}
+
+
+def test_the_record_table_changes_columns_as_the_record_would():
+    from generator.publish.record import Entry, Record, RecordTable, parse_record
+
+    files = {"b/index.html": Entry("a" * 32, "h1" * 8, "a" * 32), "d.css": Entry("c" * 32, "h2" * 8, "x-1")}
+    assert RecordTable.parse(Record(files).to_bytes(compress=True)) is None  # no generation: not followed
+    table = RecordTable.parse(Record(files, generation="g1", rules="r").to_bytes(compress=True))
+    assert table.generation == "g1" and table.confirmed and table.get("d.css") == files["d.css"]
+    changes = {"a.html": Entry("e" * 32, "h3" * 8, "e" * 32), "d.css": Entry("f" * 32, "h2" * 8, "f" * 32)}
+    table.update(changes, ["b/index.html", "gone.txt"], "g2", "r")
+    expected = Record({"a.html": changes["a.html"], "d.css": changes["d.css"]}, generation="g2", rules="r")
+    assert parse_record(table.to_bytes(), "here", {}, PublishSettings()) == expected
+    assert table.keys == ["a.html", "d.css"] and table.get("b/index.html") is None
+    state = json.loads(gzip.decompress(table.to_bytes()))
+    for broken in ({**state, "keys": ["d.css", "a.html"]}, {**state, "h": [0, 9]}, {**state, "generation": 3},
+                   {**state, "md5": ["x"]}):
+        assert RecordTable.parse(gzip.compress(json.dumps(broken).encode())) is None
+    assert not RecordTable.parse(Record({**files, "n.html": Entry("d" * 32, "h1" * 8, "")}, generation="g",
+                                        rules="r").to_bytes(compress=True)).confirmed
