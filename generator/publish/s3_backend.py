@@ -175,7 +175,7 @@ def publish_s3(target: Target, site: SiteFiles, settings: PublishSettings, start
             if settings.dry_run:
                 return {**summary(target, files, plan, settings, started, 0, counter.counts, timings, **extra),
                         **site_figures}
-            stored, marked, before = None, False, None
+            marked = False
             if plan.uploads:  # a failure from here on still leaves every upload owned (the pending object)
                 mark_pending(client, target, Record(pending))
                 marked = True
