@@ -12,11 +12,12 @@ it by walking and stat-ing every file of a 100k-file site:
   keys written and removed since it. Render's manifest names the generation, so a
   journal left by another render is never taken for this one.
 
-Publish's digest cache remembers the generation it describes; when the journal
-goes from exactly that generation to the current one, the files it did not write
-are taken from the cache without a stat (``publish.common.describe``). Any other
-case (no journal, a render in between that was not published, ``--verify``) walks
-the site as before. The accepted risk, in the README: a file edited by hand inside
+Publish follows the journal from the generation it knows: on S3, the one the
+ownership record says the target holds (``publish.s3_journal``: only the written
+files are read and compared); locally, the one the digest cache describes (the
+files render did not write are taken from the cache without a stat,
+``publish.digests``). Any other case (no journal, a render in between that was not
+published, ``--verify``) walks the site as before. The accepted risk, in the README: a file edited by hand inside
 the rendered site after render is not seen until the next render or ``--verify``.
 """
 
@@ -73,11 +74,17 @@ def declare(site_dir: Path, previous: str | None, written: Mapping[str, str], re
     return generation
 
 
+def generation_of(render_manifest: dict) -> str | None:
+    """The generation a render manifest names (None: rendered before generations existed)."""
+    generation = render_manifest.get("generation")
+    return generation if isinstance(generation, str) else None
+
+
 def read_journal(site_dir: Path, render_manifest: dict) -> Journal | None:
     """The journal of the site's current render (its manifest names the generation), else None."""
-    generation = render_manifest.get("generation")
-    if not isinstance(generation, str):
-        return None  # rendered before generations existed
+    generation = generation_of(render_manifest)
+    if generation is None:
+        return None
     try:
         state = json.loads(journal_path(site_dir).read_bytes())
         written, removed, previous = state["written"], state["removed"], state["previous"]

@@ -180,6 +180,7 @@ def test_held_back_deletes_or_new_header_rules_mean_the_full_diff(tmp_path, buck
     render_night(tmp_path, records[:20], "kept2.jsonl")
     held = publish(site, target, PublishSettings(max_deletes=1))
     assert held["journal"] == "not followed: more deletes than max_deletes" and held["deletes_skipped"] > 1
+    assert held["requests"]["GetObject"] == 1  # the full diff reuses the record the journal plan read
     assert record_of(s3, bucket).generation is None  # the target holds more than the site
     render_night(tmp_path, records[:19], "kept3.jsonl")
     assert publish(site, target, PublishSettings())["journal"] == "not followed: the record names no generation"

@@ -15,9 +15,9 @@ foreign one means "hash everything", and ``--verify`` ignores it (and rewrites i
 Accepted risk (documented in the README): a file rewritten in place with the same
 size, the same inode and its mtime set back to the old nanosecond (``touch -d`` on
 purpose) keeps its old digest until ``--verify``. A file modified within
-``RACY_NS`` of being hashed is not cached at all, since a second write in the same
-mtime tick would go unseen (git's "racy clean" problem); it is kept all the same for
-the journal below, marked so that the stat path never trusts it.
+``RACY_NS`` of being hashed is never trusted on its stat, since a second write in the
+same mtime tick would go unseen (git's "racy clean" problem); its entry is kept, marked
+so that no stat matches it, for the journal below, which vouches for it without a stat.
 
 Render's journal (``generator.site_journal``) makes the common case O(change): the cache
 remembers the site generation it describes in full, and when the render journal goes

@@ -98,9 +98,14 @@ def split_extras(existing: set[str], owned: set[str], local_keys: set[str], sett
     return deletes, kept, foreign
 
 
+def too_many_deletes(count: int, settings: PublishSettings) -> bool:
+    """More deletes than ``max_deletes`` allows (without ``force_deletes``): then none is made."""
+    return count > settings.max_deletes and not settings.force_deletes
+
+
 def guard_deletes(extra: list[str], settings: PublishSettings, warnings: list[str]) -> tuple[list[str], list[str]]:
     extra = sorted(extra)
-    if len(extra) > settings.max_deletes and not settings.force_deletes:
+    if too_many_deletes(len(extra), settings):
         message = (f"{len(extra)} files are no longer in the site, more than max_deletes={settings.max_deletes}; "
                    f"deleting none (check the site, then pass --force-deletes or raise --max-deletes)")
         log.warning(message)

@@ -115,24 +115,25 @@ def publish_s3(target: Target, site: SiteFiles, settings: PublishSettings, start
     plan = Plan([], [], [], [], [])
     phase, done = "", 0
 
-    def follow_journal() -> tuple[Plan, list[LocalFile], dict[str, Entry], RecordTable] | None:
-        """The plan from render's journal when the record allows it (s3_journal), else None."""
-        clock = time.monotonic()
-        body, marked = get_record_body(client, target)
+    def follow_journal(body: bytes | None, marked: bool) -> tuple[Plan, list[LocalFile], dict[str, Entry],
+                                                                    RecordTable] | None:
+        """The plan from render's journal when the record (``body``) allows it (s3_journal), else None."""
         table = RecordTable.parse(body)
         why = why_not(table, marked, site.journal, settings)
         planned = why or plan_from_journal(client, target, table, site.journal, site.root, settings)
-        timings["journal"] = time.monotonic() - clock
         if isinstance(planned, str):
             extra["journal"] = f"not followed: {planned}"
             return None
         extra["remote_view"] = "record and render's journal"
         return (*planned, table)
 
-    def remote_view(paths: list[tuple[str, str]]) -> tuple[dict[str, RemoteObject], Record | None, bool, bool]:
-        """What the target holds: from the record when it can be trusted, else from a full listing."""
+    def remote_view(paths: list[tuple[str, str]],
+                    fetched: tuple[bytes | None, bool] | None) -> tuple[dict[str, RemoteObject], Record | None,
+                                                                        bool, bool]:
+        """What the target holds: from the record (``fetched`` already, or read here) when it can be
+        trusted, else from a full listing."""
         clock = time.monotonic()
-        body, marked = get_record_body(client, target)
+        body, marked = fetched or get_record_body(client, target)
         pending = get_record_body(client, target, PENDING_NAME)[0] if marked else None
 
         def read_record(body, target, remote, settings) -> Record | None:
@@ -164,7 +165,12 @@ def publish_s3(target: Target, site: SiteFiles, settings: PublishSettings, start
         return remote, record, is_compact(body), marked
 
     try:
-        followed = follow_journal() if site.journal is not None else None
+        # With a journal the record is read first (the journal plan needs it; the full diff reuses it).
+        fetched, followed, clock = None, None, time.monotonic()
+        if site.journal is not None:
+            fetched = get_record_body(client, target)
+            followed = follow_journal(*fetched)
+            timings["journal"] = time.monotonic() - clock
         if followed is not None:
             plan, files, pending, table = followed
             # The site's figures: the record holds last night's keys, render's manifest tonight's bytes.
@@ -185,7 +191,7 @@ def publish_s3(target: Target, site: SiteFiles, settings: PublishSettings, start
             paths = site.paths()
             # Reading the record (and listing) mostly waits on the store; hash the local files meanwhile.
             with concurrent.futures.ThreadPoolExecutor(max_workers=1) as background:
-                view = background.submit(remote_view, paths)
+                view = background.submit(remote_view, paths, fetched)
                 clock = time.monotonic()
                 files = describe(paths, settings, compress=settings.gzip, cache=site.cache)
                 timings["scan"] = time.monotonic() - clock

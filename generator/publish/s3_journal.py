@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..site_journal import Journal
 from .common import LocalFile, Plan, PublishSettings, Target, Upload, describe, rules_fingerprint
-from .plan import assign_phases, change_reason
+from .plan import assign_phases, change_reason, too_many_deletes
 from .record import Entry, RecordTable
 from .s3_store import spot_check
 
@@ -53,7 +53,7 @@ def plan_from_journal(client, target: Target, table: RecordTable, journal: Journ
     # A target that already holds tonight's generation (published before): nothing to do.
     written, removed = (journal.written, journal.removed) if table.generation == journal.previous else ((), ())
     deletes = sorted(key for key in removed if table.get(key) is not None)
-    if len(deletes) > settings.max_deletes and not settings.force_deletes:
+    if too_many_deletes(len(deletes), settings):  # the full diff holds them back and says so
         return "more deletes than max_deletes"
     root = f"{site_dir}/"
     files = describe([(key, root + key) for key in sorted(written)], settings, compress=settings.gzip)
@@ -65,6 +65,6 @@ def plan_from_journal(client, target: Target, table: RecordTable, journal: Journ
             uploads.append(Upload(f, reason))
         else:
             skipped.append(f)
-    assign_phases(uploads, new_keys={u.file.key for u in uploads if table.get(u.file.key) is None})
+    assign_phases(uploads, new_keys={u.file.key for u in uploads if u.reason == "new"})
     pending = {u.file.key: Entry(u.file.md5, u.file.headers_hash, "") for u in uploads}
     return Plan(uploads, skipped, deletes, [], []), files, pending

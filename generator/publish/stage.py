@@ -17,7 +17,7 @@ from pathlib import Path
 from .. import lock
 from ..artifacts import manifest_path, write_manifest
 from ..errors import UserError
-from ..site_journal import read_journal
+from ..site_journal import generation_of, read_journal
 from .common import PublishSettings, SiteFiles, body_rule, log, parse_target
 from .local import publish_file, resolved_root
 from .plan import summary_line
@@ -88,7 +88,7 @@ def publish(site_dir: str | os.PathLike, target: str, settings: PublishSettings,
                             "publish to a directory outside the rendered site")
     rendered = check_render_complete(site)
     legacy = published_before_records(site, target)
-    generation = rendered.get("generation") if isinstance(rendered.get("generation"), str) else None
+    generation = generation_of(rendered)
     # What render declared it changed: S3 may follow it alone; else the digest cache follows it (no walk,
     # no stat). --verify re-reads every file; the fresh digests replace the cache.
     files = SiteFiles(site, body_rule(settings.gzip and parsed.kind == "s3"), not settings.verify, generation,

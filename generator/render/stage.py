@@ -11,7 +11,7 @@ from ..artifacts import manifest_path, read_jsonl, read_manifest, write_manifest
 from ..errors import UserError
 from ..lock import exclusive
 from ..night import check_night
-from ..site_journal import declare
+from ..site_journal import declare, generation_of
 from .inputs import archive_night, load_archive, load_items
 from .pages import Site
 from .site_model import Night, RenderSettings
@@ -66,9 +66,8 @@ def _generation_on_disk(out_dir: Path) -> str | None:
         previous = read_manifest(out_dir)
     except (UserError, ValueError, OSError):
         return None
-    generation = previous.get("generation")
     complete = previous.get("stage") == "render" and previous.get("complete") is True
-    return generation if complete and isinstance(generation, str) and out_dir.is_dir() else None
+    return generation_of(previous) if complete and out_dir.is_dir() else None
 
 
 def assert_render_complete(site_dir) -> dict:
