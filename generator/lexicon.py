@@ -61,7 +61,9 @@ _SENTENCE_END = re.compile(r"[.!?…:;]")
 # "Dr. Pacenstein", "Mrs. Gonsha": the period of a title does not end the sentence.
 _TITLE_ABBREVIATION = re.compile(r"(?:^|\W)(?:mr|mrs|ms|dr|st|capt|lt|sgt|col|gen|prof|rev|jr|sr|vs|mt)\.\s*$",
                                  re.IGNORECASE)
-_NUMBER_PART = re.compile(r"\d{1,4}(?:s|st|nd|rd|th|d|k|m|am|pm|º)?|[a-z]{1,3}\d{1,4}[a-z]?", re.IGNORECASE)
+# A number with its suffix ("1980s", "4K", "7pm"), or a code of capitals and digits ("MP3", "MI6", "BNK48");
+# not letters-digit-letters ("Buz0s" was published as a word).
+_NUMBER_PART = re.compile(r"(?i:\d{1,4}(?:s|st|nd|rd|th|d|k|m|am|pm|º)?)|[A-Z]{1,3}\d{1,4}")
 _NAMED_NUMBER = re.compile(r"([^\W\d_]{4,})\d{1,4}")  # "Inspiration4": a real word, then a number
 _POSSESSIVE = re.compile(r"['’]s?$", re.IGNORECASE)
 _COMBINING = re.compile(r"[\u0300-\u036f]")

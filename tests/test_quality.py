@@ -64,6 +64,7 @@ def test_numbers_are_judged_as_numbers():
     assert lexicon.unknown("The crew of Gradukome4 lands.") == ["Gradukome4"]
     assert lexicon.unknown("In 1555555555555 a pilot flies.") == ["1555555555555"]
     assert lexicon.unknown("In 1950ains with a band.") == ["1950ains"]
+    assert lexicon.unknown("Three Buz0s and a bnk48 fan meet MI6.") == ["Buz0s", "bnk48"]
     assert lexicon.unknown("A 12-year-old's 19755555-mile trip.") == ["19755555-mile"]
     catalog = Lexicon([{"title": "4bia", "description": "Heroes of 3Below drive 4x4 trucks."}])
     assert catalog.unknown("The 4bia crew's 3Below-style 4x4.") == []              # written as the catalog writes
