@@ -72,7 +72,7 @@ def stage(name: str, work: Path, args) -> dict:
         return {"steps": manifest["steps"], "seconds_per_step": round(1 / manifest["steps_per_second"], 2),
                 "val_loss": manifest["val_loss"], "base": manifest["base_model"]["source"]}
     if name == "generate":
-        from generator.sample import generate
+        from generator.generate.stage import generate
 
         manifest = generate(config.paths.checkpoint_root, config.train.run_name, work / "samples.jsonl",
                             config.generate)

@@ -15,9 +15,9 @@ training). Batch 16 everywhere, temperature 0.8, top_p 0.9, unconditioned
    weights, sampling, JSONL), wall time.
 3. The seed's setting (gpt-2-simple's default length 1023) and the tight cap in
    this process, timed from "model in memory" to "texts cut at <|endoftext|>":
-   gpt-2-simple's ``gpt2.generate``; ours (generator.continuous_sample, the fast
+   gpt-2-simple's ``gpt2.generate``; ours (generator.generate.sampler, the fast
    backend: continuous batching, XLA); our previous per-batch early-stopping
-   loop (generator.fast_sample.FastSampler); HF transformers
+   loop (generator.generate.reference_loop.FastSampler); HF transformers
    ``GPT2LMHeadModel.generate`` (PyTorch CPU, KV cache) on the converted weights
    (logits checked against TensorFlow first), stopped per row at the same marker.
 
@@ -120,8 +120,8 @@ def loop_ops(graph) -> int:
 
 def step_profile(run_dir: Path, shape, context: list[int], length: int, threads: int, peak: float) -> list[str]:
     """Our loop's time per decoding step against the rows in the batch."""
-    from generator.continuous_sample import ContinuousSampler
-    from generator.fast_backend import sample_seed
+    from generator.generate.sampler import ContinuousSampler
+    from generator.generate.driver import sample_seed
 
     lines = []
     for rows in (1, 4, 16, 64):
@@ -162,7 +162,7 @@ def run_gpt2_simple(run_dir: Path, samples: int, length: int, seed: int, threads
 
 
 def run_ours(sampler, samples: int, seed: int, shape, cache_len: int):
-    from generator.fast_backend import sample_seed
+    from generator.generate.driver import sample_seed
 
     context = sampler.prompts[0]
     sampler.steps = 0
@@ -176,7 +176,7 @@ def run_ours(sampler, samples: int, seed: int, shape, cache_len: int):
 
 def run_previous(sampler, samples: int, length: int, seed: int, shape):
     from generator.textformat import START_TOKEN
-    from generator.fast_backend import sample_seed
+    from generator.generate.driver import sample_seed
 
     context = sampler.encoder.encode(START_TOKEN)
     texts, work = [], 0
@@ -327,9 +327,10 @@ def main() -> int:
         return 2
 
     from generator.textformat import END_TOKEN, START_TOKEN
-    from generator.continuous_sample import ContinuousSampler
-    from generator.fast_sample import FastSampler, end_marker_table
-    from generator.gpt2_forward import Shape
+    from generator.generate.sampler import ContinuousSampler
+    from generator.generate.reference_loop import FastSampler
+    from generator.generate.rows import end_marker_table
+    from generator.models.gpt2.forward import Shape
 
     run_dir = prepare_checkpoint(args.catalog, args.cache, args.train_steps, args.threads)
     shape = Shape.from_hparams(json.loads((run_dir / "hparams.json").read_text()))

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from generator.ingest import ingest  # noqa: E402
-from generator.lexicon import Lexicon, judged_words, tokens  # noqa: E402
+from generator.curate.lexicon import Lexicon, judged_words, tokens  # noqa: E402
 from generator.quality import catalog_records  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"

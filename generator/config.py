@@ -38,7 +38,7 @@ SECTIONS = {
     "ingest": "generator.ingest:IngestSettings",
     "model": "generator.base_model:ModelSettings",
     "train": "generator.train:TrainSettings",
-    "generate": "generator.sample:GenerateSettings",
+    "generate": "generator.generate:GenerateSettings",
     "curate": "generator.curate:CurateSettings",
     "render": "generator.render:RenderSettings",
     "publish": "generator.publish:PublishSettings",

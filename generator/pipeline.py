@@ -150,7 +150,7 @@ def step_generate(config: Config, night: str, shard: int = 0, shards: int = 1) -
 
 def _generate(config: Config, night: str, paths, shard: int, shards: int) -> dict:
     from .checkpoints import read_live
-    from .sample import generate
+    from .generate import generate
 
     live = read_live(config.paths.checkpoint_root, config.train.run_name)
     if live is None:
@@ -262,7 +262,7 @@ def step_rounds(config: Config, night: str) -> dict:
     from .checkpoints import read_live
     from .curate.stage import check_min_kept
     from .quality import quality_panel
-    from .sample import generate
+    from .generate import generate
 
     paths = night_paths(config, night)
     settings = night_generate_settings(config, night)

@@ -25,7 +25,7 @@ def _texts(path: str | Path | None) -> list[str]:
 
 def distinct_2(texts: list[str]) -> float | None:
     """Distinct word bigrams / all word bigrams over the batch (1.0 = no phrase repeats)."""
-    from .words import ngrams, normalised_words
+    from .curate.words import ngrams, normalised_words
 
     grams = [gram for text in texts for gram in ngrams(normalised_words(text), 2)]
     return round(len(set(grams)) / len(grams), 4) if grams else None
@@ -35,7 +35,7 @@ class SharedRuns:
     """Longest run of consecutive words a text shares with any catalog description (its novelty)."""
 
     def __init__(self, descriptions: list[str]):
-        from .words import normalised_words
+        from .curate.words import normalised_words
 
         self.words: list[str | None] = []
         for description in descriptions:
@@ -49,7 +49,7 @@ class SharedRuns:
                 self.trigrams.setdefault(gram, []).append(position)
 
     def longest(self, text: str) -> int:
-        from .words import normalised_words
+        from .curate.words import normalised_words
 
         words = normalised_words(text)
         best = 0
@@ -125,8 +125,8 @@ def quality_panel(samples_jsonl: str | Path, ingest_dir: str | Path, kept_jsonl:
                   fluency_order: int = 3) -> dict:
     """The quality figures of a batch: invented words, per-rule kept rates, distinct-2, novelty,
     fluency and realism. ``published`` is the kept file when given, else the samples themselves."""
-    from .fluency import FluencyJudge
-    from .lexicon import Lexicon
+    from .curate.fluency import FluencyJudge
+    from .curate.lexicon import Lexicon
 
     records = catalog_records(ingest_dir)
     samples = _texts(samples_jsonl)

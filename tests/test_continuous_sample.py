@@ -1,4 +1,4 @@
-"""The continuous-batching sampler (generator/continuous_sample.py) and catalog conditioning."""
+"""The continuous-batching sampler (generator/generate/sampler.py) and catalog conditioning."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from generator.textformat import START_TOKEN
-from generator.sample import GenerateSettings, draw_conditions, generate, sample_prefixes
+from generator.generate.stage import GenerateSettings, draw_conditions, generate, sample_prefixes
 
 from test_fast_sample import random_logits, read, run_dir  # noqa: F401  (run_dir: the session checkpoint)
 
 
 def filter_both_ways(logits, **rule):
     """(ours under XLA, gpt-2-simple's top_p_logits / top_k_logits) on the same logits."""
-    from generator.continuous_sample import filter_logits
+    from generator.generate.sampler import filter_logits
     from generator.tf_runtime import import_tf
     from gpt_2_simple.src import sample as gpt2_sample
 
@@ -48,7 +48,7 @@ def test_sort_free_filter_equals_gpt2_simple(rule):
 
 
 def test_inverse_cdf_is_searchsorted_over_the_running_sum():
-    from generator.continuous_sample import inverse_cdf
+    from generator.generate.sampler import inverse_cdf
     from generator.tf_runtime import import_tf
 
     tf = import_tf()
@@ -103,10 +103,10 @@ def test_samples_do_not_depend_on_batch_size_or_refills_with_catalog_conditions(
 
 @pytest.mark.slow
 def test_tokens_never_seen_in_training_are_never_sampled(run_dir):  # noqa: F811
-    from generator.continuous_sample import ContinuousSampler
-    from generator.fast_backend import sample_seed
+    from generator.generate.sampler import ContinuousSampler
+    from generator.generate.driver import sample_seed
     from generator.checkpoints import read_generation_info
-    from generator.fast_backend import allowed_tokens
+    from generator.generate.driver import allowed_tokens
 
     n_vocab = json.loads((run_dir / "hparams.json").read_text())["n_vocab"]
     allowed = allowed_tokens(read_generation_info(run_dir)["seen_tokens"], n_vocab)

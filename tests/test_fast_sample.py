@@ -1,4 +1,4 @@
-"""The early-stopping sampler (generator/fast_sample.py) against gpt-2-simple's own generate."""
+"""The early-stopping sampler (generator/generate/reference_loop.py) against gpt-2-simple's own generate."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings as hyp_settings, strategies as st
 
 from generator.textformat import END_TOKEN, START_TOKEN, parse_sample
-from generator.fast_backend import partial_paths, resume_fingerprint
-from generator.fast_sample import FastSampler, end_marker_table
-from generator.sample import GenerateSettings, generate
+from generator.generate.driver import partial_paths, resume_fingerprint
+from generator.generate.reference_loop import FastSampler
+from generator.generate.rows import end_marker_table
+from generator.generate.stage import GenerateSettings, generate
 
 from conftest import SAMPLE_CATALOG
 
@@ -104,7 +105,7 @@ def test_reproduces_gpt2_simple_generate_cut_at_the_end_marker(run_dir, prefix, 
 
 def nucleus_both_ways(logits, p):
     """(ours, gpt-2-simple's top_p_logits) on the same logits."""
-    from generator.fast_sample import nucleus_logits
+    from generator.generate.reference_loop import nucleus_logits
     from generator.tf_runtime import import_tf
     from gpt_2_simple.src import sample as gpt2_sample
 

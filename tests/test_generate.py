@@ -6,7 +6,7 @@ import pytest
 
 from generator.textformat import END_TOKEN, START_TOKEN, parse_sample
 from generator.errors import UserError
-from generator.sample import GenerateSettings, generate, plan_conditions
+from generator.generate.stage import GenerateSettings, generate, plan_conditions
 
 from conftest import assert_clean_error, run_cli
 

@@ -1,4 +1,4 @@
-"""Our per-row decoding step (generator/gpt2_forward.py) against gpt-2-simple's model.model."""
+"""Our per-row decoding step (generator/models/gpt2/forward.py) against gpt-2-simple's model.model."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_decode_step_with_per_row_positions_matches_gpt2_simple_logits(trained_r
     Each logit must equal gpt-2-simple's for the same prefix: the junk keys left in
     row 1's cache beyond its position are masked out, and rows do not see each other.
     """
-    from generator.gpt2_forward import Shape, cache_shape, decode_step, model_variables, restore
+    from generator.models.gpt2.forward import Shape, cache_shape, decode_step, model_variables, restore
     from generator.tf_runtime import import_tf
 
     tf = import_tf()

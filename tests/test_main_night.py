@@ -18,7 +18,7 @@ NIGHT = "2026-12-01"
 @pytest.mark.slow
 def test_the_default_night_publishes_150_readable_typed_and_genred_descriptions(tmp_path):
     from generator.config import load_config
-    from generator.lexicon import Lexicon
+    from generator.curate.lexicon import Lexicon
     from generator.quality import catalog_records
 
     work, public = tmp_path / "work", tmp_path / "public"

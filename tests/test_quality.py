@@ -9,9 +9,9 @@ import statistics
 import pytest
 
 from generator.curate import CurateSettings, curate, normalised_words
-from generator.fluency import FluencyJudge, KneserNeyModel, percentile
+from generator.curate.fluency import FluencyJudge, KneserNeyModel, percentile
 from generator.ingest import IngestSettings, ingest, read_catalog
-from generator.lexicon import Lexicon
+from generator.curate.lexicon import Lexicon
 from generator.quality import SharedRuns, catalog_records, classifier_two_sample_test, distinct_2, quality_panel
 
 from conftest import SAMPLE_CATALOG, catalog_entries, shared_csv

@@ -18,10 +18,10 @@ sample fails is its ``reason`` (with a short ``detail``) in the rejected file:
                       twice, or fewer than ``min_distinct_ratio`` distinct words.
 5. ``unknown-words`` more than ``max_unknown_words`` (default 0) invented words: words in
                       neither wordfreq's English list (Zipf >= ``unknown_words_min_zipf``) nor the
-                      catalog's titles and descriptions (generator/lexicon.py). -1 = off.
+                      catalog's titles and descriptions (generator/curate/lexicon.py). -1 = off.
 6. ``fluency``        per-word perplexity under a word n-gram Kneser-Ney model of the training
                       descriptions above the ``fluency_percentile``-th percentile of the real
-                      held-out descriptions (generator/fluency.py). 0 = off.
+                      held-out descriptions (generator/curate/fluency.py). 0 = off.
 7. ``copy``           shares a run of ``copy_ngram`` consecutive words with any description of
                       the *full* catalog (training and validation), after normalisation (case,
                       accents, apostrophes and punctuation ignored). Exact: hashed n-grams,
@@ -32,7 +32,7 @@ sample fails is its ``reason`` (with a short ``detail``) in the rejected file:
                       datasketch's MinHash LSH; each is confirmed with the exact Jaccard.
 9. ``blocklist``      contains a word or phrase of the blocklist file.
 
-The settings are ``CurateSettings`` (``settings.py``); the modules: (normalised words and ids are ``generator/words.py``),
+The settings are ``CurateSettings`` (``settings.py``); the modules: (normalised words and ids are ``words.py``),
 ``rules`` (per-sample checks), ``indexes`` (copy, near-duplicate, blocklist), ``stage`` (``curate()``), ``cli``. Kept samples stay in
 input order unless they carry the numeric field ``rank_by`` (default ``logprob``,
 generate's mean token log-probability): then they are ordered highest first and
@@ -53,7 +53,7 @@ from .cli import add_cli
 from .indexes import CopyIndex, NearDuplicateIndex, jaccard, load_blocklist, shingles
 from .settings import RULES, CurateSettings
 from .stage import Curator, curate, rank
-from ..words import ngrams, normalised_words, sample_id
+from .words import ngrams, normalised_words, sample_id
 
 __all__ = ["RULES", "CopyIndex", "CurateSettings", "Curator", "NearDuplicateIndex", "add_cli", "curate", "jaccard",
            "load_blocklist", "ngrams", "normalised_words", "rank", "sample_id", "shingles"]

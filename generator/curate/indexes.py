@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from .settings import CurateSettings
-from ..words import ngrams, normalised_words
+from .words import ngrams, normalised_words
 
 log = logging.getLogger(__name__)
 

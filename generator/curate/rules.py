@@ -6,7 +6,7 @@ import re
 import unicodedata
 
 from .settings import CurateSettings
-from ..words import ngrams
+from .words import ngrams
 
 # --- per-sample rules: each returns a detail string when the sample fails ---------------------
 
@@ -121,7 +121,7 @@ def check_degenerate(words: list[str], settings: CurateSettings) -> str | None:
 
 
 def check_unknown_words(text: str, lexicon, limit: int) -> str | None:
-    """Too many invented words (in neither English nor the catalog): see generator/lexicon.py."""
+    """Too many invented words (in neither English nor the catalog): see generator/curate/lexicon.py."""
     unknown = lexicon.unknown(text)
     if len(unknown) > limit:
         return f"{len(unknown)} invented words (limit {limit}): {', '.join(unknown[:5])}"

@@ -17,7 +17,7 @@ from .indexes import Blocklist, CopyIndex, NearDuplicateIndex, check_blocklist, 
 from .realism import apply_realism
 from .rules import check_degenerate, check_length, check_malformed, check_unknown_words, check_unterminated
 from .settings import RULES, CurateSettings
-from ..words import normalised_words, sample_id
+from .words import normalised_words, sample_id
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ class Curator:
     def __init__(self, catalog: list, settings: CurateSettings, blocklist: Blocklist,
                  history: Iterable[dict] = ()):
         """``catalog``: the ingested entries (title, description, split), as ``ingest.read_catalog`` gives them."""
-        from ..fluency import FluencyJudge
-        from ..lexicon import Lexicon
+        from .fluency import FluencyJudge
+        from .lexicon import Lexicon
 
         self.settings = settings
         self.copies = CopyIndex(catalog, settings.copy_ngram)

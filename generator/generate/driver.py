@@ -1,6 +1,6 @@
 """The generate stage's fast backend: continuous batching, samples written in index order, resumable.
 
-:func:`generate_fast` drives :class:`generator.continuous_sample.ContinuousSampler`
+:func:`generate_fast` drives :class:`generator.generate.sampler.ContinuousSampler`
 and owns what a run of the stage needs around it: each sample's random stream
 (``sample_seed``), the ``<out>.partial`` file with its fingerprint, resuming an
 interrupted run from its last whole batch, and the progress bar.
@@ -17,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from .checkpoints import read_hparams, run_encoder
-from .continuous_sample import ContinuousSampler
-from .fast_sample import Row
-from .textformat import parse_sample
+from ..checkpoints import read_hparams, run_encoder
+from ..textformat import parse_sample
+from .rows import Row
+from .sampler import ContinuousSampler
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def partial_paths(out_path: str | Path) -> tuple[Path, Path]:
 
 def resume_fingerprint(run_dir: str | Path, settings, length: int) -> dict:
     """What produced a partial output; only an identical fingerprint may be resumed."""
-    from .tf_runtime import import_tf
+    from ..tf_runtime import import_tf
 
     run_dir = Path(run_dir)
     checkpoint = import_tf().train.latest_checkpoint(str(run_dir)) or ""
@@ -89,7 +89,7 @@ def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: i
     ``prefixes``: each sample's prefix, by index; ``seen_tokens``: the token ids the training
     text contained (the others are never sampled), or None to allow every token.
     ``batch_size`` slots decode side by side, each taking the next sample as soon
-    as its current one ends (:mod:`generator.continuous_sample`). Samples end out
+    as its current one ends (:mod:`generator.generate.sampler`). Samples end out
     of order; they are written in index order, a whole batch of ``batch_size``
     indices at a time, appended and fsynced to ``<out>.partial``, renamed to
     ``out_path`` once complete, so readers never see a half-written file. With

@@ -1,6 +1,6 @@
 """Early-stopping sampler over gpt-2-simple's own model graph, and the fast backend's driver.
 
-The fast backend now samples with :mod:`generator.continuous_sample` (continuous
+The fast backend samples with :mod:`generator.generate.sampler` (continuous
 batching, XLA); :func:`generate_fast` below drives it (ordering, streaming,
 resume). :class:`FastSampler`, the previous per-batch loop described here,
 stays as the path verified token for token against ``gpt2.generate`` and as the
@@ -48,60 +48,14 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .checkpoints import latest_checkpoint, load_hparams, run_encoder
-from .textformat import END_TOKEN
+from ..checkpoints import latest_checkpoint, load_hparams, run_encoder
+from ..textformat import END_TOKEN
+from .rows import Row, end_marker_table
 
 if TYPE_CHECKING:
     import numpy as np
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class Row:
-    """One sampled row: the new tokens up to and including the end marker (or the cap)."""
-
-    tokens: list[int]
-    terminated: bool
-    logprob: float | None  # mean model log-probability of ``tokens`` (temperature 1, untruncated)
-
-
-def end_marker_table(token_strings: list[str], marker: str) -> "np.ndarray":
-    """KMP automaton over tokens: ``table[state, token]`` is the matcher state after ``token``.
-
-    ``token_strings[i]`` is token i as gpt-2-simple's encoder stores it (byte-level
-    unicode) and ``marker`` the marker in the same alphabet. State ``len(marker)``
-    means "marker seen" and is absorbing.
-    """
-    import numpy as np
-
-    size = len(marker)
-    alphabet = set(marker)
-    # Character-level KMP DFA; characters outside the marker send every state to 0.
-    delta = [dict.fromkeys(alphabet, 0) for _ in range(size)]
-    delta[0][marker[0]] = 1
-    fallback = 0
-    for state in range(1, size):
-        delta[state] = dict(delta[fallback])
-        delta[state][marker[state]] = state + 1
-        fallback = delta[fallback][marker[state]]
-
-    table = np.zeros((size + 1, len(token_strings)), dtype=np.int32)
-    table[size, :] = size
-    for token, text in enumerate(token_strings):
-        states = list(range(size))
-        for position, char in enumerate(text):
-            states = [size if s == size else delta[s].get(char, 0) for s in states]
-            if len(set(states)) == 1:  # every start state has converged: finish on one path
-                state = states[0]
-                for char in text[position + 1:]:
-                    if state == size:
-                        break
-                    state = delta[state].get(char, 0)
-                states = [state] * size
-                break
-        table[:size, token] = states
-    return table
 
 
 def nucleus_logits(tf, logits, p: float, bins: int = 1024, span: float = 30.0):
@@ -154,7 +108,7 @@ class FastSampler:
 
     def __init__(self, run_dir: str | Path, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 0.0,
                  threads: int = 0, compact: bool = True, gpt2_seeds: tuple[int, int] | None = None):
-        from .tf_runtime import import_gpt2, import_tf
+        from ..tf_runtime import import_gpt2, import_tf
 
         tf = import_tf()
         gpt2 = import_gpt2()

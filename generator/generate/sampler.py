@@ -1,13 +1,13 @@
 """Continuous-batching sampler: a fixed set of row slots, each refilled as soon as its sample ends.
 
-The early-stopping loop of :mod:`generator.fast_sample` runs a batch until its
+The early-stopping loop of :mod:`generator.generate.reference_loop` runs a batch until its
 slowest row ends, shrinking the batch as rows finish; at a tight length cap it
 spends most of its time on per-step overhead with few rows left. Here the batch
 never shrinks: ``batch_size`` slots decode side by side and a slot whose sample
 wrote the end marker (or reached the cap) takes the next sample of the queue at
 the very next step. That needs per-row positions and a masked KV cache, which
 gpt-2-simple's ``model.model`` lacks, so the network is
-:func:`generator.gpt2_forward.decode_step` over the same checkpoint variables.
+:func:`generator.models.gpt2.forward.decode_step` over the same checkpoint variables.
 
 * Prompts: the distinct prompts of a job (``<|startoftext|>`` plus a control
   prefix) are few; each one's keys and values (all but its last token, like
@@ -21,7 +21,7 @@ gpt-2-simple's ``model.model`` lacks, so the network is
   (TF variables) for the next run; the last run drains them.
 * Randomness: sample ``index`` draws its ``n``-th token by inverse CDF from the
   ``n``-th number of ``numpy.random.default_rng(sample_seed(seed, index))`` --
-  the streams of :class:`generator.fast_sample.FastSampler` -- so a sample
+  the streams of :class:`generator.generate.reference_loop.FastSampler` -- so a sample
   depends on neither its slot, its batch mates, the batch size nor refills (up
   to float rounding in differently shaped matrix products).
 * Filtering is gpt-2-simple's: temperature, then ``top_k`` or nucleus ``top_p``
@@ -37,10 +37,10 @@ import logging
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .checkpoints import latest_checkpoint, read_hparams, run_encoder
-from .textformat import END_TOKEN
-from .fast_sample import Row, end_marker_table
-from .gpt2_forward import Shape, cache_shape, decode_step, empty_cache, model_variables, restore
+from ..checkpoints import latest_checkpoint, read_hparams, run_encoder
+from ..models.gpt2.forward import Shape, cache_shape, decode_step, empty_cache, model_variables, restore
+from ..textformat import END_TOKEN
+from .rows import Row, end_marker_table
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class ContinuousSampler:
                  allowed: "np.ndarray | None" = None, jit: bool = True, chunk: int = 0):
         import numpy as np
 
-        from .tf_runtime import import_gpt2, import_tf
+        from ..tf_runtime import import_gpt2, import_tf
 
         tf = import_tf()
         gpt2 = import_gpt2()

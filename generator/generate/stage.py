@@ -9,7 +9,7 @@ and written without the prefix::
 ``terminated`` is false when the length cap came before the end marker; curate
 drops those. Two backends read the same gpt-2-simple checkpoint:
 ``gpt2-simple`` (``gpt2.generate``, the reference) and ``fast`` (an early-stopping
-sampler over the same checkpoint, :mod:`generator.fast_backend`).
+sampler over the same checkpoint, :mod:`generator.generate.driver`).
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import math
 import time
 from pathlib import Path
 
-from .artifacts import check_output_file, write_jsonl, write_manifest
-from .checkpoints import GENERATION_INFO, default_length, read_generation_info, resolve_run
-from .console import library_output
-from .errors import UserError
-from .settings import setting
-from .textformat import START_TOKEN, generation_prefix, is_condition, parse_sample
+from ..artifacts import check_output_file, write_jsonl, write_manifest
+from ..checkpoints import GENERATION_INFO, default_length, read_generation_info, resolve_run
+from ..console import library_output
+from ..errors import UserError
+from ..settings import setting
+from ..textformat import START_TOKEN, generation_prefix, is_condition, parse_sample
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def generate(checkpoint_root: str | Path, run_name: str, out_path: str | Path,
     ``out_path`` is checked first (a folder or an unwritable place fails before any sampling)
     and locked while it is written (two samplers would append to one ``.partial``).
     """
-    from .lock import exclusive
+    from ..lock import exclusive
 
     settings.validate()  # the loader validated a loaded config; this guards direct callers
     out_path = check_output_file(out_path)
@@ -153,7 +153,7 @@ def _generate(checkpoint_root, run_name: str, out_path: Path, settings: Generate
     length = settings.length or default_length(run_dir)
     started = time.monotonic()
     if settings.backend == "fast":
-        from .fast_backend import generate_fast
+        from .driver import generate_fast
 
         seen = read_generation_info(run_dir).get("seen_tokens") if settings.mask_unseen_tokens else None
         stats = generate_fast(run_dir, out_path, settings, length, sample_prefixes(run_dir, settings), seen)
@@ -162,7 +162,7 @@ def _generate(checkpoint_root, run_name: str, out_path: Path, settings: Generate
         write_jsonl(out_path, records)
         stats = {"written": len(records)}
     elapsed = time.monotonic() - started
-    from .artifacts import read_jsonl
+    from ..artifacts import read_jsonl
 
     records = list(read_jsonl(out_path))
     terminated = sum(1 for r in records if r.get("terminated", True))
@@ -177,7 +177,7 @@ def _generate(checkpoint_root, run_name: str, out_path: Path, settings: Generate
 
 def _generate_gpt2_simple(checkpoint_root, run_name: str, settings: GenerateSettings, length: int) -> list[dict]:
     """Reference backend: gpt2.generate, which always decodes ``length`` tokens per row."""
-    from .tf_runtime import import_gpt2, new_session
+    from ..tf_runtime import import_gpt2, new_session
 
     gpt2 = import_gpt2()
     sess = new_session(settings.threads)
@@ -209,7 +209,7 @@ def _generate_gpt2_simple(checkpoint_root, run_name: str, settings: GenerateSett
 
 
 def add_cli(subparsers) -> None:
-    from .config import add_setting_flag
+    from ..config import add_setting_flag
 
     parser = subparsers.add_parser(
         "generate", parents=[subparsers.common],
