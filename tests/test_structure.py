@@ -72,3 +72,37 @@ def test_no_import_circle():
 def test_modules_are_small_enough_to_read():
     long = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, long
+
+
+MAX_FUNCTION_LINES = 100  # a function over this runs more than one part: name the parts
+
+
+def test_functions_are_small_enough_to_read():
+    long = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if (lines := node.end_lineno - node.lineno + 1) > MAX_FUNCTION_LINES:
+                    long[f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"] = lines
+    assert not long, long
+
+
+def test_curate_docstring_lists_every_rule_in_order():
+    import re
+
+    import generator.curate as curate
+
+    listed = re.findall(r"^\d+\. +``([a-z-]+)``", curate.__doc__, re.M)
+    assert tuple(listed) == curate.RULES
+
+
+def test_named_source_files_exist():
+    """A path under generator/ or dags/ named in the README, docs/ or the DAG's text is a real file or folder."""
+    import re
+
+    named = {}
+    for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "dags").glob("*.py")]:
+        for path in re.findall(r"\b((?:generator|dags)/[\w./-]*\w)", doc.read_text()):
+            named.setdefault(path, doc.name)
+    missing = {path: doc for path, doc in named.items() if not (ROOT / path).exists()}
+    assert not missing, missing

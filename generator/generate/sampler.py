@@ -120,6 +120,115 @@ def inverse_cdf(tf, logits, uniforms):
     return tf.minimum(block * CDF_BLOCK + inner, vocab - 1)
 
 
+class _Loop:
+    """The compiled decoding loop's fixed parts and its pieces (refill, one step, the stop test).
+
+    Built once per sampler; :meth:`run` is what ``tf.function`` compiles. The queue
+    arrays always have ``chunk`` rows (padded), so XLA compiles once.
+    """
+
+    def __init__(self, tf, np, sampler: "ContinuousSampler", table, matched: int, prompts: list[list[int]],
+                 weight_names: list[str], state_names: list[str], *, cache_len: int, prefix_len: int,
+                 temperature: float, top_k: int, top_p: float, allowed, jit: bool):
+        self.tf, self.shape, self.jit = tf, sampler.shape, jit
+        self.rows, self.chunk, self.length = sampler.rows, sampler.chunk, sampler.length
+        self.cache_len, self.prefix_len = cache_len, prefix_len
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+        self.weight_names, self.state_names = weight_names, state_names
+        self.automaton, self.matched = tf.constant(table), matched
+        self.last_token = tf.constant([p[-1] for p in prompts], tf.int32)
+        self.start_position = tf.constant([len(p) - 1 for p in prompts], tf.int32)
+        self.caps = tf.constant(sampler.caps, tf.int32)
+        self.allowed_mask = None if allowed is None else tf.constant(np.asarray(allowed, bool))
+
+    def run(self, queue_ids, queue_prompt, queue_uniforms, queued, drain, prefixes, weight_values, *values):
+        tf = self.tf
+        self.queue = (queue_ids, queue_prompt, queue_uniforms, queued)
+        self.prefixes = prefixes
+        self.w = dict(zip(self.weight_names, weight_values))
+        # Hoisted out of the loop: XLA's dot is ~2x slower against a transposed operand.
+        self.output_embedding = tf.transpose(self.w["wte"])
+        self.size = size = self.chunk + self.rows + 1  # every queued sample, the slots' carried ones, a dump row
+        outputs = {"sample": tf.fill([size], -1), "tokens": tf.zeros([size, self.length], tf.int32),
+                   "made": tf.zeros([size], tf.int32), "ended": tf.zeros([size], tf.bool),
+                   "logprob": tf.zeros([size], tf.float32)}
+        slots = dict(zip(self.state_names, values))
+
+        def cond(step, next_in_queue, done, out, s):
+            return (next_in_queue < queued) | (drain & tf.reduce_any(s["sample"] >= 0))
+
+        steps, _, done, out, slots = tf.while_loop(cond, self.step, [0, 0, 0, outputs, slots])
+        return [steps, done, out["sample"], out["tokens"], out["made"], out["ended"], out["logprob"]] + \
+            [slots[name] for name in self.state_names]
+
+    def refill(self, s, next_in_queue):
+        """Free slots take the next queued samples: their prompt's cache, token, position and uniforms."""
+        tf = self.tf
+        queue_ids, queue_prompt, queue_uniforms, queued = self.queue
+        free = s["sample"] < 0
+        rank = tf.cumsum(tf.cast(free, tf.int32), exclusive=True)
+        take = free & (next_in_queue + rank < queued)
+        pick = tf.minimum(next_in_queue + rank, tf.maximum(queued - 1, 0))
+        # Unconditionally (rows not taken keep their values): a tf.cond carrying the cache
+        # through its branches makes XLA copy the whole cache at every step.
+        s = dict(s)
+        prompt = tf.gather(queue_prompt, pick)
+        s["sample"] = tf.where(take, tf.gather(queue_ids, pick), s["sample"])
+        s["token"] = tf.where(take, tf.gather(self.last_token, prompt), s["token"])
+        s["position"] = tf.where(take, tf.gather(self.start_position, prompt), s["position"])
+        s["cap"] = tf.where(take, tf.gather(self.caps, prompt), s["cap"])
+        for name in ("made", "matcher"):
+            s[name] = tf.where(take, 0, s[name])
+        s["logprob"] = tf.where(take, 0.0, s["logprob"])
+        s["uniforms"] = tf.where(take[:, tf.newaxis], tf.gather(queue_uniforms, pick), s["uniforms"])
+        chosen = take[:, tf.newaxis, tf.newaxis, tf.newaxis]
+        caches = []
+        for tensor, prefix in zip(s["cache"], self.prefixes):
+            head = tf.where(chosen, tf.gather(prefix, prompt), tensor[:, :, :self.prefix_len])
+            if self.jit:  # in place: only the prompt's span of the cache is written
+                from tensorflow.compiler.tf2xla.python import xla
+
+                caches.append(xla.dynamic_update_slice(tensor, head, tf.zeros([4], tf.int32)))
+            else:
+                caches.append(tf.concat([head, tensor[:, :, self.prefix_len:]], axis=2))
+        s["cache"] = caches
+        return s, next_in_queue + tf.reduce_sum(tf.cast(take, tf.int32))
+
+    def step(self, step, next_in_queue, done, out, s):
+        """One decoding step of every slot; samples that end are written to ``out`` and free their slot."""
+        tf = self.tf
+        s, next_in_queue = self.refill(s, next_in_queue)
+        active = s["sample"] >= 0
+        # A free slot computes at position 0 (its cache is rewritten when it is refilled), so
+        # stale positions do not widen the attention window.
+        position = tf.where(active, tf.minimum(s["position"], self.cache_len - 1), 0)
+        raw, cache = decode_step(tf, self.w, self.shape, s["token"], position, s["cache"], self.output_embedding,
+                                 windowed=64)
+        logits = raw / tf.cast(self.temperature, tf.float32)
+        if self.allowed_mask is not None:
+            logits = tf.where(self.allowed_mask[tf.newaxis, :], logits, -1e10)
+        logits = filter_logits(tf, logits, top_k=self.top_k, top_p=self.top_p)
+        made = tf.minimum(s["made"], self.length - 1)
+        token = inverse_cdf(tf, logits, tf.gather(s["uniforms"], made, batch_dims=1))
+        logprob = tf.gather(tf.nn.log_softmax(raw), token, batch_dims=1)
+        rows = tf.range(self.rows)
+        s = {**s, "cache": cache, "token": token, "position": s["position"] + 1,
+             "made": s["made"] + 1, "logprob": s["logprob"] + tf.where(active, logprob, 0.0),
+             "matcher": tf.gather_nd(self.automaton, tf.stack([s["matcher"], token], axis=1)),
+             "out": tf.tensor_scatter_nd_update(s["out"], tf.stack([rows, made], axis=1), token)}
+        terminated = tf.equal(s["matcher"], self.matched)
+        ended = active & (terminated | (s["made"] >= s["cap"]))
+        at = tf.where(ended, done + tf.cumsum(tf.cast(ended, tf.int32), exclusive=True), self.size - 1)
+        at = at[:, tf.newaxis]
+        out = {"sample": tf.tensor_scatter_nd_update(out["sample"], at, s["sample"]),
+               "tokens": tf.tensor_scatter_nd_update(out["tokens"], at, s["out"]),
+               "made": tf.tensor_scatter_nd_update(out["made"], at, s["made"]),
+               "ended": tf.tensor_scatter_nd_update(out["ended"], at, terminated),
+               "logprob": tf.tensor_scatter_nd_update(out["logprob"], at, s["logprob"])}
+        s["sample"] = tf.where(ended, -1, s["sample"])
+        return step + 1, next_in_queue, done + tf.reduce_sum(tf.cast(ended, tf.int32)), out, s
+
+
 class ContinuousSampler:
     """A checkpoint, its prompts' caches and the compiled continuous-batching loop.
 
@@ -133,11 +242,10 @@ class ContinuousSampler:
                  allowed: "np.ndarray | None" = None, jit: bool = True, chunk: int = 0):
         import numpy as np
 
-        from ..tf_runtime import import_gpt2, import_tf
+        from ..tf_runtime import import_tf
 
         tf = import_tf()
-        gpt2 = import_gpt2()
-
+        # --- set-up: the run's checkpoint, encoder and shape; the prompts' caps ------------------------
         self.run_dir = Path(run_dir)
         self.checkpoint = latest_checkpoint(self.run_dir)
         self.encoder = run_encoder(self.run_dir)
@@ -149,160 +257,85 @@ class ContinuousSampler:
         self.caps = [max(0, min(length, shape.n_ctx - 1 - len(p))) for p in prompts]
         self.length = max(1, max(self.caps))
         self.rows = batch_size
-        self.chunk = chunk = chunk or 4 * batch_size  # samples queued per session run
+        self.chunk = chunk or 4 * batch_size  # samples queued per session run
         cache_len = min(shape.n_ctx, longest_prompt - 1 + self.length)
         prefix_len = max(1, longest_prompt - 1)
         self.steps = 0  # decoding steps run so far
-
-        strings = [self.encoder.decoder.get(i, "") for i in range(shape.n_vocab)]
-        marker = "".join(self.encoder.byte_encoder[b] for b in END_TOKEN.encode("utf-8"))
-        table = end_marker_table(strings, marker)
-        matched = len(marker)
         if allowed is not None and len(allowed) != shape.n_vocab:
             raise ValueError(f"allowed has {len(allowed)} entries for a vocabulary of {shape.n_vocab}")
+        strings = [self.encoder.decoder.get(i, "") for i in range(shape.n_vocab)]
+        marker = "".join(self.encoder.byte_encoder[b] for b in END_TOKEN.encode("utf-8"))
 
         self.graph = tf.Graph()
         with self.graph.as_default():
             weights = model_variables(tf, shape)
-            # --- set-up: each prompt's keys and values, all but its last token ---------------------
-            padded = np.zeros((len(prompts), prefix_len), np.int32)
-            for i, prompt in enumerate(prompts):
-                padded[i, :len(prompt) - 1] = prompt[:-1]
-            prefix_cache = [tf.Variable(tf.zeros(cache_shape(shape, len(prompts), prefix_len)), trainable=False)
-                            for _ in range(2 * shape.n_layer)]
-            cache = empty_cache(tf, shape, len(prompts), prefix_len)
-            for position in range(prefix_len):
-                _, cache = decode_step(tf, weights, shape, tf.constant(padded[:, position]),
-                                       tf.fill([len(prompts)], position), cache)
-            self._prefill = tf.group(*(v.assign(c) for v, c in zip(prefix_cache, cache)))
+            prefix_cache = self._build_prefill(tf, np, weights, prefix_len)
+            state_specs = self._build_state(tf, cache_len)
+            loop = _Loop(tf, np, self, end_marker_table(strings, marker), len(marker), self.prompts, list(weights),
+                         list(state_specs), cache_len=cache_len, prefix_len=prefix_len, temperature=temperature,
+                         top_k=top_k, top_p=top_p, allowed=allowed, jit=jit)
+            self._build_fetch(tf, loop, prefix_cache, weights, jit)
+            self._restore(tf, threads, weights, prefix_cache)
 
-            # --- the loop's state, kept across session runs ----------------------------------------
-            B = batch_size
-            state_specs = {
-                "cache": empty_cache(tf, shape, B, cache_len),
-                "token": tf.zeros([B], tf.int32), "position": tf.zeros([B], tf.int32),
-                "made": tf.zeros([B], tf.int32), "cap": tf.zeros([B], tf.int32),
-                "sample": tf.fill([B], -1), "matcher": tf.zeros([B], tf.int32),
-                "logprob": tf.zeros([B], tf.float32), "out": tf.zeros([B, self.length], tf.int32),
-                "uniforms": tf.zeros([B, self.length], tf.float64)}
-            state = {name: [tf.Variable(v, trainable=False) for v in value] if isinstance(value, list)
-                     else tf.Variable(value, trainable=False, name=f"slot_{name}")
-                     for name, value in state_specs.items()}
-            self._reset = tf.group(*(v.assign(value) for name, values in state_specs.items()
-                                     for v, value in zip(_as_list(state[name]), _as_list(values))))
+    def _build_prefill(self, tf, np, weights, prefix_len: int) -> list:
+        """Each prompt's keys and values, all but its last token, into variables (run once by :meth:`_restore`)."""
+        shape, prompts = self.shape, self.prompts
+        padded = np.zeros((len(prompts), prefix_len), np.int32)
+        for i, prompt in enumerate(prompts):
+            padded[i, :len(prompt) - 1] = prompt[:-1]
+        prefix_cache = [tf.Variable(tf.zeros(cache_shape(shape, len(prompts), prefix_len)), trainable=False)
+                        for _ in range(2 * shape.n_layer)]
+        cache = empty_cache(tf, shape, len(prompts), prefix_len)
+        for position in range(prefix_len):
+            _, cache = decode_step(tf, weights, shape, tf.constant(padded[:, position]),
+                                   tf.fill([len(prompts)], position), cache)
+        self._prefill = tf.group(*(v.assign(c) for v, c in zip(prefix_cache, cache)))
+        return prefix_cache
 
-            self._queue_ids = tf.compat.v1.placeholder(tf.int32, [chunk], name="queue_ids")
-            self._queue_prompt = tf.compat.v1.placeholder(tf.int32, [chunk], name="queue_prompt")
-            self._queue_uniforms = tf.compat.v1.placeholder(tf.float64, [chunk, self.length],
-                                                            name="queue_uniforms")
-            self._queued = tf.compat.v1.placeholder(tf.int32, [], name="queued")  # real entries of the queue
-            self._drain = tf.compat.v1.placeholder(tf.bool, [], name="drain")
+    def _build_state(self, tf, cache_len: int) -> dict:
+        """The loop's state, kept in variables across session runs; the queue's placeholders."""
+        B, chunk = self.rows, self.chunk
+        state_specs = {
+            "cache": empty_cache(tf, self.shape, B, cache_len),
+            "token": tf.zeros([B], tf.int32), "position": tf.zeros([B], tf.int32),
+            "made": tf.zeros([B], tf.int32), "cap": tf.zeros([B], tf.int32),
+            "sample": tf.fill([B], -1), "matcher": tf.zeros([B], tf.int32),
+            "logprob": tf.zeros([B], tf.float32), "out": tf.zeros([B, self.length], tf.int32),
+            "uniforms": tf.zeros([B, self.length], tf.float64)}
+        self._state = {name: [tf.Variable(v, trainable=False) for v in value] if isinstance(value, list)
+                       else tf.Variable(value, trainable=False, name=f"slot_{name}")
+                       for name, value in state_specs.items()}
+        self._reset = tf.group(*(v.assign(value) for name, values in state_specs.items()
+                                 for v, value in zip(_as_list(self._state[name]), _as_list(values))))
+        self._queue_ids = tf.compat.v1.placeholder(tf.int32, [chunk], name="queue_ids")
+        self._queue_prompt = tf.compat.v1.placeholder(tf.int32, [chunk], name="queue_prompt")
+        self._queue_uniforms = tf.compat.v1.placeholder(tf.float64, [chunk, self.length], name="queue_uniforms")
+        self._queued = tf.compat.v1.placeholder(tf.int32, [], name="queued")  # real entries of the queue
+        self._drain = tf.compat.v1.placeholder(tf.bool, [], name="drain")
+        return state_specs
 
-            automaton = tf.constant(table)
-            last_token = tf.constant([p[-1] for p in prompts], tf.int32)
-            start_position = tf.constant([len(p) - 1 for p in prompts], tf.int32)
-            caps = tf.constant(self.caps, tf.int32)
-            allowed_mask = None if allowed is None else tf.constant(np.asarray(allowed, bool))
-            names = list(state_specs)
+    def _build_fetch(self, tf, loop: _Loop, prefix_cache: list, weights: dict, jit: bool) -> None:
+        """The compiled loop over the queue; its end state is written back to the slots' variables."""
+        state, names = self._state, loop.state_names
+        compiled = tf.function(loop.run, jit_compile=jit, autograph=False)
+        result = compiled(self._queue_ids, self._queue_prompt, self._queue_uniforms, self._queued, self._drain,
+                          [v.read_value() for v in prefix_cache], [v.read_value() for v in weights.values()],
+                          *[tf.nest.map_structure(lambda v: v.read_value(), state[name]) for name in names])
+        assigns = [v.assign(value) for name, values in zip(names, result[7:])
+                   for v, value in zip(_as_list(state[name]), _as_list(values))]
+        with tf.control_dependencies(assigns):
+            self._fetch = {key: tf.identity(value) for key, value in
+                           zip(("steps", "done", "sample", "tokens", "made", "ended", "logprob"), result[:7])}
 
-            def run(queue_ids, queue_prompt, queue_uniforms, queued, drain, prefixes, weight_values, *values):
-                # The queue arrays always have `chunk` rows (padded), so XLA compiles once.
-                slots = dict(zip(names, values))
-                w = dict(zip(weights, weight_values))
-                # Hoisted out of the loop: XLA's dot is ~2x slower against a transposed operand.
-                output_embedding = tf.transpose(w["wte"])
-                size = chunk + B + 1  # every queued sample, the slots' carried ones, a dump row
-                outputs = {"sample": tf.fill([size], -1), "tokens": tf.zeros([size, self.length], tf.int32),
-                           "made": tf.zeros([size], tf.int32), "ended": tf.zeros([size], tf.bool),
-                           "logprob": tf.zeros([size], tf.float32)}
+    def _restore(self, tf, threads: int, weights: dict, prefix_cache: list) -> None:
+        """A session with the checkpoint's weights restored and the prompts' caches computed."""
+        from ..tf_runtime import import_gpt2
 
-                def refill(s, next_in_queue):
-                    free = s["sample"] < 0
-                    rank = tf.cumsum(tf.cast(free, tf.int32), exclusive=True)
-                    take = free & (next_in_queue + rank < queued)
-                    pick = tf.minimum(next_in_queue + rank, tf.maximum(queued - 1, 0))
-
-                    def start(s):
-                        s = dict(s)
-                        prompt = tf.gather(queue_prompt, pick)
-                        s["sample"] = tf.where(take, tf.gather(queue_ids, pick), s["sample"])
-                        s["token"] = tf.where(take, tf.gather(last_token, prompt), s["token"])
-                        s["position"] = tf.where(take, tf.gather(start_position, prompt), s["position"])
-                        s["cap"] = tf.where(take, tf.gather(caps, prompt), s["cap"])
-                        for name in ("made", "matcher"):
-                            s[name] = tf.where(take, 0, s[name])
-                        s["logprob"] = tf.where(take, 0.0, s["logprob"])
-                        s["uniforms"] = tf.where(take[:, tf.newaxis], tf.gather(queue_uniforms, pick), s["uniforms"])
-                        chosen = take[:, tf.newaxis, tf.newaxis, tf.newaxis]
-                        caches = []
-                        for tensor, prefix in zip(s["cache"], prefixes):
-                            head = tf.where(chosen, tf.gather(prefix, prompt), tensor[:, :, :prefix_len])
-                            if jit:  # in place: only the prompt's span of the cache is written
-                                from tensorflow.compiler.tf2xla.python import xla
-
-                                caches.append(xla.dynamic_update_slice(tensor, head, tf.zeros([4], tf.int32)))
-                            else:
-                                caches.append(tf.concat([head, tensor[:, :, prefix_len:]], axis=2))
-                        s["cache"] = caches
-                        return s
-
-                    # Unconditionally (rows not taken keep their values): a tf.cond carrying the cache
-                    # through its branches makes XLA copy the whole cache at every step.
-                    return start(s), next_in_queue + tf.reduce_sum(tf.cast(take, tf.int32))
-
-                def body(step, next_in_queue, done, out, s):
-                    s, next_in_queue = refill(s, next_in_queue)
-                    active = s["sample"] >= 0
-                    # A free slot computes at position 0 (its cache is rewritten when it is refilled), so
-                    # stale positions do not widen the attention window.
-                    position = tf.where(active, tf.minimum(s["position"], cache_len - 1), 0)
-                    raw, cache = decode_step(tf, w, shape, s["token"], position, s["cache"], output_embedding,
-                                             windowed=64)
-                    logits = raw / tf.cast(temperature, tf.float32)
-                    if allowed_mask is not None:
-                        logits = tf.where(allowed_mask[tf.newaxis, :], logits, -1e10)
-                    logits = filter_logits(tf, logits, top_k=top_k, top_p=top_p)
-                    made = tf.minimum(s["made"], self.length - 1)
-                    token = inverse_cdf(tf, logits, tf.gather(s["uniforms"], made, batch_dims=1))
-                    logprob = tf.gather(tf.nn.log_softmax(raw), token, batch_dims=1)
-                    rows = tf.range(B)
-                    s = {**s, "cache": cache, "token": token, "position": s["position"] + 1,
-                         "made": s["made"] + 1, "logprob": s["logprob"] + tf.where(active, logprob, 0.0),
-                         "matcher": tf.gather_nd(automaton, tf.stack([s["matcher"], token], axis=1)),
-                         "out": tf.tensor_scatter_nd_update(s["out"], tf.stack([rows, made], axis=1), token)}
-                    terminated = tf.equal(s["matcher"], matched)
-                    ended = active & (terminated | (s["made"] >= s["cap"]))
-                    at = tf.where(ended, done + tf.cumsum(tf.cast(ended, tf.int32), exclusive=True), size - 1)
-                    at = at[:, tf.newaxis]
-                    out = {"sample": tf.tensor_scatter_nd_update(out["sample"], at, s["sample"]),
-                           "tokens": tf.tensor_scatter_nd_update(out["tokens"], at, s["out"]),
-                           "made": tf.tensor_scatter_nd_update(out["made"], at, s["made"]),
-                           "ended": tf.tensor_scatter_nd_update(out["ended"], at, terminated),
-                           "logprob": tf.tensor_scatter_nd_update(out["logprob"], at, s["logprob"])}
-                    s["sample"] = tf.where(ended, -1, s["sample"])
-                    return step + 1, next_in_queue, done + tf.reduce_sum(tf.cast(ended, tf.int32)), out, s
-
-                def cond(step, next_in_queue, done, out, s):
-                    return (next_in_queue < queued) | (drain & tf.reduce_any(s["sample"] >= 0))
-
-                steps, _, done, out, slots = tf.while_loop(cond, body, [0, 0, 0, outputs, slots])
-                return [steps, done, out["sample"], out["tokens"], out["made"], out["ended"], out["logprob"]] + \
-                    [slots[name] for name in names]
-
-            compiled = tf.function(run, jit_compile=jit, autograph=False)
-            result = compiled(self._queue_ids, self._queue_prompt, self._queue_uniforms, self._queued, self._drain,
-                              [v.read_value() for v in prefix_cache], [v.read_value() for v in weights.values()],
-                              *[tf.nest.map_structure(lambda v: v.read_value(), state[name]) for name in names])
-            assigns = [v.assign(value) for name, values in zip(names, result[7:])
-                       for v, value in zip(_as_list(state[name]), _as_list(values))]
-            with tf.control_dependencies(assigns):
-                self._fetch = {key: tf.identity(value) for key, value in
-                               zip(("steps", "done", "sample", "tokens", "made", "ended", "logprob"), result[:7])}
-            self.session = gpt2.start_tf_sess(threads=threads if threads > 0 else -1)
-            self.session.run(tf.compat.v1.variables_initializer(
-                [v for value in state.values() for v in _as_list(value)] + prefix_cache))
-            restore(tf, self.session, weights, self.checkpoint)
-            self.session.run(self._prefill)
+        self.session = import_gpt2().start_tf_sess(threads=threads if threads > 0 else -1)
+        self.session.run(tf.compat.v1.variables_initializer(
+            [v for value in self._state.values() for v in _as_list(value)] + prefix_cache))
+        restore(tf, self.session, weights, self.checkpoint)
+        self.session.run(self._prefill)
 
     def _run(self, queue: list[tuple[int, int, list]], drain: bool) -> list[tuple[int, Row]]:
         import numpy as np
