@@ -260,7 +260,13 @@ def test_publish_refuses_an_unfinished_render(tmp_path):
     with pytest.raises(UserError, match="no render manifest"):
         publish(site, f"file://{public}", PublishSettings())
     assert not public.exists()
-    manifest.write_text('{"stage": "render"}')  # renders from before the field: accepted
+    manifest.write_text('{"stage": "render"}')  # no "complete": true, not a finished render (one contract with render's)
+    with pytest.raises(UserError, match="does not say it completed"):
+        publish(site, f"file://{public}", PublishSettings())
+    manifest.write_text('{"stage": "curate", "complete": true}')
+    with pytest.raises(UserError, match="not render's manifest"):
+        publish(site, f"file://{public}", PublishSettings())
+    manifest.write_text('{"stage": "render", "complete": true}')
     assert publish(site, f"file://{public}", PublishSettings())["uploaded"] > 0
 
 

@@ -71,7 +71,7 @@ def test_a_first_render_that_fails_leaves_no_site_and_no_staging(tmp_path, monke
     with pytest.raises(UserError, match="No space left on device"):
         render(samples, tmp_path / "site", RenderSettings(), night=NIGHT)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.jsonl"]
-    with pytest.raises(UserError, match=r"site at .*site is not a complete render \(fix: run render again\)"):
+    with pytest.raises(UserError, match=r"site .*site has no render manifest .*: its render did not complete \(fix: render the site again"):
         assert_render_complete(tmp_path / "site")
 
 
@@ -93,7 +93,7 @@ def test_a_crash_between_swap_and_manifest_leaves_the_site_marked_incomplete(tmp
     with pytest.raises(UserError, match="could not write its manifest"):
         render(samples, site, RenderSettings(), night=NIGHT)
     assert json.loads(manifest_path(site).read_text())["complete"] is False
-    with pytest.raises(UserError, match="is not a complete render"):
+    with pytest.raises(UserError, match="is incomplete: site.manifest.json says its render did not complete"):
         assert_render_complete(site)
     monkeypatch.undo()
     assert render(samples, site, RenderSettings(), night=NIGHT)["complete"] is True  # render accepts its own incomplete site
@@ -113,7 +113,7 @@ def test_assert_render_complete_refuses_foreign_and_missing_folders(tmp_path):
     (tmp_path / "folder").mkdir()
     manifest_path(tmp_path / "folder").write_text(json.dumps({"stage": "curate", "complete": True}))
     for site in (tmp_path / "folder", tmp_path / "missing"):
-        with pytest.raises(UserError, match="is not a complete render"):
+        with pytest.raises(UserError, match="is not a complete render|has no render manifest"):
             assert_render_complete(site)
 
 

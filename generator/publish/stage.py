@@ -17,6 +17,7 @@ from pathlib import Path
 from .. import lock
 from ..artifacts import manifest_path, write_manifest
 from ..errors import UserError
+from ..render.stage import assert_render_complete
 from ..site_journal import generation_of, read_journal
 from .common import PublishSettings, SiteFiles, body_rule, log, parse_target
 from .local import publish_file, resolved_root
@@ -27,28 +28,6 @@ from .s3_backend import publish_s3
 def manifest_output(site_dir: Path) -> Path:
     """write_manifest() output path whose manifest is ``<site parent>/<site name>-publish.manifest.json``."""
     return site_dir.parent / f"{site_dir.name}-publish.json"
-
-
-def check_render_complete(site: Path) -> dict:
-    """Refuse a site whose render did not finish: no render manifest beside it, or one saying it is incomplete.
-
-    Render writes ``<site>.manifest.json`` last, so a missing one means the render
-    died (or the folder was not made by render); ``"complete": false`` is an
-    explicit "not finished". A manifest without the field (renders before it
-    existed) is accepted.
-    """
-    path = manifest_path(site)
-    fix = "render the site again (python -m generator render ...) and publish when it completes"
-    if not path.is_file():
-        raise UserError(f"site {site} has no render manifest ({path.name} beside it): its render did not complete",
-                        fix)
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"the render manifest {path} is unreadable ({exc})", fix) from None
-    if not isinstance(manifest, dict) or manifest.get("complete") is False:
-        raise UserError(f"site {site} is incomplete: {path.name} says its render did not complete", fix)
-    return manifest
 
 
 def published_before_records(site: Path, target: str) -> bool:
@@ -86,7 +65,7 @@ def publish(site_dir: str | os.PathLike, target: str, settings: PublishSettings,
         if root == site or site in root.parents or root in site.parents:
             raise UserError(f"publish target {parsed.path} overlaps the site directory {site}",
                             "publish to a directory outside the rendered site")
-    rendered = check_render_complete(site)
+    rendered = assert_render_complete(site)
     legacy = published_before_records(site, target)
     generation = generation_of(rendered)
     # What render declared it changed: S3 may follow it alone; else the digest cache follows it (no walk,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import time
 from pathlib import Path
@@ -70,20 +71,34 @@ def _generation_on_disk(out_dir: Path) -> str | None:
     return generation_of(previous) if complete and out_dir.is_dir() else None
 
 
+RENDER_AGAIN = "render the site again (python -m generator render ...) and publish when it completes"
+
+
 def assert_render_complete(site_dir) -> dict:
     """Raise UserError unless ``site_dir`` is a render that finished; returns its manifest.
 
     A render writes ``<site>.manifest.json`` with ``complete: true`` only after the site is in
-    place, so publish calls this first and never uploads a half-built or foreign folder.
+    place, so publish calls this first and never uploads a half-built or foreign folder: no
+    manifest (the render died, or the folder is not render's), one of another stage, one saying
+    ``"complete": false`` or one without the field are all refused.
     """
     site_dir = Path(site_dir)
+    path = manifest_path(site_dir)
+    if not site_dir.is_dir() or not path.is_file():
+        raise UserError(f"site {site_dir} has no render manifest ({path.name} beside it): its render did not "
+                        "complete", RENDER_AGAIN)
     try:
-        manifest = read_manifest(site_dir)
-    except (UserError, ValueError, OSError):
-        manifest = {}
-    if not (isinstance(manifest, dict) and manifest.get("stage") == "render" and manifest.get("complete") is True
-            and site_dir.is_dir()):
-        raise UserError(f"site at {site_dir} is not a complete render", "run render again")
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"the render manifest {path} is unreadable ({exc})", RENDER_AGAIN) from None
+    if not isinstance(manifest, dict) or manifest.get("stage") != "render":
+        raise UserError(f"site {site_dir} is not a complete render: {path.name} is not render's manifest",
+                        RENDER_AGAIN)
+    if manifest.get("complete") is False:
+        raise UserError(f"site {site_dir} is incomplete: {path.name} says its render did not complete", RENDER_AGAIN)
+    if manifest.get("complete") is not True:
+        raise UserError(f"site {site_dir} is not a complete render: {path.name} does not say it completed",
+                        RENDER_AGAIN)
     return manifest
 
 
