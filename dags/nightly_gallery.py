@@ -22,7 +22,7 @@ if os.path.dirname(os.path.abspath(__file__)) not in sys.path:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nightly_ops import (catalog_param_default, configured_profiles, default_catalog, default_target,
                          failure_notifiers, publish_event_extra, set_run_note, site_asset_uri, success_notifiers)
-from nightly_steps import fail_fast
+from nightly_steps import BACKENDS, CONDITION, PLAIN_NAME, fail_fast
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,9 @@ PARAMS = {
                      values_display={"null": f"configured default ({DEFAULT_PROFILE})"},
                      description="Named profile of generator/defaults.toml (model size, steps, samples). "
                      "Empty: GENERATOR_PROFILE or the file's default."),
-    "base_model": Param(None, type=["null", "string"], title="Base model",
-                        description="Base model name (model.name), e.g. 124M. Empty: the profile's."),
+    "base_model": Param(None, type=["null", "string"], pattern=PLAIN_NAME, title="Base model",
+                        description="Base model name (model.name), e.g. 124M: one folder name under the models "
+                        "folder. Empty: the profile's."),
     "steps": Param(None, type=["null", "integer"], minimum=0, title="Training steps",
                    description="Fine-tuning steps tonight (train.steps); 0 skips training. " + EMPTY_MEANS_CONFIGURED),
     "samples": Param(None, type=["null", "integer"], minimum=1, title="Samples",
@@ -78,6 +79,15 @@ PARAMS = {
                    description="Sample among the k likeliest tokens, 0 = off (generate.top_k). " + EMPTY_MEANS_CONFIGURED),
     "top_p": Param(None, type=["null", "number"], minimum=0, maximum=1, title="Top-p",
                    description="Nucleus sampling mass, 0 = off (generate.top_p). " + EMPTY_MEANS_CONFIGURED),
+    "seed": Param(None, type=["null", "integer"], title="Seed",
+                  description="Generation seed; each night adds its own offset (generate.seed). "
+                  + EMPTY_MEANS_CONFIGURED),
+    "backend": Param(None, type=["null", "string"], enum=[None, *BACKENDS], title="Sampler",
+                     description="fast: the early-stopping sampler; gpt2-simple: the reference (generate.backend). "
+                     + EMPTY_MEANS_CONFIGURED),
+    "conditions": Param([], type=["null", "array"], items={"type": "string", "pattern": CONDITION}, title="Conditions",
+                        description='Control prefixes such as "[TV Show] [Comedies]" or "[Movie]" to split the '
+                        "samples across (generate.conditions). " + EMPTY_MEANS_CONFIGURED),
     "force_retrain": Param(False, type="boolean", title="Force retraining",
                            description="Train even if the catalog is unchanged since the live checkpoint."),
     "target": Param(default_target(), type=["null", "string"], title="Publish target",
@@ -205,7 +215,7 @@ def nightly_gallery():
         results = sorted(results, key=lambda r: r["samples_path"])
         return merge(_config(), results[0]["night"], [r["samples_path"] for r in results])
 
-    @task(doc_md="Keep only samples that pass every curation rule (see generator/curate.py RULES).")
+    @task(doc_md="Keep only samples that pass every curation rule (generator/curate/rules.py, RULES).")
     @fail_fast
     def curate(merged: dict) -> dict:
         from generator.pipeline import step_curate

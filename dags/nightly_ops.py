@@ -62,8 +62,16 @@ def configured_profiles(environ=os.environ) -> tuple[list[str], str]:
     shipped = read(defaults_toml())
     user = read(Path(environ["GENERATOR_CONFIG"])) if environ.get("GENERATOR_CONFIG") else {}
     names = sorted({*shipped.get("profiles", {}), *user.get("profiles", {})})
-    default = environ.get("GENERATOR_PROFILE") or user.get("profile") or shipped.get("profile") or "tiny"
-    return names, default
+    return names, default_profile(environ, user, shipped)
+
+
+def default_profile(environ, user: dict, shipped: dict) -> str:
+    """The profile a run without one gets: GENERATOR_PROFILE, the user's file, the shipped file, "tiny".
+
+    ``generator.config.default_profile``'s rule, restated because the DAG must not import
+    ``generator`` at parse time; tests/test_dag_ops.py checks that the two agree.
+    """
+    return environ.get("GENERATOR_PROFILE") or user.get("profile") or shipped.get("profile") or "tiny"
 
 
 def default_catalog(environ=os.environ) -> str:

@@ -215,6 +215,11 @@ def env_origin(key: str) -> str:
     return f"environment variable {ENV_PREFIX}{section.upper()}__{name.upper()}"
 
 
+def default_profile(environ: Mapping[str, str], user: dict, shipped: dict) -> str:
+    """The profile when none is named: GENERATOR_PROFILE, the user's file, the shipped file, else "tiny"."""
+    return environ.get(f"{ENV_PREFIX}PROFILE") or user.get("profile") or shipped.get("profile") or "tiny"
+
+
 def load_config(
     profile: str | None = None,
     config_file: str | os.PathLike | None = None,
@@ -237,7 +242,7 @@ def load_config(
         user = _read_toml(Path(config_file))
     profiles = {**profiles, **user.pop("profiles", {})}
 
-    profile = profile or environ.get(f"{ENV_PREFIX}PROFILE") or user.get("profile") or shipped.get("profile", "tiny")
+    profile = profile or default_profile(environ, user, shipped)
     if profile not in profiles:
         raise UserError(f"unknown profile {profile!r}", f"use one of: {', '.join(sorted(profiles))}")
 

@@ -183,3 +183,88 @@ def test_a_user_error_fails_the_night_in_its_first_task_without_retry_and_mails_
     assert mail["message"]["Subject"].startswith("nightly_gallery FAILED: check_config")
     body = mail["message"].get_body(("html", "plain")).get_content()
     assert "unsupported publish target" in body and "fix:" in body
+
+
+# --- the trigger form against the settings ------------------------------------------------------
+
+def dags_module(name: str):
+    sys.path.insert(0, str(ROOT / "dags"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(ROOT / "dags"))
+
+
+def probe_values(schema: dict, default) -> list:
+    """Values on both sides of every bound the Param declares, and ordinary ones, of the setting's type."""
+    bounds = [schema[key] for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if key in schema]
+    if isinstance(default, bool):
+        return [True, False]
+    if isinstance(default, int):
+        return sorted({-1, 0, 1, 2, 1000, *(b + d for b in bounds for d in (-1, 0, 1))})
+    if isinstance(default, float):
+        return sorted({-1.0, 0.0, 1e-6, 0.5, 1.0, 2.0, 1000.0, *(b + d for b in bounds for d in (-1e-6, 0.0, 1e-6))})
+    if isinstance(default, list):
+        return [["[Movie]"], ["[TV Show] [Comedies]", "[Dramas]"], ["Movie"], ["[Movie] and more"], ["[ ]"]]
+    return sorted({*(v for v in schema.get("enum") or [] if v is not None), "fast", "gpt2-simple", "124M", "tiny",
+                   "a.b-c_9", "no such", "./../../pub", "..", ".hidden", "a/b"})
+
+
+def test_every_param_agrees_with_the_setting_it_maps_to(tmp_path):
+    """Bounds, enum and default of each mapped Param, probed against the config loader's own checks."""
+    from generator.config import load_config
+    from generator.errors import UserError
+    from generator.settings import describe
+
+    steps = dags_module("nightly_steps")
+    info = probe_dag(airflow_env(tmp_path / "home", tmp_path / "work"), """
+out = {name: {"schema": {k: v for k, v in dag.params.get_param(name).schema.items() if k != "description"},
+              "default": dag.params.get_param(name).value} for name in dag.params}
+""")
+    missing = sorted(set(steps.PARAM_SETTINGS) - set(info))
+    assert not missing, f"mapped settings without a Param: {missing}"
+    cases = {}
+    for param, key in steps.PARAM_SETTINGS.items():
+        section, _, name = key.partition(".")
+        setting_default = describe(type(getattr(load_config(profile="test"), section)))[name]["default"]
+        param_default = info[param]["default"]
+        assert param_default in (None, [], setting_default), (param, param_default, setting_default)
+        if key == "publish.target":  # checked by parse_target when the night starts (require_target), not the loader
+            continue
+        cases[param] = probe_values(info[param]["schema"], setting_default)
+    accepted = probe_dag(airflow_env(tmp_path / "home", tmp_path / "work"), f"""
+import copy
+from airflow.sdk.exceptions import ParamValidationError
+def accepts(name, value):
+    params = copy.deepcopy(dag.params)
+    try:
+        params[name] = value
+        params.validate()
+    except ParamValidationError:
+        return False
+    return True
+out = {{name: [accepts(name, value) for value in values] for name, values in {cases!r}.items()}}
+""")
+    disagreements = []
+    for param, values in cases.items():
+        section, _, name = steps.PARAM_SETTINGS[param].partition(".")
+        for value, form in zip(values, accepted[param]):
+            try:
+                load_config(profile="test", overrides={section: {name: value}})
+                loader = True
+            except UserError:
+                loader = False
+            if form != loader:
+                disagreements.append(f"{param}={value!r}: form {'accepts' if form else 'refuses'}, "
+                                     f"{steps.PARAM_SETTINGS[param]} {'accepts' if loader else 'refuses'}")
+    assert not disagreements, "\n".join(disagreements)
+
+
+def test_the_dag_and_the_loader_pick_the_same_default_profile():
+    from generator.config import default_profile
+
+    ops = dags_module("nightly_ops")
+    for environ in ({}, {"GENERATOR_PROFILE": "test"}, {"GENERATOR_PROFILE": ""}):
+        for user in ({}, {"profile": "124M"}):
+            for shipped in ({}, {"profile": "tiny"}, {"profile": "main"}):
+                assert ops.default_profile(environ, user, shipped) == default_profile(environ, user, shipped)

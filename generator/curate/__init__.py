@@ -1,7 +1,7 @@
 """Curate: publish only novel, well-formed, distinct descriptions.
 
 ``curate(samples, catalog, out)`` reads samples JSONL (generate's output) and
-checks every sample against these rules, in this order; the first rule a
+checks every sample against these rules (``RULES``), in this order; the first rule a
 sample fails is its ``reason`` (with a short ``detail``) in the rejected file:
 
 1. ``unterminated``   generation hit its length cap before ``<|endoftext|>``
@@ -31,6 +31,9 @@ sample fails is its ``reason`` (with a short ``detail``) in the rejected file:
                       published on an earlier night (``history_path``). Candidates come from
                       datasketch's MinHash LSH; each is confirmed with the exact Jaccard.
 9. ``blocklist``      contains a word or phrase of the blocklist file.
+10. ``realism``       after the per-sample rules, the night's candidates together: all but the
+                      ``realism_keep_share`` a classifier finds most like the catalog's training
+                      descriptions (``realism.py``). 1 = off.
 
 The settings are ``CurateSettings`` (``settings.py``); the modules: (normalised words and ids are ``words.py``),
 ``rules`` (per-sample checks), ``indexes`` (copy, near-duplicate, blocklist), ``stage`` (``curate()``), ``cli``. Kept samples stay in
