@@ -74,7 +74,7 @@ def stage(name: str, work: Path, args) -> dict:
     if name == "generate":
         from generator.generate.stage import generate
 
-        manifest = generate(config.paths.checkpoint_root, config.train.run_name, work / "samples.jsonl",
+        manifest = generate(Path(config.paths.checkpoint_root) / config.train.run_name, work / "samples.jsonl",
                             config.generate)
         return {"samples": manifest["samples"], "terminated": manifest["terminated"], "length": manifest["length"],
                 "samples_per_second": round(manifest["samples"] / manifest["seconds"], 3),

@@ -1,32 +1,31 @@
 """Base model: a pretrained GPT-2, or a small one bootstrapped offline.
 
-Both end up in gpt-2-simple's own layout, ``<models_dir>/<name>/``::
-
-    encoder.json  vocab.bpe  hparams.json  checkpoint  model.ckpt.{index,data-*}
-
-so the very same ``gpt2.finetune`` / ``gpt2.generate`` code serves a laptop CPU,
-the tests and a GPU worker. Pretrained models (124M, 355M, ...) come from a
-local folder or ``gpt2.download_gpt2``; offline, ``bootstrap`` trains a
-byte-level BPE on the catalog (HF ``tokenizers``) and initialises GPT-2 weights.
+Both end up in gpt-2-simple's own layout, ``<models_dir>/<name>/`` (the files are
+:mod:`generator.models.gpt2.weights`'s), so the very same ``gpt2.finetune`` /
+``gpt2.generate`` code serves a laptop CPU, the tests and a GPU worker. Pretrained
+models (124M, 355M, ...) come from a local folder or ``gpt2.download_gpt2``; offline,
+``bootstrap`` trains a byte-level BPE on the catalog and initialises GPT-2 weights.
+What is the family's (the files, tokenizer, weights) sits in ``models/gpt2/``; this
+module is what any family's base model shares: its settings, when one is made, the
+lock and staging folder it is made in, and its manifest.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import shutil
 import tempfile
 from pathlib import Path
 
-from .artifacts import atomic_write_json, atomic_write_text, manifest_path, read_manifest, write_manifest
-from .checkpoints import gpt2_hparams, read_hparams
+from .artifacts import manifest_path, read_manifest, write_manifest
+from .checkpoints import PLAIN_NAME, read_hparams
 from .errors import UserError
+from .models.gpt2 import weights as gpt2_weights
+from .models.gpt2.weights import is_complete
 from .settings import setting
 
 log = logging.getLogger(__name__)
-
-MODEL_FILES = ("encoder.json", "vocab.bpe", "hparams.json", "checkpoint")
 
 
 @dataclasses.dataclass
@@ -47,6 +46,9 @@ class ModelSettings:
                               "the BPE) to exactly vocab_size + 1 entries, e.g. GPT-2's 50,257 for a 124M shape")
 
     def validate(self) -> None:
+        if not PLAIN_NAME.fullmatch(self.name):
+            raise UserError(f"model.name {self.name!r} is not a plain name (it names a folder of the models folder)",
+                            "use letters, digits, '-', '_' or '.' (not first), e.g. 124M or tiny")
         if self.source not in ("bootstrap", "pretrained"):
             raise UserError(f"model.source must be 'bootstrap' or 'pretrained', got {self.source!r}",
                             "set model.source in your config")
@@ -62,10 +64,6 @@ class ModelSettings:
     def hparams(self) -> dict:
         return {"n_vocab": self.vocab_size + 1, "n_ctx": self.n_ctx, "n_embd": self.n_embd,
                 "n_head": self.n_head, "n_layer": self.n_layer}
-
-
-def is_complete(model_dir: Path) -> bool:
-    return all((model_dir / name).is_file() for name in MODEL_FILES)
 
 
 def ensure_base_model(models_root: str | Path, settings: ModelSettings, corpus_path: str | Path | None = None) -> dict:
@@ -98,17 +96,10 @@ def _download_pretrained(models_root: Path, settings: ModelSettings) -> dict:
     if not settings.download:
         raise UserError(f"pretrained GPT-2 {settings.name!r} not found in {model_dir}",
                         f"place gpt-2-simple's files in {where}, or enable model.download")
-    from .console import library_output
-    from .tf_runtime import import_gpt2
-
-    gpt2 = import_gpt2()
     models_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{settings.name}.", dir=models_root))
     try:
-        with library_output():  # its per-file download bars are chatter in a night's log
-            gpt2.download_gpt2(model_dir=str(staging), model_name=settings.name)
-        if not is_complete(staging / settings.name):
-            raise OSError("incomplete download")
+        gpt2_weights.download(staging, settings.name)
     except Exception as exc:  # requests raises many kinds; all mean "no model"
         shutil.rmtree(staging, ignore_errors=True)
         raise UserError(
@@ -122,88 +113,15 @@ def _download_pretrained(models_root: Path, settings: ModelSettings) -> dict:
                           created=True, hparams=read_hparams(model_dir))
 
 
-def _corpus_lines(corpus_path: Path):
-    with open(corpus_path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield line
-
-
-def train_tokenizer(corpus_path: str | Path, vocab_size: int) -> tuple[dict, list[tuple[str, str]]]:
-    """Train a GPT-2 style byte-level BPE; returns (encoder, merges) in gpt-2-simple's format.
-
-    The markers <|startoftext|>/<|endoftext|> are deliberately *not* special
-    tokens: gpt-2-simple's encoder has no special-token handling, so they are
-    ordinary text split by GPT-2's regex (``<|``, ``endoftext``, ``|>``) and the
-    BPE learns cheap tokens for those pieces.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=2,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(_corpus_lines(Path(corpus_path)), trainer=trainer)
-    state = json.loads(tokenizer.to_str())["model"]
-    encoder = dict(state["vocab"])
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
-    # gpt-2-simple looks the id of <|endoftext|> up when sampling without a prefix.
-    encoder.setdefault("<|endoftext|>", len(encoder))
-    return encoder, merges
-
-
-def pad_encoder(encoder: dict, n_vocab: int) -> None:
-    """Add placeholder tokens until ``encoder`` has ``n_vocab`` entries.
-
-    A placeholder's string (``<|pad17|>``) is no merge of the BPE, so encoding
-    never produces it: the model only gets the real vocabulary's exact shape.
-    """
-    next_id = max(encoder.values(), default=-1) + 1
-    while len(encoder) < n_vocab:
-        encoder.setdefault(f"<|pad{next_id}|>", next_id)
-        next_id += 1
-
-
 def bootstrap(models_root: str | Path, settings: ModelSettings, corpus_path: str | Path) -> dict:
     """Create ``<models_root>/<name>``: tokenizer from the corpus plus freshly initialised GPT-2 weights."""
-    from .tf_runtime import import_tf
-
     models_root = Path(models_root)
     model_dir = models_root / settings.name
     models_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{settings.name}.", dir=models_root))
     try:
-        encoder, merges = train_tokenizer(corpus_path, settings.vocab_size)
-        if settings.pad_vocab:
-            pad_encoder(encoder, settings.hparams["n_vocab"])
-        hparams = {**settings.hparams, "n_vocab": len(encoder)}
-        atomic_write_json(staging / "encoder.json", encoder)
-        atomic_write_text(staging / "vocab.bpe", "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
-        atomic_write_json(staging / "hparams.json", hparams)
-
-        tf = import_tf()
-        from gpt_2_simple.src import model as gpt2_model
-
-        graph = tf.Graph()
-        with graph.as_default():
-            tf.compat.v1.set_random_seed(settings.seed)
-            params = gpt2_hparams(hparams)
-            context = tf.compat.v1.placeholder(tf.int32, [1, None])
-            gpt2_model.model(hparams=params, X=context)
-            variables = [v for v in tf.compat.v1.trainable_variables() if "model" in v.name]
-            saver = tf.compat.v1.train.Saver(var_list=variables)
-            with tf.compat.v1.Session(graph=graph) as sess:
-                sess.run(tf.compat.v1.global_variables_initializer())
-                saver.save(sess, str(staging / "model.ckpt"), write_meta_graph=False)
-        # TF writes absolute paths into the "checkpoint" state file; make it relative so the folder can move.
-        atomic_write_text(staging / "checkpoint",
-                          'model_checkpoint_path: "model.ckpt"\nall_model_checkpoint_paths: "model.ckpt"\n')
-        parameters = sum(int(v.shape.num_elements()) for v in variables)
+        hparams, parameters = gpt2_weights.write_fresh_model(staging, settings.hparams, corpus_path,
+                                                             pad_vocab=settings.pad_vocab, seed=settings.seed)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -211,7 +129,7 @@ def bootstrap(models_root: str | Path, settings: ModelSettings, corpus_path: str
     if model_dir.exists():  # a half-made folder from an older crash; never a complete one (checked above)
         shutil.rmtree(model_dir)
     staging.rename(model_dir)
-    log.info("bootstrapped base model %s: vocab %d, %d parameters", model_dir, len(encoder), parameters)
+    log.info("bootstrapped base model %s: vocab %d, %d parameters", model_dir, hparams["n_vocab"], parameters)
     return write_manifest(model_dir, "base_model", name=settings.name, source="bootstrap", path=str(model_dir),
                           created=True, hparams=hparams, parameters=parameters, corpus=str(corpus_path))
 

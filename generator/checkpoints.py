@@ -12,6 +12,7 @@ generation derives its defaults from, so they travel with every release.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -20,7 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .artifacts import atomic_write_json, replace_directory
+from .artifacts import atomic_write_json, read_json_object, replace_directory
 from .errors import UserError
 from .textformat import START_TOKEN, control_prefix, parse_training_line
 
@@ -38,32 +39,32 @@ def checkpoint_step(run_dir: str | Path) -> int:
     """The step of the latest complete checkpoint in ``run_dir`` (0 if none).
 
     Reads TensorFlow's ``checkpoint`` state file, which TF rewrites atomically
-    only after the checkpoint's data files are complete.
+    only after the checkpoint's data files are complete. A state file naming
+    anything but a ``model-<N>`` checkpoint present in ``run_dir`` itself is a
+    UserError: TensorFlow would silently start from fresh weights and the night
+    would report a step it never trained.
     """
-    state = Path(run_dir) / "checkpoint"
+    run_dir = Path(run_dir)
+    state = run_dir / "checkpoint"
     if not state.is_file():
         return 0
-    match = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', state.read_text(), re.M)
-    step = _STEP.search(match.group(1)) if match else None
-    return int(step.group(1)) if step else 0
+    match = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', state.read_text(errors="replace"), re.M)
+    named = (run_dir / match.group(1)).resolve() if match else None  # an absolute path stays as is
+    step = _STEP.fullmatch(named.name) if named else None
+    if step is None or named.parent != run_dir.resolve() or not named.with_name(named.name + ".index").is_file():
+        saved = sorted((int(m.group(1)) for p in run_dir.glob("model-*.index")
+                        if (m := _STEP.fullmatch(p.name[:-len(".index")]))), reverse=True)
+        newest = f'model_checkpoint_path: "model-{saved[0]}"' if saved else None
+        raise UserError(f"{state} names {match.group(1) if match else 'no checkpoint'!r}, which is not a "
+                        f"checkpoint in {run_dir}: training would restart from fresh weights",
+                        (f"write {newest!r} into it (the newest checkpoint there)" if newest else
+                         "remove the run folder") + " and run again; the live release is untouched")
+    return int(step.group(1))
 
 
 def read_hparams(model_dir: str | Path) -> dict:
     """The GPT-2 shape of a run or base model (``hparams.json``)."""
     return json.loads((Path(model_dir) / "hparams.json").read_text())
-
-
-def gpt2_hparams(values: dict):
-    """gpt-2-simple's HParams object for a shape (imports gpt-2-simple, hence TensorFlow)."""
-    from gpt_2_simple.src import model as gpt2_model
-
-    hparams = gpt2_model.default_hparams()
-    hparams.override_from_dict(values)
-    return hparams
-
-
-def load_hparams(model_dir: str | Path):
-    return gpt2_hparams(read_hparams(model_dir))
 
 
 def latest_checkpoint(run_dir: str | Path) -> str:
@@ -159,65 +160,66 @@ def read_loss_curve(run_dir: str | Path, max_points: int = 300) -> list[list[flo
     return [[step, round(loss, 5)] for step, loss in curve]
 
 
-def evaluate_loss(run_dir: str | Path, text_path: str | Path, max_tokens: int = 50000, threads: int = 0) -> float | None:
-    """Mean next-token cross-entropy of the run's latest checkpoint on a text file.
-
-    The text is encoded with the run's own encoder and cut into ``n_ctx``-token
-    windows; None when the file is empty.
-    """
-    import numpy as np
-
-    from .tf_runtime import import_tf, new_session
-    from gpt_2_simple.src import model as gpt2_model
-
-    run_dir = Path(run_dir)
-    text = Path(text_path).read_text(encoding="utf-8")
-    if not text.strip():
-        return None
-    enc = run_encoder(run_dir)
-    tokens = enc.encode(text)[:max_tokens]
-    if len(tokens) < 2:
-        return None
-    tf = import_tf()
-    sess = new_session(threads)
-    try:
-        hparams = load_hparams(run_dir)
-        window = hparams.n_ctx
-        context = tf.compat.v1.placeholder(tf.int32, [1, None])
-        logits = gpt2_model.model(hparams=hparams, X=context)["logits"]
-        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=context[:, 1:], logits=logits[:, :-1])
-        saver = tf.compat.v1.train.Saver(var_list=[v for v in tf.compat.v1.trainable_variables() if "model" in v.name])
-        saver.restore(sess, latest_checkpoint(run_dir))
-        total, count = 0.0, 0
-        for start in range(0, len(tokens) - 1, window - 1):
-            chunk = tokens[start:start + window]
-            if len(chunk) < 2:
-                break
-            values = sess.run(losses, feed_dict={context: [chunk]})
-            total += float(np.sum(values))
-            count += values.size
-        return round(total / count, 5)
-    finally:
-        sess.close()
-
-
-
 # --- releases and the live pointer --------------------------------------------------------------
 
+
+
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a name that is one folder, never "." or ".."
+RELEASE_NAME = re.compile(r"step-\d{7,}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """A released checkpoint: its run, its step and its folder (``releases/<run>/step-<N>/``).
+
+    ``record`` is the live pointer's whole content (what the checkpoint was trained on, its losses).
+    """
+
+    run: str
+    step: int
+    path: Path
+    record: dict = dataclasses.field(default_factory=dict, compare=False)
+
+    def as_record(self) -> dict:
+        """The pointer's fields plus the release's folder, for the night's decision file (JSON)."""
+        return {**self.record, "path": str(self.path)}
 
 
 def live_pointer_path(checkpoint_root: str | Path, run_name: str) -> Path:
     return Path(checkpoint_root) / f"{run_name}.live.json"
 
 
-def read_live(checkpoint_root: str | Path, run_name: str) -> dict | None:
-    """The live release's record, or None before the first promotion."""
+def read_live(checkpoint_root: str | Path, run_name: str) -> Release | None:
+    """The live release, or None before the first promotion.
+
+    The pointer is state a person or a crash can damage: it must be a JSON object naming a
+    ``step-<N>`` folder of ``releases/<run_name>/`` (resolved: no way out of it) that holds a
+    checkpoint, else UserError; nothing is ever generated from a folder it merely names.
+    """
     path = live_pointer_path(checkpoint_root, run_name)
     if not path.is_file():
         return None
-    live = json.loads(path.read_text())
-    live["path"] = str(Path(checkpoint_root) / live["release"])
-    return live
+    releases = (Path(checkpoint_root) / "releases" / run_name).resolve()
+    fix = (f"point {path.name}'s \"release\" at a folder of {releases} (releases/{run_name}/step-NNNNNNN), "
+           "or delete the pointer so the next trained checkpoint is released afresh")
+    live = read_json_object(path, "the live pointer", fix)
+    release, step = live.get("release"), live.get("step")
+    if not isinstance(release, str) or not isinstance(step, int) or isinstance(step, bool):
+        raise UserError(f"the live pointer {path} has no \"release\" name and \"step\" number", fix)
+    where = (Path(checkpoint_root) / release).resolve()
+    if where.parent != releases or not RELEASE_NAME.fullmatch(where.name):
+        raise UserError(f"the live pointer {path} names {release!r}, which is not a release of {releases}", fix)
+    if not (where / "checkpoint").is_file():
+        raise UserError(f"the live pointer {path} names {release!r}, which holds no checkpoint", fix)
+    return Release(run_name, step, where, live)
+
+
+def require_live(checkpoint_root: str | Path, run_name: str, fix: str = "run the train and promote steps first"
+                 ) -> Release:
+    release = read_live(checkpoint_root, run_name)
+    if release is None:
+        raise UserError("there is no live checkpoint to generate from", fix)
+    return release
 
 
 def _copy_checkpoint(source: Path, destination: Path) -> None:
@@ -234,8 +236,8 @@ def _copy_checkpoint(source: Path, destination: Path) -> None:
         f'model_checkpoint_path: "model-{step}"\nall_model_checkpoint_paths: "model-{step}"\n')
 
 
-def promote(run_dir: str | Path, checkpoint_root: str | Path, run_name: str, record: dict) -> dict:
-    """Release the run's latest checkpoint and make it live; returns the new live record."""
+def promote(run_dir: str | Path, checkpoint_root: str | Path, run_name: str, record: dict) -> Release:
+    """Release the run's latest checkpoint and make it live; returns the new live release."""
     run_dir, checkpoint_root = Path(run_dir), Path(checkpoint_root)
     step = checkpoint_step(run_dir)
     relative = Path("releases") / run_name / f"step-{step:07d}"
@@ -248,7 +250,7 @@ def promote(run_dir: str | Path, checkpoint_root: str | Path, run_name: str, rec
     atomic_write_json(live_pointer_path(checkpoint_root, run_name), live)
     _prune_releases(checkpoint_root / "releases" / run_name, keep={release.name})
     log.info("promoted %s to live", release)
-    return {**live, "path": str(release)}
+    return Release(run_name, step, release.resolve(), live)
 
 
 def restore_run_from_live(checkpoint_root: str | Path, run_name: str) -> bool:
@@ -261,10 +263,26 @@ def restore_run_from_live(checkpoint_root: str | Path, run_name: str) -> bool:
         return False
     run_dir = Path(checkpoint_root) / run_name
     staging = Path(tempfile.mkdtemp(prefix=f".{run_name}-restore-", dir=checkpoint_root))
-    _copy_checkpoint(Path(live["path"]), staging)
+    _copy_checkpoint(live.path, staging)
     staging.chmod(0o755)
     replace_directory(staging, run_dir)
     return True
+
+
+def reset_run(checkpoint_root: str | Path, run_name: str) -> str:
+    """After a rejected checkpoint: the working run back to the live weights, or away when none is live.
+
+    Without a live release there is nothing good to go back to (a diverged first night): the
+    run folder is removed, so the next night starts again from the base model.
+    """
+    if restore_run_from_live(checkpoint_root, run_name):
+        return "live"
+    run_dir = Path(checkpoint_root) / run_name
+    if run_dir.exists():
+        aside = Path(tempfile.mkdtemp(prefix=f".{run_name}-rejected-", dir=checkpoint_root))
+        run_dir.rename(aside / run_name)  # one rename: a kill leaves either the run or no run
+        shutil.rmtree(aside, ignore_errors=True)
+    return "base model"
 
 
 def _prune_releases(releases: Path, keep: set[str]) -> None:
@@ -274,12 +292,21 @@ def _prune_releases(releases: Path, keep: set[str]) -> None:
             shutil.rmtree(releases / name, ignore_errors=True)
 
 
-def gate(new_val_loss: float | None, live_val_loss: float | None, margin: float) -> tuple[bool, str]:
-    """Should the new checkpoint go live? Returns (promote, reason)."""
+def gate(new_val_loss: float | None, live_val_loss: float | None, margin: float, *,
+         train_loss: float | None = None) -> tuple[bool, str]:
+    """Should the new checkpoint go live? Returns (promote, reason).
+
+    A non-finite loss (NaN, inf: training diverged) is never released, whatever is live.
+    """
+    for name, loss in (("validation", new_val_loss), ("training", train_loss)):
+        if loss is not None and not math.isfinite(loss):
+            return False, f"training diverged: {name} loss {loss}"
     if live_val_loss is None:
         return True, "no live checkpoint yet"
     if new_val_loss is None:
         return True, "no held-out text to compare on"
+    if not math.isfinite(live_val_loss):  # a diverged release from before this gate: anything finite is better
+        return True, f"validation loss {new_val_loss:.4f}; the live checkpoint's is {live_val_loss}"
     limit = live_val_loss * (1 + margin)
     if new_val_loss <= limit:
         return True, f"validation loss {new_val_loss:.4f} <= {limit:.4f} (live {live_val_loss:.4f} + {margin:.0%})"

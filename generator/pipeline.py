@@ -68,9 +68,9 @@ def step_should_train(config: Config, night: str, force_retrain: bool = False) -
         decision = {"train": True, "reason": "no live checkpoint yet"}
     elif config.train.steps == 0:
         decision = {"train": False, "reason": "train.steps is 0"}
-    elif live.get("catalog_hash") == ingest_manifest["catalog_hash"]:
+    elif live.record.get("catalog_hash") == ingest_manifest["catalog_hash"]:
         decision = {"train": False,
-                    "reason": f"catalog unchanged since step {live['step']} ({live['catalog_hash'][:12]})"}
+                    "reason": f"catalog unchanged since step {live.step} ({live.record['catalog_hash'][:12]})"}
     else:
         decision = {"train": True, "reason": "catalog changed"}
     atomic_write_json(night_paths(config, night).check, decision)
@@ -87,40 +87,57 @@ def step_train(config: Config, night: str) -> dict:
                                                               "resumed")}}
 
 
-@_holds_workdir
 def step_promote(config: Config, night: str, trained: bool = True) -> dict:
     """The promotion gate; writes the night's decision to ``promote.json``."""
-    from .checkpoints import evaluate_loss, gate, promote, read_live, restore_run_from_live
+    decision, release = promote_night(config, night, trained)
+    return {"night": night, "promoted": decision["promoted"], "reason": decision["reason"],
+            "live_release": str(release.path)}
+
+
+DIVERGED_FIX = "lower train.learning_rate (GENERATOR_TRAIN__LEARNING_RATE, e.g. 0.0001) and run again"
+
+
+@_holds_workdir
+def promote_night(config: Config, night: str, trained: bool = True):
+    """The promotion gate; returns (the night's decision, the live release generation reads)."""
+    from .checkpoints import gate, promote, read_live, require_live, reset_run
+    from .models.gpt2.loss import evaluate_loss
 
     paths = night_paths(config, night)
     root, run_name = config.paths.checkpoint_root, config.train.run_name
-    live = read_live(root, run_name)
     if not trained:
-        if live is None:
-            raise UserError("there is no live checkpoint to generate from", "run once with training (train.steps > 0)")
+        live = require_live(root, run_name, "run once with training (train.steps > 0)")
         check = json.loads(paths.check.read_text()) if paths.check.is_file() else {}
         reason = f"training skipped: {check.get('reason', 'not requested')}"
-        decision = {"promoted": False, "trained": False, "reason": reason, "live": live}
+        decision = {"promoted": False, "trained": False, "reason": reason, "live": live.as_record()}
+        atomic_write_json(paths.decision, decision)
+        return decision, live
+    live = read_live(root, run_name)
+    train_manifest = read_manifest(Path(root) / run_name, "train")
+    ingest_manifest = read_manifest(paths.ingest, "ingest")
+    live_loss = None
+    if live is not None:
+        # Compare both checkpoints on tonight's held-out text, not on last night's numbers.
+        live_loss = evaluate_loss(live.path, paths.ingest / "val.txt", config.train.val_max_tokens,
+                                  config.train.threads)
+    ok, reason = gate(train_manifest["val_loss"], live_loss, config.train.promotion_margin,
+                      train_loss=train_manifest["train_loss"])
+    if ok:
+        live = promote(train_manifest["run_dir"], root, run_name, {
+            "catalog_hash": ingest_manifest["catalog_hash"], "val_loss": train_manifest["val_loss"],
+            "train_loss": train_manifest["train_loss"], "night": night})
     else:
-        train_manifest = read_manifest(Path(root) / run_name, "train")
-        ingest_manifest = read_manifest(paths.ingest, "ingest")
-        live_loss = None
-        if live is not None:
-            # Compare both checkpoints on tonight's held-out text, not on last night's numbers.
-            live_loss = evaluate_loss(live["path"], paths.ingest / "val.txt", config.train.val_max_tokens,
-                                      config.train.threads)
-        ok, reason = gate(train_manifest["val_loss"], live_loss, config.train.promotion_margin)
-        if ok:
-            live = promote(train_manifest["run_dir"], root, run_name, {
-                "catalog_hash": ingest_manifest["catalog_hash"], "val_loss": train_manifest["val_loss"],
-                "train_loss": train_manifest["train_loss"], "night": night})
-        else:
-            restore_run_from_live(root, run_name)
-        decision = {"promoted": ok, "trained": True, "reason": reason, "live": live,
-                    "candidate_val_loss": train_manifest["val_loss"], "live_val_loss": live_loss}
+        reset_run(root, run_name)  # the next night trains on from the live weights (or the base model)
+    diverged = reason.startswith("training diverged")
+    decision = {"promoted": ok, "trained": True, "reason": reason, "live": live and live.as_record(),
+                "candidate_val_loss": train_manifest["val_loss"], "live_val_loss": live_loss,
+                **({"diverged": True, "fix": DIVERGED_FIX} if diverged else {})}
     atomic_write_json(paths.decision, decision)
-    return {"night": night, "promoted": decision["promoted"], "reason": decision["reason"],
-            "live_release": live["path"]}
+    if live is None:
+        raise UserError(f"{reason}; there is no live checkpoint to generate from" if diverged else
+                        "there is no live checkpoint to generate from",
+                        DIVERGED_FIX if diverged else "run the train and promote steps first")
+    return decision, live
 
 
 # --- generation, sharded ----------------------------------------------------------------------
@@ -141,28 +158,26 @@ def night_generate_settings(config: Config, night: str):
     return dataclasses.replace(config.generate, seed=night_seed(config.generate.seed, night))
 
 
-def step_generate(config: Config, night: str, shard: int = 0, shards: int = 1) -> dict:
+def step_generate(config: Config, night: str, shard: int = 0, shards: int = 1, release=None) -> dict:
+    """Generate the night's samples (one shard of them) from ``release`` (default: the live one)."""
     paths = night_paths(config, night)
     # Shards of one night write their own files side by side: they share the workdir's lock.
     with lock.workdir(config, lock.SHARED if shards > 1 else lock.EXCLUSIVE):
-        return _generate(config, night, paths, shard, shards)
+        return _generate(config, night, paths, shard, shards, release)
 
 
-def _generate(config: Config, night: str, paths, shard: int, shards: int) -> dict:
-    from .checkpoints import read_live
+def _generate(config: Config, night: str, paths, shard: int, shards: int, release) -> dict:
+    from .checkpoints import require_live
     from .generate import generate
 
-    live = read_live(config.paths.checkpoint_root, config.train.run_name)
-    if live is None:
-        raise UserError("there is no live checkpoint to generate from", "run the train and promote steps first")
-    release = Path(live["path"])
+    release = release or require_live(config.paths.checkpoint_root, config.train.run_name)
     settings = shard_settings(night_generate_settings(config, night), shard, shards)
     out = paths.shard(shard) if shards > 1 else paths.samples
     if settings.samples == 0:
         write_jsonl(out, [])
         write_manifest(out, "generate", samples=0, terminated=0, unterminated=0, settings=dataclasses.asdict(settings))
         return {"night": night, "samples_path": str(out), "samples": 0}
-    manifest = generate(release.parent, release.name, out, settings)
+    manifest = generate(release.path, out, settings)
     return {"night": night, "samples_path": str(out), "samples": manifest["samples"],
             "terminated": manifest["terminated"]}
 
@@ -247,7 +262,7 @@ def step_render(config: Config, night: str, kept_path: str | None = None) -> dic
 
 
 @_holds_workdir
-def step_rounds(config: Config, night: str) -> dict:
+def step_rounds(config: Config, night: str, release=None) -> dict:
     """Finish the night's curation: further rounds until ``generate.target_kept`` are kept or a budget is spent.
 
     Each round generates into ``generate/round-NNN.jsonl`` with its own seed, joins the
@@ -259,11 +274,12 @@ def step_rounds(config: Config, night: str) -> dict:
     import math
     import time
 
-    from .checkpoints import read_live
+    from .checkpoints import require_live
     from .curate.stage import check_min_kept
     from .quality import quality_panel
     from .generate import generate
 
+    release = release or require_live(config.paths.checkpoint_root, config.train.run_name)
     paths = night_paths(config, night)
     settings = night_generate_settings(config, night)
     target, started = settings.target_kept, time.monotonic()
@@ -288,9 +304,8 @@ def step_rounds(config: Config, night: str) -> dict:
         rate = max(kept / total, 0.02)
         wanted = max(settings.batch_size, math.ceil((target - kept) / rate * 1.2))
         count = min(wanted, settings.max_samples - total)
-        release = Path(read_live(config.paths.checkpoint_root, config.train.run_name)["path"])
         round_path = paths.round(len(rounds))
-        generate(release.parent, release.name, round_path,
+        generate(release.path, round_path,
                  dataclasses.replace(settings, samples=count, seed=settings.seed + 100_000 * len(rounds)))
         merge_shards(config, night, [str(paths.samples), str(round_path)], round_index=len(rounds))
         curated = step_curate(config, night)
@@ -357,11 +372,11 @@ def _run_night(config: Config, catalog: str, night: str, force_retrain: bool) ->
     log.info("night %s: %s", night, decision["reason"])
     if decision["train"]:
         step_train(config, night)
-    promoted = step_promote(config, night, trained=decision["train"])
+    promoted, release = promote_night(config, night, trained=decision["train"])
     log.info("night %s: %s", night, promoted["reason"])
-    generated = step_generate(config, night)
+    generated = step_generate(config, night, release=release)
     step_curate(config, night, generated["samples_path"])
-    curated = step_rounds(config, night)
+    curated = step_rounds(config, night, release)
     log.info("night %s: %s", night, curated["stop"])
     rendered = step_render(config, night, curated["kept_path"])
     step_publish(config, night, rendered["site_dir"])

@@ -55,7 +55,8 @@ def build_report(config: Config, night: str) -> dict:
         "model": {"name": config.model.name, "source": config.model.source,
                   "live_release": live.get("release"), "live_step": live.get("step")},
         "train": {"skipped": not decision.get("trained", False), "reason": decision.get("reason"),
-                  "promoted": decision.get("promoted"), "steps": train_m.get("steps", 0),
+                  "promoted": decision.get("promoted"), "diverged": decision.get("diverged", False),
+                  "fix": decision.get("fix"), "steps": train_m.get("steps", 0),
                   "total_steps": train_m.get("step", live.get("step")),
                   "train_loss": train_m.get("train_loss", live.get("train_loss")),
                   "val_loss": train_m.get("val_loss", live.get("val_loss")),
@@ -96,6 +97,8 @@ def summary_line(report: dict) -> str:
     training = (f"trained +{t.get('steps')} steps (val {t.get('val_loss')}, "
                 f"{'promoted' if t.get('promoted') else 'kept live'})" if not t.get("skipped")
                 else f"training skipped ({t.get('reason')})")
+    if t.get("diverged"):
+        training = f"{t.get('reason')}, kept live (fix: {t.get('fix')})"
     rejected = ", ".join(f"{reason} {count}" for reason, count in sorted((k.get("rejected") or {}).items()) if count)
     rounds = f" in {g['rounds']} rounds ({g.get('stop')})" if (g.get("rounds") or 0) > 1 else ""
     return (f"night {report['night']}: catalog {c.get('kept')} descriptions"

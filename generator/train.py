@@ -21,9 +21,10 @@ from pathlib import Path
 
 from .artifacts import atomic_write_json, atomic_write_text, read_manifest, write_manifest
 from .base_model import ModelSettings, ensure_base_model
-from .checkpoints import checkpoint_step, evaluate_loss, read_loss_curve, write_generation_info
+from .checkpoints import PLAIN_NAME, checkpoint_step, read_loss_curve, write_generation_info
 from .console import library_output, progress
 from .errors import UserError
+from .models.gpt2.loss import evaluate_loss
 from .settings import setting
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,9 @@ class TrainSettings:
             raise UserError(f"train.steps must be >= 0, got {self.steps}", "pass --steps 0 or more")
         if self.optimizer not in ("adam", "sgd"):
             raise UserError(f"train.optimizer must be 'adam' or 'sgd', got {self.optimizer!r}", "fix train.optimizer")
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.run_name):
-            raise UserError(f"train.run_name {self.run_name!r} is not a plain name", "use letters, digits, '-', '_' or '.'")
+        if not PLAIN_NAME.fullmatch(self.run_name):
+            raise UserError(f"train.run_name {self.run_name!r} is not a plain name",
+                            "use letters, digits, '-', '_' or '.' (not first)")
         if self.save_every < 1 or self.batch_size < 1:
             raise UserError("train.save_every and train.batch_size must be >= 1", "fix them in your config")
 

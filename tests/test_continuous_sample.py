@@ -88,8 +88,8 @@ def fast_settings(**overrides):
 def test_samples_do_not_depend_on_batch_size_or_refills_with_catalog_conditions(run_dir, tmp_path):  # noqa: F811
     info = json.loads((run_dir / "generation.json").read_text())
     assert len(info["condition_counts"]) >= 2 and info["seen_tokens"]
-    generate(run_dir.parent, run_dir.name, tmp_path / "a.jsonl", fast_settings(batch_size=4))
-    manifest = generate(run_dir.parent, run_dir.name, tmp_path / "b.jsonl", fast_settings(batch_size=16))
+    generate(run_dir, tmp_path / "a.jsonl", fast_settings(batch_size=4))
+    manifest = generate(run_dir, tmp_path / "b.jsonl", fast_settings(batch_size=16))
     first, second = read(tmp_path / "a.jsonl"), read(tmp_path / "b.jsonl")
     assert [r["index"] for r in first] == list(range(10))
     # Each sample has both a type and a genre, drawn from the training mix by its index.

@@ -214,8 +214,8 @@ def fast_settings(**overrides):
 
 @pytest.mark.slow
 def test_fast_backend_writes_any_number_of_samples_reproducibly(run_dir, tmp_path):
-    manifest = generate(run_dir.parent, run_dir.name, tmp_path / "a.jsonl", fast_settings())
-    generate(run_dir.parent, run_dir.name, tmp_path / "b.jsonl", fast_settings())
+    manifest = generate(run_dir, tmp_path / "a.jsonl", fast_settings())
+    generate(run_dir, tmp_path / "b.jsonl", fast_settings())
     first = read(tmp_path / "a.jsonl")
     assert first == read(tmp_path / "b.jsonl")
     assert [record["index"] for record in first] == list(range(7))  # batches of 3, 3 and a partial 1
@@ -230,8 +230,8 @@ def test_fast_backend_writes_any_number_of_samples_reproducibly(run_dir, tmp_pat
 
 @pytest.mark.slow
 def test_samples_do_not_depend_on_batch_size_or_compaction(run_dir, tmp_path):
-    generate(run_dir.parent, run_dir.name, tmp_path / "a.jsonl", fast_settings(batch_size=7))
-    generate(run_dir.parent, run_dir.name, tmp_path / "b.jsonl", fast_settings(batch_size=2, compact=False))
+    generate(run_dir, tmp_path / "a.jsonl", fast_settings(batch_size=7))
+    generate(run_dir, tmp_path / "b.jsonl", fast_settings(batch_size=2, compact=False))
     first, second = read(tmp_path / "a.jsonl"), read(tmp_path / "b.jsonl")
     # Each sample has its own random stream; only float rounding in differently shaped
     # matrix products could ever move a draw across a CDF step.
@@ -242,7 +242,7 @@ def test_samples_do_not_depend_on_batch_size_or_compaction(run_dir, tmp_path):
 @pytest.mark.slow
 def test_resume_continues_an_interrupted_run_from_its_last_whole_batch(run_dir, tmp_path):
     settings = fast_settings(samples=8)
-    generate(run_dir.parent, run_dir.name, tmp_path / "full.jsonl", settings)
+    generate(run_dir, tmp_path / "full.jsonl", settings)
     expected = (tmp_path / "full.jsonl").read_text().splitlines(keepends=True)
 
     out = tmp_path / "out.jsonl"
@@ -256,7 +256,7 @@ def test_resume_continues_an_interrupted_run_from_its_last_whole_batch(run_dir, 
         meta.write_text(json.dumps(resume_fingerprint(run_dir, fingerprint_settings, 60), sort_keys=True))
 
     interrupted_run(settings)
-    manifest = generate(run_dir.parent, run_dir.name, out, settings)
+    manifest = generate(run_dir, out, settings)
     lines = out.read_text().splitlines(keepends=True)
     # Lines 0-2 were kept (the marker survives), the rest regenerated identically.
     assert manifest["resumed_from"] == 3 and manifest["batches"] == 2
@@ -266,5 +266,5 @@ def test_resume_continues_an_interrupted_run_from_its_last_whole_batch(run_dir, 
 
     # A partial file from other settings is not resumed.
     interrupted_run(fast_settings(samples=8, seed=6))
-    manifest = generate(run_dir.parent, run_dir.name, out, settings)
+    manifest = generate(run_dir, out, settings)
     assert manifest["resumed_from"] == 0 and out.read_text().splitlines(keepends=True) == expected

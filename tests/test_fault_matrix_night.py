@@ -129,7 +129,7 @@ def test_sigkill_mid_night_loses_nothing_and_the_lock_is_taken_over(world, after
     # checkpoint, not damage, as long as the live pointer names a complete release.
     from generator.checkpoints import read_live
 
-    live = Path(read_live(world["work"] / "checkpoints", "nightly")["path"])
+    live = read_live(world["work"] / "checkpoints", "nightly").path
     assert (live / "hparams.json").is_file() and list(live.glob("model-*.index")), live
     world["before"] = tree_hash(*world["protected"])
 

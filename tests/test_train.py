@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from generator.base_model import ModelSettings, bootstrap, ensure_base_model
-from generator.checkpoints import checkpoint_step, evaluate_loss, gate, promote, read_live, restore_run_from_live
+from generator.checkpoints import checkpoint_step, gate, promote, read_live, restore_run_from_live
+from generator.models.gpt2.loss import evaluate_loss
 from generator.errors import UserError
 from generator.ingest import IngestSettings, ingest
 from generator.train import train
@@ -114,8 +115,8 @@ def test_promotion_gate_and_restore(trained_run, tmp_path):
     shutil.copytree(checkpoint_root, root)
     run_dir = root / config.train.run_name
     live = promote(run_dir, root, config.train.run_name, {"catalog_hash": "abc", "val_loss": 5.0})
-    assert read_live(root, config.train.run_name)["release"] == live["release"]
-    release = Path(live["path"])
+    assert read_live(root, config.train.run_name) == live
+    release = live.path
     assert checkpoint_step(release) == config.train.steps
     # The release is self-contained and relocatable: it evaluates on its own.
     assert evaluate_loss(release, ingest_dir / "val.txt", 500) > 0

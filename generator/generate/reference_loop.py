@@ -48,7 +48,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..checkpoints import latest_checkpoint, load_hparams, run_encoder
+from ..checkpoints import latest_checkpoint, run_encoder
+from ..models.gpt2.weights import load_hparams
 from ..textformat import END_TOKEN
 from .rows import Row, end_marker_table
 

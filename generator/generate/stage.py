@@ -133,9 +133,11 @@ def sample_prefixes(run_dir: str | Path, settings: GenerateSettings) -> list[str
     return [prefix for prefix, count in plan_conditions(listed) for _ in range(count)]
 
 
-def generate(checkpoint_root: str | Path, run_name: str, out_path: str | Path,
-             settings: GenerateSettings) -> dict:
-    """Sample ``settings.samples`` descriptions into ``out_path``; returns the manifest.
+def generate(run_dir: str | Path, out_path: str | Path, settings: GenerateSettings) -> dict:
+    """Sample ``settings.samples`` descriptions from the checkpoint in ``run_dir`` into ``out_path``.
+
+    ``run_dir`` is a run folder in gpt-2-simple's layout: a release
+    (:attr:`generator.checkpoints.Release.path`) or a training run. Returns the manifest.
 
     ``out_path`` is checked first (a folder or an unwritable place fails before any sampling)
     and locked while it is written (two samplers would append to one ``.partial``).
@@ -145,11 +147,11 @@ def generate(checkpoint_root: str | Path, run_name: str, out_path: str | Path,
     settings.validate()  # the loader validated a loaded config; this guards direct callers
     out_path = check_output_file(out_path)
     with exclusive(out_path, "samples file"):
-        return _generate(checkpoint_root, run_name, out_path, settings)
+        return _generate(Path(run_dir), out_path, settings)
 
 
-def _generate(checkpoint_root, run_name: str, out_path: Path, settings: GenerateSettings) -> dict:
-    run_dir = resolve_run(checkpoint_root, run_name)
+def _generate(run_dir: Path, out_path: Path, settings: GenerateSettings) -> dict:
+    run_dir = resolve_run(run_dir.parent, run_dir.name)
     length = settings.length or default_length(run_dir)
     started = time.monotonic()
     if settings.backend == "fast":
@@ -158,7 +160,7 @@ def _generate(checkpoint_root, run_name: str, out_path: Path, settings: Generate
         seen = read_generation_info(run_dir).get("seen_tokens") if settings.mask_unseen_tokens else None
         stats = generate_fast(run_dir, out_path, settings, length, sample_prefixes(run_dir, settings), seen)
     else:
-        records = _generate_gpt2_simple(checkpoint_root, run_name, settings, length)
+        records = _generate_gpt2_simple(run_dir, settings, length)
         write_jsonl(out_path, records)
         stats = {"written": len(records)}
     elapsed = time.monotonic() - started
@@ -175,13 +177,14 @@ def _generate(checkpoint_root, run_name: str, out_path: Path, settings: Generate
     )
 
 
-def _generate_gpt2_simple(checkpoint_root, run_name: str, settings: GenerateSettings, length: int) -> list[dict]:
+def _generate_gpt2_simple(run_dir: Path, settings: GenerateSettings, length: int) -> list[dict]:
     """Reference backend: gpt2.generate, which always decodes ``length`` tokens per row."""
     from ..tf_runtime import import_gpt2, new_session
 
     gpt2 = import_gpt2()
+    checkpoint_root, run_name = run_dir.parent, run_dir.name  # gpt-2-simple names a run by folder and name
     sess = new_session(settings.threads)
-    prefixes = sample_prefixes(Path(checkpoint_root) / run_name, settings)
+    prefixes = sample_prefixes(run_dir, settings)
     groups: dict[str, list[int]] = {}  # prefix -> its samples' indices, in order of first use
     for index, prefix in enumerate(prefixes):
         groups.setdefault(prefix, []).append(index)
@@ -234,6 +237,6 @@ def add_cli(subparsers) -> None:
 
 
 def _cli(args, config) -> int:
-    manifest = generate(config.paths.checkpoint_root, config.train.run_name, args.out, config.generate)
+    manifest = generate(Path(config.paths.checkpoint_root) / config.train.run_name, args.out, config.generate)
     print(f"generated {manifest['samples']} samples ({manifest['terminated']} terminated) -> {args.out}")
     return 0
