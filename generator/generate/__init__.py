@@ -1,7 +1,7 @@
 """The generate stage and its sampler: what every model family shares.
 
 * ``stage``: the stage itself -- :class:`GenerateSettings`, :func:`generate`
-  (checkpoint -> samples JSONL + manifest), the control-prefix mix, the
+  (a run folder or release -> samples JSONL + manifest), the control-prefix mix, the
   ``gpt2-simple`` reference backend and the CLI.
 * ``driver``: the fast backend's driver -- each sample's random stream, samples
   written in index order, the resumable ``<out>.partial`` file, the progress bar.
