@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .artifacts import atomic_write_json, read_json_object, replace_directory
+from .artifacts import atomic_write_json, atomic_write_text, read_json_object, replace_directory
 from .errors import UserError
 from .textformat import START_TOKEN, control_prefix, parse_training_line
 
@@ -39,19 +39,20 @@ def checkpoint_step(run_dir: str | Path) -> int:
     """The step of the latest complete checkpoint in ``run_dir`` (0 if none).
 
     Reads TensorFlow's ``checkpoint`` state file, which TF rewrites atomically
-    only after the checkpoint's data files are complete. A state file naming
-    anything but a ``model-<N>`` checkpoint present in ``run_dir`` itself is a
-    UserError: TensorFlow would silently start from fresh weights and the night
-    would report a step it never trained.
+    only after the checkpoint's data files are complete. TF may have written an
+    absolute path (the run's old place, for a moved workdir): what counts is that
+    the ``model-<N>`` it names is in ``run_dir`` itself. A state file naming
+    anything else is a UserError: training would silently start from fresh
+    weights and the night would report a step it never trained.
     """
     run_dir = Path(run_dir)
     state = run_dir / "checkpoint"
     if not state.is_file():
         return 0
     match = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', state.read_text(errors="replace"), re.M)
-    named = (run_dir / match.group(1)).resolve() if match else None  # an absolute path stays as is
-    step = _STEP.fullmatch(named.name) if named else None
-    if step is None or named.parent != run_dir.resolve() or not named.with_name(named.name + ".index").is_file():
+    name = Path(match.group(1)).name if match else ""
+    step = _STEP.fullmatch(name)
+    if step is None or not (run_dir / f"{name}.index").is_file():
         saved = sorted((int(m.group(1)) for p in run_dir.glob("model-*.index")
                         if (m := _STEP.fullmatch(p.name[:-len(".index")]))), reverse=True)
         newest = f'model_checkpoint_path: "model-{saved[0]}"' if saved else None
@@ -60,6 +61,21 @@ def checkpoint_step(run_dir: str | Path) -> int:
                         (f"write {newest!r} into it (the newest checkpoint there)" if newest else
                          "remove the run folder") + " and run again; the live release is untouched")
     return int(step.group(1))
+
+
+def anchor_run_state(run_dir: str | Path) -> int:
+    """Point the run's ``checkpoint`` state file at its checkpoint by name, relative to the run; returns the step.
+
+    TensorFlow follows an absolute path as written: in a moved workdir it would restore the
+    old place's weights, or none. The checkpoint it names is in the run (checked by
+    :func:`checkpoint_step`), so naming it relatively is the same checkpoint, wherever the run is.
+    """
+    run_dir = Path(run_dir)
+    step = checkpoint_step(run_dir)
+    relative = f'model_checkpoint_path: "model-{step}"\nall_model_checkpoint_paths: "model-{step}"\n'
+    if step and (run_dir / "checkpoint").read_text(errors="replace") != relative:
+        atomic_write_text(run_dir / "checkpoint", relative)
+    return step
 
 
 def read_hparams(model_dir: str | Path) -> dict:
@@ -231,9 +247,7 @@ def _copy_checkpoint(source: Path, destination: Path) -> None:
             shutil.copy2(source / name, destination / name)
     for path in source.glob(f"model-{step}.*"):
         shutil.copy2(path, destination / path.name)
-    # TF may have written absolute paths; a release must be relocatable.
-    (destination / "checkpoint").write_text(
-        f'model_checkpoint_path: "model-{step}"\nall_model_checkpoint_paths: "model-{step}"\n')
+    anchor_run_state(destination)  # TF may have written absolute paths; a release must be relocatable
 
 
 def promote(run_dir: str | Path, checkpoint_root: str | Path, run_name: str, record: dict) -> Release:

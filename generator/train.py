@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .artifacts import atomic_write_json, atomic_write_text, read_manifest, write_manifest
 from .base_model import ModelSettings, ensure_base_model
-from .checkpoints import PLAIN_NAME, checkpoint_step, read_loss_curve, write_generation_info
+from .checkpoints import PLAIN_NAME, anchor_run_state, read_loss_curve, write_generation_info
 from .console import library_output, progress
 from .errors import UserError
 from .models.gpt2.loss import evaluate_loss
@@ -68,7 +68,7 @@ def _repair_counter(run_dir: Path) -> int:
     gpt-2-simple writes ``counter`` non-atomically after each save, so a kill at
     the wrong moment can leave it empty or ahead of the checkpoint.
     """
-    step = checkpoint_step(run_dir)
+    step = anchor_run_state(run_dir)  # and the state file names the run's own checkpoint
     if step:
         atomic_write_text(run_dir / "counter", f"{step}\n")
     return step

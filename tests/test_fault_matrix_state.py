@@ -90,7 +90,8 @@ def test_a_damaged_live_pointer_stops_the_night_before_it_generates(world, name)
 STATE_FILES = {  # name -> the run's `checkpoint` file
     "nonexistent-absolute": 'model_checkpoint_path: "/nonexistent/model-99999"\n'
                             'all_model_checkpoint_paths: "/nonexistent/model-99999"\n',
-    "escapes-the-run": 'model_checkpoint_path: "../releases/nightly/step-0000010/model-10"\n',
+    "another-runs-step": 'model_checkpoint_path: "../releases/nightly/step-0000099/model-99"\n',
+    "not-a-model": 'model_checkpoint_path: "counter"\n',
     "missing-step": 'model_checkpoint_path: "model-99999"\n',
     "no-path-line": "garbage\n",
 }
@@ -116,6 +117,25 @@ def test_a_run_state_file_pointing_elsewhere_is_an_error_not_fresh_weights(world
     assert "trained to step" not in result.stdout
     assert after == before, "nothing trained, nothing saved"
     assert (work / "checkpoints" / "nightly.manifest.json").read_bytes() == manifest
+    assert tree_hash(*world["protected"]) == world["before"]
+
+
+def test_a_moved_run_resumes_from_its_own_checkpoint_not_the_old_path(world):
+    """TF writes absolute paths: after a move, the state file names the old place. The run's own checkpoint counts."""
+    work = world["work"]
+    run_dir = work / "checkpoints" / "nightly"
+    (run_dir / "checkpoint").write_text('model_checkpoint_path: "/old/place/checkpoints/nightly/model-10"\n'
+                                        'all_model_checkpoint_paths: "/old/place/checkpoints/nightly/model-10"\n')
+    result = run_cli("train", "--profile", "test", "--ingest", str(work / "nights" / NIGHT / "ingest"),
+                     "--checkpoint-dir", str(work / "checkpoints"), "--models-dir", str(work / "models"),
+                     "--steps", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "trained to step 12 (+2)" in result.stdout, result.stdout
+    assert '"model-12"' in (run_dir / "checkpoint").read_text() and "/old/place" not in (run_dir / "checkpoint").read_text()
+    # From the trained weights, not fresh ones (TF, following the old path, would find nothing and start over).
+    curve = json.loads((work / "checkpoints" / "nightly.manifest.json").read_text())["loss_curve"]
+    tonight = [loss for step, loss in curve if step > 10]
+    assert tonight and max(tonight) < curve[0][1] - 0.3, curve
     assert tree_hash(*world["protected"]) == world["before"]
 
 

@@ -37,8 +37,8 @@ def test_plan_conditions_splits_any_count():
 def test_generates_any_number_of_samples_reproducibly(trained_run, tmp_path):
     config, _, root = trained_run
     settings = GenerateSettings(samples=7, batch_size=3, seed=5, length=40, backend="gpt2-simple")
-    manifest = generate(root, config.train.run_name, tmp_path / "a.jsonl", settings)
-    generate(root, config.train.run_name, tmp_path / "b.jsonl", settings)
+    manifest = generate(root / config.train.run_name, tmp_path / "a.jsonl", settings)
+    generate(root / config.train.run_name, tmp_path / "b.jsonl", settings)
     first, second = read(tmp_path / "a.jsonl"), read(tmp_path / "b.jsonl")
     assert len(first) == 7 and manifest["samples"] == 7
     assert first == second
@@ -53,13 +53,13 @@ def test_conditioned_generation_carries_its_condition(trained_run, tmp_path):
     config, _, root = trained_run
     settings = GenerateSettings(samples=4, batch_size=4, length=30, conditions=["[TV Show] [Comedies]"],
                                 backend="gpt2-simple")
-    generate(root, config.train.run_name, tmp_path / "c.jsonl", settings)
+    generate(root / config.train.run_name, tmp_path / "c.jsonl", settings)
     assert {(r["type"], r["genre"]) for r in read(tmp_path / "c.jsonl")} == {("TV Show", "Comedies")}
 
 
 def test_missing_checkpoint_and_bad_settings(tmp_path):
     with pytest.raises(UserError, match="no trained checkpoint"):
-        generate(tmp_path, "nope", tmp_path / "x.jsonl", GenerateSettings())
+        generate(tmp_path / "nope", tmp_path / "x.jsonl", GenerateSettings())
     with pytest.raises(UserError, match="condition"):
         GenerateSettings(conditions=["Movie"]).validate()
     assert_clean_error(run_cli("generate", "--checkpoint-dir", str(tmp_path), "--run-name", "nope",
