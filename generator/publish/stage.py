@@ -18,7 +18,7 @@ from .. import lock
 from ..artifacts import manifest_path, write_manifest
 from ..errors import UserError
 from ..site_journal import generation_of, read_journal
-from .common import PublishSettings, SiteFiles, body_rule, log, parse_target
+from .common import PublishSettings, SiteFileGone, SiteFiles, Target, body_rule, log, parse_target
 from .local import publish_file, resolved_root
 from .plan import summary_line
 from .s3_backend import publish_s3
@@ -69,6 +69,23 @@ def published_before_records(site: Path, target: str) -> bool:
     return bool(last.get("presumed_ours")) or (last.get("dry_run") is False and "foreign" not in last)
 
 
+def _publish_files(parsed: Target, files: SiteFiles, settings: PublishSettings, started: float, client,
+                   legacy: bool) -> dict:
+    """One attempt at the publish with the backend of the target (SiteFileGone: the site lacks a file)."""
+    if parsed.kind == "s3":
+        return publish_s3(parsed, files, settings, started, client=client, published_before_records=legacy)
+    # Two publishers into one folder would interleave their swaps: one at a time per file:// target.
+    guard = lock.exclusive(parsed.path, "publish target") if not settings.dry_run else contextlib.nullcontext()
+    with guard:
+        summary = publish_file(parsed, files.paths(), settings, started, published_before_records=legacy,
+                               cache=files.cache)
+    if settings.gzip:
+        message = "gzip applies to S3 targets only (a directory serves files as they are); ignored"
+        log.warning(message)
+        summary["warnings"].append(message)
+    return summary
+
+
 def publish(site_dir: str | os.PathLike, target: str, settings: PublishSettings, *, client=None) -> dict:
     """Publish the rendered site at ``site_dir`` to ``target``; returns the summary (also the manifest).
 
@@ -93,18 +110,20 @@ def publish(site_dir: str | os.PathLike, target: str, settings: PublishSettings,
     # no stat). --verify re-reads every file; the fresh digests replace the cache.
     files = SiteFiles(site, body_rule(settings.gzip and parsed.kind == "s3"), not settings.verify, generation,
                       read_journal(site, rendered), int(rendered.get("bytes") or 0))
-    if parsed.kind == "s3":
-        summary = publish_s3(parsed, files, settings, started, client=client, published_before_records=legacy)
-    else:
-        # Two publishers into one folder would interleave their swaps: one at a time per file:// target.
-        guard = lock.exclusive(parsed.path, "publish target") if not settings.dry_run else contextlib.nullcontext()
-        with guard:
-            summary = publish_file(parsed, files.paths(), settings, started, published_before_records=legacy,
-                                   cache=files.cache)
-        if settings.gzip:
-            message = "gzip applies to S3 targets only (a directory serves files as they are); ignored"
-            log.warning(message)
-            summary["warnings"].append(message)
+    try:
+        summary = _publish_files(parsed, files, settings, started, client, legacy)
+    except SiteFileGone as gone:
+        # The folder is the truth: a file the journal or the cache named is not there. Walk it (no
+        # journal; the cache only for files whose stat still matches) and publish what it holds.
+        log.warning("publish %s: %s: walking the site", target, gone)
+        files = SiteFiles(site, files.body_rule, files.trust_cache, generation, None, files.rendered_bytes)
+        try:
+            summary = _publish_files(parsed, files, settings, started, client, legacy)
+        except SiteFileGone as exc:
+            raise UserError(f"publish to {target} failed reading the site: {exc}",
+                            "do not render while publishing; re-run the publish") from None
+        summary["warnings"].append(f"the site lacked a file render's journal or the digest cache named ({gone}): "
+                                   "the site was walked and what it holds was published")
     if files.listed:  # else the S3 backend followed render's journal and counted what it read
         summary["hashed"] = len(files.paths()) - files.cache.hits  # files read this time (the others: digest cache)
     if legacy and settings.dry_run:
