@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .. import lock
-from ..artifacts import manifest_path, write_manifest
+from ..artifacts import manifest_path, read_jsonl, read_manifest, write_manifest
 from ..errors import UserError
 from ..site_journal import generation_of, read_journal
 from .common import PublishSettings, SiteFileGone, SiteFiles, Target, body_rule, log, parse_target
@@ -49,6 +49,26 @@ def check_render_complete(site: Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("complete") is False:
         raise UserError(f"site {site} is incomplete: {path.name} says its render did not complete", fix)
     return manifest
+
+
+def nothing_to_publish(site_dir: Path, night: str, kept_path: Path) -> str | None:
+    """Why the night leaves the site as it is, or None: it kept no descriptions and a site of another
+    night is rendered at ``site_dir`` already (the pipeline's render and publish steps ask).
+
+    Whatever ``curate.min_kept`` lets through (the ``test`` profile's 0), an empty night never
+    replaces a gallery: the site on disk, and so the published one, stay as they were. A first
+    night has no gallery to keep and renders its empty one.
+    """
+    if not Path(kept_path).is_file() or next(iter(read_jsonl(kept_path)), None) is not None:
+        return None
+    try:
+        previous = read_manifest(site_dir)
+    except (UserError, ValueError, OSError):
+        return None
+    if previous.get("stage") != "render" or previous.get("complete") is not True \
+            or previous.get("rendered_night") == night:
+        return None
+    return f"night {night} kept no descriptions: the site of night {previous.get('night')} stays as it was"
 
 
 def published_before_records(site: Path, target: str) -> bool:
