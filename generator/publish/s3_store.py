@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import functools
 import hashlib
 import io
 import random
@@ -21,7 +22,7 @@ from collections import Counter
 from typing import Callable, Iterable, NamedTuple
 
 from ..errors import UserError
-from .common import PENDING_NAME, STATE_NAME, PublishSettings, Target, Upload, upload_body
+from .common import PENDING_NAME, STATE_NAME, PublishSettings, Target, Upload, log, upload_body
 from .record import Record, RecordTable, StoredRecord
 
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
@@ -216,19 +217,23 @@ def write_record(client, target: Target, record: Record | RecordTable, expected:
 
     Conditional (S3 conditional writes): only over the record whose ETag is ``expected``, or where
     there is none when ``expected`` is None. Anything else raises RecordRaced and writes nothing.
+    A store that refuses the condition as not implemented gets the write without it (and a warning).
     """
     from botocore.exceptions import ClientError
 
     condition = {"IfMatch": expected} if expected else {"IfNoneMatch": "*"}
+    put = functools.partial(client.put_object, Bucket=target.bucket, Key=target.prefix + STATE_NAME,
+                            Body=record.to_bytes(compress=True), **_STATE_HEADERS)
     try:
-        response = client.put_object(Bucket=target.bucket, Key=target.prefix + STATE_NAME,
-                                     Body=record.to_bytes(compress=True), **_STATE_HEADERS, **condition)
+        return put(**condition).get("ETag")
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in RACED_CODES or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
             raise RecordRaced(code) from None
-        raise
-    return response.get("ETag")
+        if code != "NotImplemented":
+            raise
+    log.warning("%s does not take conditional writes: two publishes at once would go undetected", target.uri)
+    return put().get("ETag")
 
 
 def parallel(items: list, work: Callable, concurrency: int) -> list:
