@@ -249,13 +249,19 @@ def step_curate(config: Config, night: str, samples_path: str | None = None) -> 
 @_holds_workdir
 def step_render(config: Config, night: str, kept_path: str | None = None) -> dict:
     from .curate.stage import check_min_kept
+    from .publish.stage import nothing_to_publish
     from .render import render
 
     paths = night_paths(config, night)
     kept_path = Path(kept_path or paths.kept)
     # Again here, not only in curate: a re-run render task after a failed curate must not publish too few.
     check_min_kept(sum(1 for _ in read_jsonl(kept_path)), None, config.curate, kept_path)
-    manifest = render(kept_path or paths.kept, config.paths.site_root, config.render, night=night,
+    empty = nothing_to_publish(config.paths.site_root, night, kept_path)
+    if empty:
+        log.warning("night %s: %s", night, empty)
+        return {"night": night, "site_dir": str(config.paths.site_root), "pages": None, "written": 0,
+                "descriptions": 0, "not_rendered": empty}
+    manifest = render(kept_path, config.paths.site_root, config.render, night=night,
                       report=build_report(config, night), archive_dir=config.paths.archive_root)
     return {"night": night, "site_dir": str(config.paths.site_root), "pages": manifest.get("pages"),
             "written": manifest.get("written"), "descriptions": manifest.get("descriptions")}
@@ -334,14 +340,17 @@ def require_target(config: Config) -> str:
 @_holds_workdir
 def step_publish(config: Config, night: str, site_dir: str | None = None) -> dict:
     from .publish import publish
+    from .publish.stage import nothing_to_publish
 
     paths = night_paths(config, night)
     target = require_target(config)
-    summary = publish(site_dir or config.paths.site_root, target, config.publish)
+    empty = nothing_to_publish(config.paths.site_root, night, paths.kept)  # render left the site as it was
+    summary = {"stage": "publish", "target": target, "uploaded": 0, "deleted": 0, "not_published": empty} if empty \
+        else publish(site_dir or config.paths.site_root, target, config.publish)
     # A dry run's per-file plan is for the terminal, not for the night's report.
     atomic_write_json(paths.publish_summary, {k: v for k, v in summary.items() if k != "plan"})
     return {"night": night, "target": target, "site_url": site_url(target),
-            **{k: summary.get(k) for k in ("uploaded", "skipped", "deleted", "dry_run")}}
+            **{k: summary.get(k) for k in ("uploaded", "skipped", "deleted", "dry_run", "not_published")}}
 
 
 def site_url(target: str) -> str:
@@ -411,6 +420,6 @@ def _cli(args, config) -> int:
     report = run_night(config, args.catalog, night=args.night, force_retrain=args.force_retrain)
     print(summary_line(report))
     print(f"site: {config.paths.site_root.resolve() / 'index.html'}")
-    if report["publish"].get("target"):
-        print(f"published: {site_url(report['publish']['target'])}")
+    if report["publish"].get("target"):  # an empty night says why the published site stays as it was
+        print(f"{report['publish'].get('not_published') or 'published'}: {site_url(report['publish']['target'])}")
     return 0

@@ -105,7 +105,8 @@ def summary_line(report: dict) -> str:
             f"{' (changed)' if c.get('changed') else ''}; {training}; generated {g.get('samples')}{rounds}, "
             f"kept {k.get('kept')} [{rejected}]; {quality_line(report.get('quality') or {})}"
             f"rendered {(report.get('render') or {}).get('pages', '-')} pages; "
-            f"published {p.get('uploaded', 0)} uploaded, {p.get('deleted', 0)} deleted to {p.get('target', '-')}")
+            + (f"not published: {p['not_published']}" if p.get("not_published") else
+               f"published {p.get('uploaded', 0)} uploaded, {p.get('deleted', 0)} deleted to {p.get('target', '-')}"))
 
 
 def quality_line(panel: dict) -> str:

@@ -7,7 +7,7 @@ Targets:
 Modules, each importing only those above it:
   digests     the local digest cache beside the site: unchanged files are stat-ed, not re-read
   common      settings, targets, local files and their headers, plan types
-  record      the ownership record (``<target>/.publish-state.json``): what this gallery published
+  record      the ownership record (``<target>/.publish-state.json``): what this gallery published, as stored
   plan        phases and their order, which files go, the summary
   s3_store    S3 requests: client, listing, record, uploads, deletes, website, CloudFront
   s3_journal  the S3 plan from render's journal (generator.site_journal): what render changed goes

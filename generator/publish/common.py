@@ -124,6 +124,13 @@ def parse_target(uri: str) -> Target:
     raise UserError(f"unsupported publish target {uri!r} ({what})", ACCEPTED_TARGETS)
 
 
+class SiteFileGone(Exception):
+    """A file the publish was told of (by render's journal or the digest cache) is not in the site folder.
+
+    The folder is the truth: the stage walks it and publishes again what it holds (``stage.publish``).
+    """
+
+
 # --- the local site and its headers -----------------------------------------------------------
 
 @dataclasses.dataclass(slots=True)  # slots: 100k of them are built on every publish

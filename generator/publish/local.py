@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..artifacts import replace_directory
 from ..errors import UserError
-from .common import STATE_NAME, LocalFile, Plan, PublishSettings, Target, Upload, describe
+from .common import STATE_NAME, LocalFile, Plan, PublishSettings, SiteFileGone, Target, Upload, describe
 from .digests import DigestCache
 from .plan import assign_phases, split_extras, summary
 from .record import Entry, Record, owned_keys, parse_record
@@ -114,7 +114,10 @@ def publish_file(target: Target, paths: list[tuple[str, str]], settings: Publish
                  published_before_records: bool = False, cache: DigestCache | None = None) -> dict:
     root = resolved_root(target.path)
     clock = time.monotonic()
-    files = describe(paths, settings, compress=False, cache=cache)
+    try:
+        files = describe(paths, settings, compress=False, cache=cache)
+    except FileNotFoundError as exc:  # the stage walks the site and publishes again
+        raise SiteFileGone(str(exc)) from None
     timings = {"scan": time.monotonic() - clock}
     clock = time.monotonic()
     existing = _existing_tree(root)
@@ -147,6 +150,8 @@ def publish_file(target: Target, paths: list[tuple[str, str]], settings: Publish
         _build_tree(staging, files, {u.file.key for u in uploads}, existing, kept + foreign, new_record)
         replace_directory(staging, root)
     except OSError as exc:
+        if isinstance(exc, FileNotFoundError) and any(str(exc.filename) == path for _, path in paths):
+            raise SiteFileGone(str(exc)) from None  # a site file, gone: the stage walks the site
         raise UserError(f"publish to {target.uri} failed: {exc}",
                         "fix the problem and re-run; the published directory was not touched") from None
     finally:

@@ -15,7 +15,10 @@ the file map as parallel arrays in key order, so a 100k-file record is a few MB 
 
 An ETag of ``"="`` is the key's MD5 (every plain upload). Optional ``"generation"`` and ``"rules"``:
 the site generation (``generator.site_journal``) the target holds exactly and the header rules it was
-published with; a publish following render's journal needs both (``RecordTable``). Version 2 (read, not written) was
+published with; a publish following render's journal needs both (``RecordTable``). Optional
+``"unsettled": true``: written by a publish that found another one had written the record while it ran
+(``s3_backend.settle_after_race``); the entries are the union of both, and the next publish lists the
+whole target instead of trusting them. Version 2 (read, not written) was
 ``{"version": 2, "files": {"<key>": ["<md5>", "<headers digest>", "<ETag>"]}}``. A publisher
 older than version 3 cannot read a compressed record and so takes the target as holding files
 that are not its own: it stops rather than delete anything.
@@ -64,11 +67,12 @@ class Record:
     # published with (common.rules_fingerprint): what lets the next publish follow render's journal.
     generation: str | None = None
     rules: str | None = None
+    unsettled: bool = False  # two publishes raced: the target may hold either's files (see the docstring)
 
     @property
     def confirmed(self) -> bool:
         """Every entry names the checksum and ETag the store holds (no upload left unconfirmed)."""
-        return (not self.from_version_1 and not self.incomplete
+        return (not self.from_version_1 and not self.incomplete and not self.unsettled
                 and all(entry.md5 and entry.etag for entry in self.files.values()))
 
     def to_bytes(self, compress: bool = False) -> bytes:
@@ -82,11 +86,13 @@ class Record:
         state["headers"] = list(table)
         if self.generation:
             state.update(generation=self.generation, rules=self.rules)
+        if self.unsettled:
+            state["unsettled"] = True
         return _encode(state, compress)
 
     def same_as(self, other: "Record | None") -> bool:
         return (other is not None and self.files == other.files
-                and (self.generation, self.rules) == (other.generation, other.rules))
+                and (self.generation, self.rules, self.unsettled) == (other.generation, other.rules, other.unsettled))
 
 
 def _encode(state: dict, compress: bool) -> bytes:
@@ -109,6 +115,34 @@ def with_pending(record: Record, pending: bytes | None, settings: PublishSetting
 def is_compact(body: bytes | None) -> bool:
     """Written compressed, so by this version of the record (the pending mark keeps its encoding headers)."""
     return body is not None and body[:2] == _GZIP_MAGIC
+
+
+@dataclasses.dataclass
+class StoredRecord:
+    """The record object as the target holds it, before it is read: its bytes, its pending mark and the
+    ETag this publish's own writes of the record are conditional on (``s3_store.write_record``).
+
+    The one place that says what the bytes are: a version-3 table a publish may follow render's
+    journal with (``table``), any version for the full diff (``record``), and whether this version
+    of the publisher wrote it (``by_this_version``; older ones cannot read a pending mark).
+    """
+
+    body: bytes | None  # None: the target has no record
+    marked: bool = False  # x-amz-meta-pending: a publish listed its uploads in the pending object
+    etag: str | None = None
+    pending: bytes | None = None  # the pending object, read when the record is marked and parsed
+
+    @property
+    def by_this_version(self) -> bool:
+        return is_compact(self.body)
+
+    def table(self) -> "RecordTable | None":
+        return RecordTable.parse(self.body)
+
+    def record(self, where: str, listed_etags: dict[str, str], settings: PublishSettings) -> Record | None:
+        """The record of any version, with the pending object's entries when it is marked (parse_record)."""
+        record = parse_record(self.body, where, listed_etags, settings)
+        return with_pending(record, self.pending, settings) if record is not None and self.marked else record
 
 
 def is_plain_md5(etag: str) -> bool:
@@ -160,7 +194,7 @@ def _from_version_3(state: dict) -> Record | None:
         return None
     generation, rules = state.get("generation"), state.get("rules")
     site = (generation, rules) if isinstance(generation, str) and isinstance(rules, str) else (None, None)
-    return Record(files, generation=site[0], rules=site[1])
+    return Record(files, generation=site[0], rules=site[1], unsettled=state.get("unsettled") is True)
 
 
 def _from_version_1(state: dict, listed_etags: dict[str, str], settings: PublishSettings) -> Record:
@@ -217,7 +251,7 @@ class RecordTable:
             state = json.loads(gzip.decompress(body))
         except (ValueError, OSError, EOFError):
             return None
-        if not (isinstance(state, dict) and state.get("version") == STATE_VERSION
+        if not (isinstance(state, dict) and state.get("version") == STATE_VERSION and not state.get("unsettled")
                 and isinstance(state.get("generation"), str) and isinstance(state.get("rules"), str)
                 and all(isinstance(state.get(name), list) for name in (*cls._COLUMNS, "headers"))):
             return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import functools
 import hashlib
 import io
 import random
@@ -21,8 +22,8 @@ from collections import Counter
 from typing import Callable, Iterable, NamedTuple
 
 from ..errors import UserError
-from .common import PENDING_NAME, STATE_NAME, PublishSettings, Target, Upload, upload_body
-from .record import Record, RecordTable, parse_record
+from .common import PENDING_NAME, STATE_NAME, PublishSettings, Target, Upload, log, upload_body
+from .record import Record, RecordTable, StoredRecord
 
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
@@ -108,21 +109,34 @@ def list_remote(client, target: Target, local_keys: Iterable[str] = (), concurre
 
 
 
-def get_record_body(client, target: Target, name: str = STATE_NAME) -> tuple[bytes | None, bool]:
-    """The raw ownership record (None: the target has none), and whether it is marked pending.
+def _get_object(client, target: Target, name: str) -> dict | None:
+    """GetObject of one of the publisher's own objects; None when the target has none."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return client.get_object(Bucket=target.bucket, Key=target.prefix + name)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
+
+
+def get_record(client, target: Target) -> StoredRecord:
+    """The ownership record as stored (no record: a body of None), with its pending mark and ETag.
 
     Pending (``x-amz-meta-pending``, see ``mark_pending``): a publish that started uploading
     listed its changes in the pending object, which belongs to the record until the next write.
     """
-    from botocore.exceptions import ClientError
+    response = _get_object(client, target, STATE_NAME)
+    if response is None:
+        return StoredRecord(None)
+    return StoredRecord(response["Body"].read(), response.get("Metadata", {}).get("pending") == "1",
+                        response.get("ETag"))
 
-    try:
-        response = client.get_object(Bucket=target.bucket, Key=target.prefix + name)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-            return None, False
-        raise
-    return response["Body"].read(), response.get("Metadata", {}).get("pending") == "1"
+
+def get_pending(client, target: Target) -> bytes | None:
+    response = _get_object(client, target, PENDING_NAME)
+    return response["Body"].read() if response is not None else None
 
 
 def mark_pending(client, target: Target, changes: Record) -> None:
@@ -142,10 +156,11 @@ def clear_pending(client, target: Target) -> None:
     client.delete_object(Bucket=target.bucket, Key=target.prefix + PENDING_NAME)
 
 
-def read_record(body: bytes | None, target: Target, remote: dict[str, RemoteObject],
+def read_record(stored: StoredRecord, target: Target, remote: dict[str, RemoteObject],
                 settings: PublishSettings) -> Record | None:
-    return parse_record(body, f"s3://{target.bucket}/{target.prefix}{STATE_NAME}",
-                        {key: obj.etag for key, obj in remote.items()}, settings)
+    """The stored record of any version (``remote``: the listing, which a version-1 state needs)."""
+    return stored.record(f"s3://{target.bucket}/{target.prefix}{STATE_NAME}",
+                         {key: obj.etag for key, obj in remote.items()}, settings)
 
 
 def spot_sample(keys: list[str], count: int) -> list[str]:
@@ -189,9 +204,36 @@ def _put_state(client, target: Target, name: str, record: Record | RecordTable) 
                       **_STATE_HEADERS)
 
 
-def write_record(client, target: Target, record: Record | RecordTable) -> None:
-    """The whole record, unmarked (a pending mark goes with the old object)."""
-    _put_state(client, target, STATE_NAME, record)
+# 412: a condition failed; 409: another conditional write was in flight; NoSuchKey: If-Match on a record gone.
+RACED_CODES = ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey")
+
+
+class RecordRaced(Exception):
+    """The record is not the one this publish read or last wrote: another publish wrote it meanwhile."""
+
+
+def write_record(client, target: Target, record: Record | RecordTable, expected: str | None) -> str:
+    """The whole record, unmarked (a pending mark goes with the old object); returns its new ETag.
+
+    Conditional (S3 conditional writes): only over the record whose ETag is ``expected``, or where
+    there is none when ``expected`` is None. Anything else raises RecordRaced and writes nothing.
+    A store that refuses the condition as not implemented gets the write without it (and a warning).
+    """
+    from botocore.exceptions import ClientError
+
+    condition = {"IfMatch": expected} if expected else {"IfNoneMatch": "*"}
+    put = functools.partial(client.put_object, Bucket=target.bucket, Key=target.prefix + STATE_NAME,
+                            Body=record.to_bytes(compress=True), **_STATE_HEADERS)
+    try:
+        return put(**condition).get("ETag")
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in RACED_CODES or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
+            raise RecordRaced(code) from None
+        if code != "NotImplemented":
+            raise
+    log.warning("%s does not take conditional writes: two publishes at once would go undetected", target.uri)
+    return put().get("ETag")
 
 
 def parallel(items: list, work: Callable, concurrency: int) -> list:

@@ -1,18 +1,20 @@
 """The render's inputs: kept samples into items, the night's date and report, the archive of nights.
 
-With an archive (a directory kept across nights) the night's kept samples and report are
-stored as ``<archive_dir>/<night>/kept.jsonl`` and ``report.json``, and every archived
-night is read back for rendering.
+With an archive (a directory kept across nights) every archived night is read back for
+rendering, with tonight's from its samples; once the site is built the night's kept samples and
+report are stored as ``<archive_dir>/<night>/kept.jsonl`` and ``report.json``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterable
 
-from ..artifacts import atomic_write_bytes, atomic_write_json, read_json_object, read_jsonl, sha256_text
+from ..artifacts import atomic_write_bytes, read_json_object, read_jsonl, replace_directory, sha256_text
 from ..errors import UserError
 from .site_model import NIGHT_RE, SAFE_ID, Item, Night
 
@@ -50,18 +52,44 @@ def read_report(path: str | os.PathLike) -> dict:
     return read_json_object(path, "report", "pass the night's report.json the pipeline wrote, or leave --report out")
 
 
+def report_bytes(report: dict) -> bytes:
+    """A night's report as the archive keeps it (``artifacts.atomic_write_json``'s form)."""
+    return (json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def archived_night(archive_dir: Path, night: str, items: list[Item], report: dict | None) -> Night:
+    """Tonight as the archive will hold it once written (``archive_night``): its report read back
+    through JSON, or the one archived before when none is given."""
+    if report is None:
+        path = archive_dir / night / "report.json"
+        return Night(night, items, read_report(path) if path.is_file() else {})
+    return Night(night, items, json.loads(report_bytes(report)))
+
+
 def archive_night(archive_dir: Path, night: str, samples_path: Path, report: dict | None) -> None:
-    """Keep this night's kept samples (and report) in the archive, atomically, unless already identical."""
+    """Keep this night's kept samples (and report) in the archive, unless already identical.
+
+    Both files are staged in a folder beside the night's and swapped in at once
+    (``artifacts.replace_directory``), so the night is the old pair or the new one, never a mix.
+    Render calls it only once the whole site is built (``render.stage``).
+    """
     night_dir = archive_dir / night
-    kept = night_dir / "kept.jsonl"
-    data = samples_path.read_bytes()  # already validated line by line by the caller
-    if not kept.is_file() or kept.read_bytes() != data:
-        atomic_write_bytes(kept, data)
+    files = {"kept.jsonl": samples_path.read_bytes()}  # already validated line by line by the caller
     if report is not None:
-        report_path = night_dir / "report.json"
-        new = json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        if not report_path.is_file() or report_path.read_text(encoding="utf-8") != new:
-            atomic_write_json(report_path, report)
+        files["report.json"] = report_bytes(report)
+    elif (night_dir / "report.json").is_file():
+        files["report.json"] = (night_dir / "report.json").read_bytes()
+    if all((night_dir / name).is_file() and (night_dir / name).read_bytes() == data for name, data in files.items()):
+        return
+    archive_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{night}.staging-", dir=archive_dir))
+    try:
+        for name, data in files.items():
+            atomic_write_bytes(staging / name, data)
+        replace_directory(staging, night_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def load_archive(archive_dir: Path) -> list[Night]:

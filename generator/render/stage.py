@@ -13,7 +13,7 @@ from ..errors import UserError
 from ..lock import exclusive
 from ..night import check_night
 from ..site_journal import declare, generation_of
-from .inputs import archive_night, load_archive, load_items
+from .inputs import archive_night, archived_night, load_archive, load_items
 from .pages import Site
 from .site_model import Night, RenderSettings
 from .writer import SiteWriter
@@ -129,17 +129,27 @@ def _render(samples_path: Path, out_dir: Path, settings: RenderSettings, night: 
             if night == "undated":
                 raise UserError("archiving a night needs its date", "pass --night YYYY-MM-DD (or a report with \"night\")")
             archive_dir = Path(archive_dir)
-            archive_night(archive_dir, night, samples_path, report)
-            nights = load_archive(archive_dir)
+            # Tonight from its samples, not yet from the archive: a render that fails leaves the archive as it was.
+            tonight = archived_night(archive_dir, night, items, report)
+            nights = sorted([n for n in load_archive(archive_dir) if n.date != night] + [tonight],
+                            key=lambda n: n.date)
         else:
             nights = [Night(night, items, report or {})]
         previous_generation = _generation_on_disk(out_dir)
         writer = SiteWriter(out_dir)
         site = Site(settings, writer, nights)
         built = site.build()
-        # From the swap until the new manifest is written the site is tonight's but the manifest last
-        # night's: mark it incomplete first, so a crash in between cannot pass for a complete render.
-        removed = writer.finish(before_swap=lambda: _mark_incomplete(out_dir))
+
+        def before_swap() -> None:
+            if archive_dir is not None:  # the whole site is built: now the archive may hold tonight
+                archive_night(archive_dir, night, samples_path, report)
+            # From the swap until the new manifest is written the site is tonight's but the manifest last
+            # night's: mark it incomplete first, so a crash in between cannot pass for a complete render.
+            _mark_incomplete(out_dir)
+
+        removed = writer.finish(before_swap=before_swap)
+        if writer.kept_previous and archive_dir is not None:  # the site on disk is tonight's already
+            archive_night(archive_dir, night, samples_path, report)
         # What changed, for publish (generator.site_journal); written before the manifest that names it.
         generation = previous_generation if writer.kept_previous and previous_generation else \
             declare(out_dir, previous_generation, writer.changed, writer.removed)
