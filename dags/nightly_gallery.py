@@ -66,7 +66,9 @@ PARAMS = {
                      values_display={"null": f"configured default ({DEFAULT_PROFILE})"},
                      description="Named profile of generator/defaults.toml (model size, steps, samples). "
                      "Empty: GENERATOR_PROFILE or the file's default."),
-    "base_model": Param(None, type=["null", "string"], title="Base model",
+    # model.name's pattern (generator.settings.NAME_PATTERN; not imported at parse time, a test keeps them equal):
+    # the name becomes a folder under models/, so no separator and no "..".
+    "base_model": Param(None, type=["null", "string"], pattern="^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", title="Base model",
                         description="Base model name (model.name), e.g. 124M. Empty: the profile's."),
     "steps": Param(None, type=["null", "integer"], minimum=0, title="Training steps",
                    description="Fine-tuning steps tonight (train.steps); 0 skips training. " + EMPTY_MEANS_CONFIGURED),

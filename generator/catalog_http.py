@@ -154,6 +154,8 @@ def _too_slow(label: str, seconds: float) -> UserError:
 
 
 def _protocol_error(exc: http.client.HTTPException) -> str:
+    if isinstance(exc, http.client.IncompleteRead) and exc.expected is None:
+        return "its chunked body is malformed or cut off"
     if isinstance(exc, http.client.IncompleteRead):
         return f"the body ended after {len(exc.partial)} bytes, {exc.expected} short of its Content-Length"
     if isinstance(exc, http.client.RemoteDisconnected):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import math
 import os
 import re
 import tomllib
@@ -206,7 +205,7 @@ def _coerce(key: str, raw: Any, default: Any, origin: str) -> Any:
                 raise ValueError(raw)
             return int(raw)
         if isinstance(default, float):
-            if isinstance(raw, bool) or not math.isfinite(float(raw)):  # nan/inf pass every comparison
+            if isinstance(raw, bool):  # nan and inf convert; check_declared refuses them
                 raise ValueError(raw)
             return float(raw)
         if isinstance(default, list):  # every list setting is a list of strings
@@ -220,21 +219,12 @@ def _coerce(key: str, raw: Any, default: Any, origin: str) -> Any:
                 raise ValueError(raw)
             return str(raw)
     except (TypeError, ValueError, OverflowError):
-        if isinstance(default, float) and _is_number_text(raw):
-            expected = "finite number"
-        elif isinstance(default, list):
+        if isinstance(default, list):
             expected = "list of strings"
         expected = f"a {expected}" if " " in expected else expected
         raise UserError(f"{key} from {origin} must be {expected}, got {raw!r}",
                         f"set {key} to {expected if ' ' in expected else 'a ' + expected} in {origin}") from None
     return raw
-
-
-def _is_number_text(raw: Any) -> bool:
-    try:
-        return not isinstance(raw, bool) and isinstance(float(raw), float)
-    except (TypeError, ValueError):
-        return False
 
 
 def env_origin(key: str) -> str:

@@ -84,6 +84,8 @@ def fetch_catalog_bytes(source: str, fetch_timeout_seconds: float = 600.0) -> by
         try:
             response = s3_client().get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))
             return response["Body"].read()
+        except UserError:
+            raise
         except Exception as exc:  # botocore raises many types; name the problem clearly
             problem, fix = s3_failure(exc, parsed.netloc)
             raise UserError(f"could not read catalog {public_label(source)}: {problem}", fix) from None

@@ -74,22 +74,22 @@ def range_text(bounds: tuple | None) -> str:
 def value_problem(value: Any, field: dataclasses.Field) -> tuple[str, str] | None:
     """(why ``value`` breaks ``field``'s declaration, what to set instead), or None."""
     metadata = field.metadata
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"must be a finite number, got {value}", f"use a number {range_text(metadata.get('range')) or ''}".rstrip()
+    shown = range_text(metadata.get("range"))
+    allowed = f"in {shown}" if shown.startswith(("[", "(")) else shown
+    if isinstance(value, float) and not math.isfinite(value):  # nan passes every comparison below
+        return f"must be a finite number, got {value}", f"use a number {allowed}".rstrip()
     choices = metadata.get("choices")
     if choices and value not in choices:
         return f"must be one of {', '.join(map(str, choices))}, got {value!r}", f"use one of: {', '.join(choices)}"
     pattern = metadata.get("pattern")
     if pattern and isinstance(value, str) and not re.fullmatch(pattern, value):
-        return f"must be {NAME_RULE if pattern == NAME_PATTERN else 'a match of ' + pattern}, got {value!r}", \
-            "use such a name (it becomes a folder name)"
+        rule = NAME_RULE if pattern == NAME_PATTERN else f"a match of {pattern}"
+        return f"must be {rule}, got {value!r}", "use such a name (it becomes a folder name)"
     at_least, above, at_most, below = metadata.get("range") or (None, None, None, None)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and (
             (at_least is not None and value < at_least) or (above is not None and value <= above)
             or (at_most is not None and value > at_most) or (below is not None and value >= below)):
-        shown = range_text(metadata.get("range"))
-        return f"must be {'in ' if shown.startswith(('[', '(')) else ''}{shown}, got {value}", \
-            f"use a value {'in ' if shown.startswith(('[', '(')) else ''}{shown}"
+        return f"is out of range: must be {allowed}, got {value}", f"use a value {allowed}"
     return None
 
 
