@@ -50,7 +50,7 @@ class GenerateSettings:
                            at_least=0, at_most=1)
     seed: int = setting(42, "generation seed; sample i always draws from the stream (seed, i); a night adds its "
                         "own offset (generator.night.night_seed), so each night writes new descriptions",
-                        at_least=0, below=10**7)
+                        at_least=0)
     backend: str = setting("fast", "fast: early-stopping sampler over the same checkpoint; gpt2-simple: "
                            "gpt_2_simple.generate, the reference, which always decodes `length` tokens",
                            choices=BACKENDS)
