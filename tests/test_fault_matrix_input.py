@@ -75,15 +75,23 @@ def test_run_name_is_a_plain_name(world, name):
     check(world, result, 2, "train.run_name")
 
 
-def test_a_name_whose_folder_leads_outside_its_root_is_refused(world, tmp_path):
-    """A plain name can still resolve elsewhere (a symlink in models/): the resolved path must stay inside."""
-    models = tmp_path / "models"
+@pytest.mark.parametrize("stage", ["base-model", "train", "generate"])
+def test_a_name_whose_folder_leads_outside_its_root_is_refused(world, tmp_path, stage):
+    """A plain name can still resolve elsewhere (a symlink in models/ or checkpoints/): the resolved path must
+    stay inside its root."""
+    models, checkpoints = tmp_path / "models", tmp_path / "checkpoints"
     models.mkdir()
+    checkpoints.mkdir()
     (models / "evil").symlink_to(world["pub"])
-    result = run_cli("base-model", "--profile", "test", "--models-dir", str(models), "--name", "evil",
-                     "--corpus", str(world["corpus"]))
-    check(world, result, 2, "leads outside")
-    assert (models / "evil").is_symlink()
+    (checkpoints / "evil").symlink_to(world["pub"])
+    args = {"base-model": ("base-model", "--profile", "test", "--models-dir", str(models), "--name", "evil",
+                           "--corpus", str(world["corpus"])),
+            "train": ("train", "--profile", "test", "--ingest", str(tmp_path), "--run-name", "evil",
+                      "--checkpoint-dir", str(checkpoints), "--models-dir", str(models)),
+            "generate": ("generate", "--profile", "test", "--run-name", "evil", "--checkpoint-dir", str(checkpoints),
+                         "--out", str(tmp_path / "s.jsonl"))}[stage]
+    check(world, run_cli(*args), 2, "leads outside")
+    assert (models / "evil").is_symlink() and (checkpoints / "evil").is_symlink()
 
 
 def test_the_dag_base_model_param_has_the_setting_pattern():

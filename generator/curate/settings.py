@@ -22,7 +22,7 @@ class CurateSettings:
     max_word_run: int = setting(2, 'degenerate: times a word may repeat in a row ("very, very" ok, '
                                 '"very very very" not)', at_least=1)
     repeat_ngram: int = setting(4, "degenerate: a phrase of this many words occurring twice is a loop (0 = off)",
-        at_least=0)
+                                at_least=0)
     min_distinct_ratio: float = setting(0.5, "degenerate: minimum share of distinct words (real catalog "
                                         "descriptions are all >= 0.66)", at_least=0, at_most=1)
     copy_ngram: int = setting(8, "copy: this many consecutive words (case, accents and punctuation ignored) "
@@ -32,7 +32,7 @@ class CurateSettings:
                                               "earlier night)", above=0, at_most=1)
     shingle_words: int = setting(1, "near-duplicate: words per shingle; 1 (sets of words) catches a two- or "
                                  "three-word change in a 20-word description at 0.7, 2-word shingles miss it",
-        at_least=1)
+                                 at_least=1)
     num_perm: int = setting(64, "near-duplicate: MinHash permutations for the LSH candidate search "
                             "(candidates are confirmed exactly)", at_least=16, at_most=1024)
     blocklist_file: str = setting("", "blocklist: file of blocked words or phrases, one per line; empty = the "
@@ -41,7 +41,7 @@ class CurateSettings:
                            "record `rank`; empty = input order")
     max_unknown_words: int = setting(0, "unknown-words: reject samples with more than this many invented words "
                                      "(in neither the English lexicon nor the catalog's vocabulary); -1 = off",
-        at_least=-1)
+                                     at_least=-1)
     unknown_words_min_zipf: float = setting(
         1.25, "unknown-words: English words are wordfreq's with at least this Zipf frequency "
         "(measured: bench/bench_lexicon.py)", at_least=0, at_most=8)
@@ -62,7 +62,7 @@ class CurateSettings:
                                      "(a seeded sample of a larger catalog)", at_least=20)
     min_kept: int = setting(1, "a night that keeps fewer descriptions fails loudly (exit 2, the DAG marks it "
                             "failed) and the last good site stays published; 0 = publish even an empty gallery",
-        at_least=0)
+                            at_least=0)
 
     def validate(self) -> None:
         check_declared(self, "curate")  # the loader checked a loaded config; this guards direct callers

@@ -20,7 +20,7 @@ import math
 import time
 from pathlib import Path
 
-from ..artifacts import check_output_file, write_jsonl, write_manifest
+from ..artifacts import check_output_file, path_inside, write_jsonl, write_manifest
 from ..checkpoints import GENERATION_INFO, default_length, read_generation_info, resolve_run
 from ..console import library_output
 from ..errors import UserError
@@ -136,6 +136,7 @@ def generate(checkpoint_root: str | Path, run_name: str, out_path: str | Path,
 
 
 def _generate(checkpoint_root, run_name: str, out_path: Path, settings: GenerateSettings) -> dict:
+    path_inside(checkpoint_root, run_name, "train.run_name")  # the run folder must be inside its root
     run_dir = resolve_run(checkpoint_root, run_name)
     length = settings.length or default_length(run_dir)
     started = time.monotonic()
