@@ -16,7 +16,6 @@ import base64
 import http.client
 import socket
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -30,7 +29,8 @@ STALL_SECONDS = 60.0  # the longest a single connect or read may wait, within th
 
 def _origin(url: str) -> tuple:
     parts = urllib.parse.urlsplit(url)
-    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(scheme)
 
 
 class OriginRedirects(urllib.request.HTTPRedirectHandler):
@@ -68,7 +68,6 @@ class _Deadline:
         self.seconds, self.expired = seconds, False
         self.sockets: list[socket.socket] = []
         self.lock = threading.Lock()
-        self.end = time.monotonic() + seconds
         self.timer = threading.Timer(seconds, self.expire)
         self.timer.daemon = True
 
@@ -76,16 +75,13 @@ class _Deadline:
         with self.lock:
             self.expired = True
             for sock in self.sockets:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                _shut(sock)
 
     def watch(self, sock: socket.socket) -> None:
         with self.lock:
             self.sockets.append(sock)
             if self.expired:
-                sock.shutdown(socket.SHUT_RDWR)
+                _shut(sock)
 
     def handlers(self) -> list:
         deadline = self
@@ -111,6 +107,13 @@ class _Deadline:
         return [Handler(), SecureHandler(), OriginRedirects()]
 
 
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed
+        pass
+
+
 def fetch_http(source: str, parsed: urllib.parse.SplitResult, deadline_seconds: float) -> bytes:
     """The body of an http(s) catalog, read within ``deadline_seconds`` in all."""
     label = public_label(source)
@@ -120,7 +123,7 @@ def fetch_http(source: str, parsed: urllib.parse.SplitResult, deadline_seconds: 
     try:
         with opener.open(catalog_request(parsed), timeout=min(STALL_SECONDS, deadline_seconds)) as response:
             chunks = []
-            while chunk := response.read1(CHUNK):  # read1: a trickle of bytes cannot keep one read waiting
+            while chunk := response.read1(CHUNK):  # what has arrived, one system call at a time
                 chunks.append(chunk)
             if response.length:  # http.client's read1 ends quietly at a premature end of the body
                 raise http.client.IncompleteRead(b"".join(chunks), response.length)

@@ -16,7 +16,6 @@ import re
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -71,7 +70,8 @@ def test_model_name_is_a_plain_name(world, name, how):
 @pytest.mark.parametrize("name", ["..", "../../pub", "a/b", ".x"])
 def test_run_name_is_a_plain_name(world, name):
     result = run_cli("train", "--profile", "test", "--ingest", str(world["base"] / "nope"), "--run-name", name,
-                     "--checkpoint-dir", str(world["work"] / "checkpoints"), "--models-dir", str(world["work"] / "models"))
+                     "--checkpoint-dir", str(world["work"] / "checkpoints"),
+                     "--models-dir", str(world["work"] / "models"))
     check(world, result, 2, "train.run_name")
 
 
