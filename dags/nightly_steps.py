@@ -41,7 +41,8 @@ PARAM_SETTINGS = {
 # The trigger form's own copies of rules the settings hold (the DAG cannot import `generator` at parse
 # time); tests/test_dag_ops.py fails when a Param and the setting it maps to disagree.
 BACKENDS = ("gpt2-simple", "fast")  # generate.backend's choices
-PLAIN_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"  # model.name: one folder name (generator.checkpoints.PLAIN_NAME)
+# model.name: one folder name (generator.settings.NAME_PATTERN; not imported at parse time, a test keeps them equal)
+PLAIN_NAME = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 CONDITION = r"^(\s*\[[^\[\]]{0,59}[^\[\]\s][^\[\]]{0,59}\])+\s*$"  # generate.conditions' items
 
 USER_ERROR_EXIT = 2  # the runner's exit code for a generator.errors.UserError, as the CLI's

@@ -303,3 +303,18 @@ def replace_directory(staging: Path, target: Path) -> None:
     os.replace(target, old)
     os.replace(staging, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def path_inside(root: str | os.PathLike, name: str, what: str) -> Path:
+    """``root/name``, refused unless, resolved (``..``, symlinks), it stays strictly inside ``root``.
+
+    A name from a setting or a run param becomes a folder that is written and replaced
+    (a base model, a checkpoint run): one that climbs out of its root could delete anything.
+    """
+    root = Path(root)
+    path = root / name
+    resolved, top = path.resolve(), root.resolve()
+    if resolved == top or not resolved.is_relative_to(top):
+        raise UserError(f"{what} {name!r} leads outside {root} (to {resolved})",
+                        f"set {what} to a plain name of a folder inside {root}")
+    return path

@@ -18,37 +18,36 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .artifacts import manifest_path, read_manifest, write_manifest
-from .checkpoints import PLAIN_NAME, read_hparams
+from .artifacts import manifest_path, path_inside, read_manifest, write_manifest
+from .checkpoints import read_hparams
 from .errors import UserError
 from .models.gpt2 import weights as gpt2_weights
 from .models.gpt2.weights import is_complete
-from .settings import setting
+from .settings import NAME_PATTERN, check_declared, setting
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
 class ModelSettings:
-    name: str = setting("tiny", "base model: a pretrained GPT-2 (124M, 355M, ...) or a bootstrapped profile's name")
+    name: str = setting("tiny", "base model: a pretrained GPT-2 (124M, 355M, ...) or a bootstrapped profile's name",
+                        pattern=NAME_PATTERN)
     source: str = setting("bootstrap", "pretrained: <models_dir>/<name> in gpt-2-simple's layout, else "
                           "gpt2.download_gpt2; bootstrap: train a byte-level BPE on the catalog and initialise "
                           "a fresh GPT-2 (offline)", choices=("bootstrap", "pretrained"))
     download: bool = setting(True, "try gpt2.download_gpt2 when a pretrained model is missing locally")
-    vocab_size: int = setting(4096, "bootstrap: BPE vocabulary size")
+    vocab_size: int = setting(4096, "bootstrap: BPE vocabulary size", at_least=256, at_most=1_000_000)
     n_ctx: int = setting(1024, "bootstrap: context length; gpt-2-simple's finetune always samples 1024-token "
-                         "windows, so it stays 1024")
-    n_embd: int = setting(128, "bootstrap: model width")
-    n_head: int = setting(4, "bootstrap: attention heads (must divide n_embd)")
-    n_layer: int = setting(2, "bootstrap: transformer layers")
-    seed: int = setting(1234, "bootstrap: seed of the fresh weights")
+                         "windows, so it stays 1024", at_least=1)
+    n_embd: int = setting(128, "bootstrap: model width", at_least=1, at_most=65536)
+    n_head: int = setting(4, "bootstrap: attention heads (must divide n_embd)", at_least=1, at_most=1024)
+    n_layer: int = setting(2, "bootstrap: transformer layers", at_least=1, at_most=1024)
+    seed: int = setting(1234, "bootstrap: seed of the fresh weights", at_least=0, below=2**63)
     pad_vocab: bool = setting(False, "bootstrap: pad the vocabulary with placeholder tokens (never produced by "
                               "the BPE) to exactly vocab_size + 1 entries, e.g. GPT-2's 50,257 for a 124M shape")
 
     def validate(self) -> None:
-        if not PLAIN_NAME.fullmatch(self.name):
-            raise UserError(f"model.name {self.name!r} is not a plain name (it names a folder of the models folder)",
-                            "use letters, digits, '-', '_' or '.' (not first), e.g. 124M or tiny")
+        check_declared(self, "model")  # the loader checked a loaded config; this guards direct callers
         if self.source not in ("bootstrap", "pretrained"):
             raise UserError(f"model.source must be 'bootstrap' or 'pretrained', got {self.source!r}",
                             "set model.source in your config")
@@ -66,6 +65,11 @@ class ModelSettings:
                 "n_head": self.n_head, "n_layer": self.n_layer}
 
 
+def model_path(models_root: str | Path, name: str) -> Path:
+    """``<models_root>/<name>``, which must stay inside ``models_root`` (bootstrap replaces that folder)."""
+    return path_inside(models_root, name, "model.name")
+
+
 def ensure_base_model(models_root: str | Path, settings: ModelSettings, corpus_path: str | Path | None = None) -> dict:
     """Make sure ``<models_root>/<name>`` holds a usable base model; return its manifest.
 
@@ -73,7 +77,7 @@ def ensure_base_model(models_root: str | Path, settings: ModelSettings, corpus_p
     under a checkpoint trained from it).
     """
     models_root = Path(models_root)
-    model_dir = models_root / settings.name
+    model_dir = model_path(models_root, settings.name)
     if is_complete(model_dir):
         return read_manifest(model_dir) if manifest_path(model_dir).is_file() else {
             "stage": "base_model", "name": settings.name, "path": str(model_dir), "created": False,
@@ -91,7 +95,7 @@ def ensure_base_model(models_root: str | Path, settings: ModelSettings, corpus_p
 
 
 def _download_pretrained(models_root: Path, settings: ModelSettings) -> dict:
-    model_dir = models_root / settings.name
+    model_dir = model_path(models_root, settings.name)
     where = f"{model_dir}/ (encoder.json, vocab.bpe, hparams.json, checkpoint, model.ckpt.*)"
     if not settings.download:
         raise UserError(f"pretrained GPT-2 {settings.name!r} not found in {model_dir}",
@@ -116,7 +120,7 @@ def _download_pretrained(models_root: Path, settings: ModelSettings) -> dict:
 def bootstrap(models_root: str | Path, settings: ModelSettings, corpus_path: str | Path) -> dict:
     """Create ``<models_root>/<name>``: tokenizer from the corpus plus freshly initialised GPT-2 weights."""
     models_root = Path(models_root)
-    model_dir = models_root / settings.name
+    model_dir = model_path(models_root, settings.name)
     models_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{settings.name}.", dir=models_root))
     try:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .artifacts import atomic_write_json, atomic_write_text, read_json_object, replace_directory
 from .errors import UserError
+from .settings import NAME_PATTERN
 from .textformat import START_TOKEN, control_prefix, parse_training_line
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ def read_loss_curve(run_dir: str | Path, max_points: int = 300) -> list[list[flo
 
 
 
-PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a name that is one folder, never "." or ".."
+PLAIN_NAME = re.compile(NAME_PATTERN)  # a name that is one folder, never "." or ".." (declared once in settings)
 RELEASE_NAME = re.compile(r"step-\d{7,}")
 
 

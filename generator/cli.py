@@ -29,7 +29,8 @@ STAGE_MODULES = ("ingest", "base_model", "train", "generate", "curate", "render"
 def _config_command(args, config) -> int:
     if args.explain:
         for row in config.explain():
-            print(f"{row['key']} = {json.dumps(row['value'])}  ({row['origin']})\n    {row['help']}")
+            allowed = f" (allowed: {row['allowed']})" if row["allowed"] else ""
+            print(f"{row['key']} = {json.dumps(row['value'])}  ({row['origin']})\n    {row['help']}{allowed}")
         return 0
     print(json.dumps(config.as_dict(mask_secrets=True), indent=2, sort_keys=True))
     return 0

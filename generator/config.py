@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 from .errors import UserError
 from .redact import mask_url
-from .settings import describe, setting
+from .settings import check_declared, describe, setting
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
 ENV_PREFIX = "GENERATOR_"
@@ -113,7 +113,8 @@ class Config:
         for name in SECTIONS:
             values = self.as_dict()[name]
             for key, info in describe(section_class(name)).items():
-                rows.append({"key": f"{name}.{key}", "value": values[key],
+                allowed = info["range"] or (info["pattern"] and "a plain name") or ""
+                rows.append({"key": f"{name}.{key}", "value": values[key], "allowed": allowed,
                              "origin": self.origins.get(f"{name}.{key}", "default"), "help": info["help"]})
         return rows
 
@@ -154,6 +155,19 @@ def _read_toml(path: Path) -> dict:
         raise UserError(f"config file {path} is not valid TOML: {exc}", "fix the syntax in that file") from None
 
 
+def _profiles(values: Mapping, origin: str) -> dict:
+    """A file's ``[profiles.<name>]`` tables, their shape checked (each a table of section tables)."""
+    profiles = values.get("profiles", {})
+    if not isinstance(profiles, Mapping):
+        raise UserError(f"profiles in {origin} must be a table, got {profiles!r}",
+                        "write each profile as a [profiles.<name>] table of [section] settings")
+    for name, body in profiles.items():
+        if not isinstance(body, Mapping):
+            raise UserError(f"profile {name!r} in {origin} must be a table, got {body!r}",
+                            f"write it as [profiles.{name}] with section = {{ key = value }} lines")
+    return dict(profiles)
+
+
 def _layer(values: Mapping, origin: str) -> dict:
     """A layer's ``{"section.key": (raw value, origin)}``, every name checked."""
     flat = {}
@@ -191,22 +205,25 @@ def _coerce(key: str, raw: Any, default: Any, origin: str) -> Any:
                 raise ValueError(raw)
             return int(raw)
         if isinstance(default, float):
-            if isinstance(raw, bool):
+            if isinstance(raw, bool):  # nan and inf convert; check_declared refuses them
                 raise ValueError(raw)
             return float(raw)
-        if isinstance(default, list):
+        if isinstance(default, list):  # every list setting is a list of strings
             if isinstance(raw, str):
                 return [item.strip() for item in raw.split(",") if item.strip()]
-            if not isinstance(raw, (list, tuple)):
+            if not isinstance(raw, (list, tuple)) or not all(isinstance(item, str) for item in raw):
                 raise ValueError(raw)
             return list(raw)
         if isinstance(default, str):
             if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
                 raise ValueError(raw)
             return str(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
+        if isinstance(default, list):
+            expected = "list of strings"
+        expected = f"a {expected}" if " " in expected else expected
         raise UserError(f"{key} from {origin} must be {expected}, got {raw!r}",
-                        f"set {key} to a {expected} in {origin}") from None
+                        f"set {key} to {expected if ' ' in expected else 'a ' + expected} in {origin}") from None
     return raw
 
 
@@ -234,13 +251,17 @@ def load_config(
     """
     environ = os.environ if environ is None else environ
     shipped = _read_toml(DEFAULTS_PATH)
-    profiles = shipped.get("profiles", {})
+    profiles = _profiles(shipped, str(DEFAULTS_PATH))
 
     user: dict = {}
     config_file = config_file or environ.get(f"{ENV_PREFIX}CONFIG")
     if config_file:
         user = _read_toml(Path(config_file))
-    profiles = {**profiles, **user.pop("profiles", {})}
+    profiles = {**profiles, **_profiles(user, str(config_file))}
+    user.pop("profiles", None)
+    if not isinstance(user.get("profile", ""), str):
+        raise UserError(f"profile in {config_file} must be a string, got {user['profile']!r}",
+                        'write it as profile = "tiny" (one profile name)')
 
     profile = profile or default_profile(environ, user, shipped)
     if profile not in profiles:
@@ -270,6 +291,8 @@ def load_config(
                 setattr(instance, field, _coerce(key, raw, getattr(instance, field), origin))
         sections[name] = instance
     config = Config(profile=profile, origins={key: origin for key, (_, origin) in merged.items()}, **sections)
+    for name in SECTIONS:  # each value in its declared range first, naming where it came from
+        check_declared(sections[name], name, config.origins)
     for name in SECTIONS:
         validate = getattr(sections[name], "validate", None)
         if validate:

@@ -16,19 +16,20 @@ import hashlib
 import io
 import re
 import unicodedata
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from .artifacts import (atomic_write_bytes, atomic_write_text, check_output_dir, read_jsonl, sha256_text, write_jsonl,
                         write_manifest)
 from .errors import UserError
-from .redact import public_label
+from .redact import public_label, split_url
 from .settings import setting
 from .textformat import MARKERS, control_prefix, training_line
 
 CATALOG_RECORDS = "catalog.jsonl"
+# The longest field a catalog may hold, in characters (Python's csv default is 131,072):
+# a real description is under 1,000; a longer field is more likely an unclosed quote.
+CSV_FIELD_LIMIT = 1 << 20
 _SPACE = re.compile(r"\s+")
 
 
@@ -36,17 +37,15 @@ _SPACE = re.compile(r"\s+")
 class IngestSettings:
     description_column: str = setting("description", "CSV column holding the description text (required)")
     validation_fraction: float = setting(0.05, "share of descriptions held out for validation loss; split by a "
-                                         "hash of the text, so a description keeps its side across refreshes")
+                                         "hash of the text, so a description keeps its side across refreshes",
+                                         at_least=0, below=1)
     conditional: bool = setting(True, 'prefix each training description with "[<type>] [<main genre>] " so '
                                 "generation can be steered by type and genre")
-    min_words: int = setting(3, "rows with descriptions shorter than this many words are dropped as noise")
-
-    def validate(self) -> None:
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise UserError(
-                f"ingest.validation_fraction must be in [0, 1), got {self.validation_fraction}",
-                "set it to a fraction such as 0.05",
-            )
+    min_words: int = setting(3, "rows with descriptions shorter than this many words are dropped as noise",
+                             at_least=0)
+    fetch_timeout_seconds: float = setting(600.0, "an http(s) catalog must arrive whole within this many seconds "
+                                           "(connect, headers and body), however slowly its server sends it",
+                                           above=0)
 
 
 @dataclasses.dataclass
@@ -70,21 +69,13 @@ def clean_text(value: str) -> str:
     return _SPACE.sub(" ", value).strip()
 
 
-def fetch_catalog_bytes(source: str) -> bytes:
+def fetch_catalog_bytes(source: str, fetch_timeout_seconds: float = 600.0) -> bytes:
     """Read the raw CSV bytes from a local path, an http(s) URL or an s3:// URI."""
-    try:
-        parsed = urllib.parse.urlsplit(source)
-    except ValueError:
-        raise UserError(f"bad catalog URL {public_label(source)!r}", "pass a path or an http(s)://host/path URL") from None
+    parsed = split_url(source, "catalog URL", "pass a path or an http(s)://host/path URL")
     if parsed.scheme in ("http", "https"):
-        try:
-            with urllib.request.urlopen(_http_request(parsed), timeout=60) as response:
-                return response.read()
-        except ValueError:  # http.client.InvalidURL and friends: the URL itself, shown without its secrets
-            raise UserError(f"bad catalog URL {public_label(source)!r}", "pass an http(s)://host/path URL") from None
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise UserError(f"could not download catalog {public_label(source)}: {_url_error(exc)}",
-                            "check the URL and the network") from None
+        from .catalog_http import fetch_http
+
+        return fetch_http(source, parsed, fetch_timeout_seconds)
     if parsed.scheme == "s3":
         from .s3 import s3_client, s3_failure
 
@@ -93,6 +84,8 @@ def fetch_catalog_bytes(source: str) -> bytes:
         try:
             response = s3_client().get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))
             return response["Body"].read()
+        except UserError:
+            raise
         except Exception as exc:  # botocore raises many types; name the problem clearly
             problem, fix = s3_failure(exc, parsed.netloc)
             raise UserError(f"could not read catalog {public_label(source)}: {problem}", fix) from None
@@ -105,31 +98,6 @@ def fetch_catalog_bytes(source: str) -> bytes:
     if not path.is_file():
         raise UserError(f"catalog not found: {path}", "pass the path of a CSV such as sample_data/catalog.csv")
     return path.read_bytes()
-
-
-def _http_request(parsed: urllib.parse.SplitResult) -> urllib.request.Request:
-    """A GET for an http(s) catalog; ``user:pass@`` becomes a Basic Authorization header (urllib ignores it)."""
-    import base64
-
-    if parsed.username is None:
-        return urllib.request.Request(parsed.geturl())
-    host = parsed.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parsed.port:
-        netloc += f":{parsed.port}"
-    url = urllib.parse.urlunsplit((parsed.scheme, netloc, parsed.path, parsed.query, parsed.fragment))
-    user = urllib.parse.unquote(parsed.username)
-    password = urllib.parse.unquote(parsed.password or "")
-    token = base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
-    return urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
-
-
-def _url_error(exc: Exception) -> str:
-    """Why a download failed, without echoing the URL (a redirect's may carry a signature)."""
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    reason = getattr(exc, "reason", None) or exc
-    return (getattr(reason, "strerror", None) or type(reason).__name__ if "://" in str(reason) else str(reason))
 
 
 def decode_catalog(data: bytes, source: str) -> str:
@@ -145,13 +113,15 @@ def decode_catalog(data: bytes, source: str) -> str:
 def parse_catalog(text: str, source: str, settings: IngestSettings) -> tuple[list[CatalogEntry], dict]:
     """Parse catalog CSV text into entries; returns (entries, drop counts)."""
     column = settings.description_column
-    reader = csv.reader(io.StringIO(text))
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    # newline="": rows end at \n, \r\n or a lone \r (old Mac exports), as csv wants its input split.
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
     except StopIteration:
         raise UserError(f"catalog {source} is empty", "pass a CSV with a header row and at least one description") from None
     except csv.Error as exc:
-        raise UserError(f"catalog {source} is not valid CSV: {exc}", "check the file's quoting") from None
+        raise _csv_error(exc, source, reader.line_num) from None
     # Tolerate real-world headers: BOMs (stripped on decode), spaces, any case.
     names = [name.strip().lower() for name in header]
     repeated = sorted({name for name in names if name and names.count(name) > 1})
@@ -209,10 +179,19 @@ def parse_catalog(text: str, source: str, settings: IngestSettings) -> tuple[lis
                 )
             )
     except csv.Error as exc:
-        raise UserError(f"catalog {source} is not valid CSV: {exc}", "check the file's quoting") from None
+        raise _csv_error(exc, source, reader.line_num) from None
     if not entries:
         raise UserError(f"catalog {source} has no usable descriptions", "pass a catalog with non-empty descriptions")
     return entries, drops
+
+
+def _csv_error(exc: csv.Error, source: str, line: int) -> UserError:
+    if "field larger than field limit" in str(exc):
+        return UserError(f"catalog {source}: line {line}: a field is longer than {CSV_FIELD_LIMIT:,} characters, "
+                         "the most one field may hold",
+                         f"close the quote that opens before line {line} (a quote inside a field is written \"\"), "
+                         "or shorten that field")
+    return UserError(f"catalog {source} is not valid CSV (line {line}): {exc}", "check the file's quoting")
 
 
 def _check_swallowed_rows(row: list[str], columns: int, source: str, start: int) -> None:
@@ -248,7 +227,8 @@ def _check_swallowed_rows(row: list[str], columns: int, source: str, start: int)
 def load_catalog(source: str, settings: IngestSettings) -> list[CatalogEntry]:
     """Every usable entry of a catalog CSV, parsed with the given ingest settings."""
     label = public_label(source)
-    return parse_catalog(decode_catalog(fetch_catalog_bytes(source), label), label, settings)[0]
+    raw = fetch_catalog_bytes(source, settings.fetch_timeout_seconds)
+    return parse_catalog(decode_catalog(raw, label), label, settings)[0]
 
 
 def read_catalog(ingest_dir: str | Path) -> list[CatalogEntry]:
@@ -282,7 +262,7 @@ def ingest(source: str, out_dir: str | Path, settings: IngestSettings) -> dict:
 
 def _ingest(source: str, out_dir: Path, settings: IngestSettings) -> dict:
     label = public_label(source)
-    raw = fetch_catalog_bytes(source)
+    raw = fetch_catalog_bytes(source, settings.fetch_timeout_seconds)
     text = decode_catalog(raw, label)
     entries, drops = parse_catalog(text, label, settings)
 

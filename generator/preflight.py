@@ -10,6 +10,7 @@ ordinary exception, so the DAG's retries with back-off apply to it and only to i
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import urllib.error
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from .config import Config
 from .errors import UserError
-from .redact import mask_url
+from .redact import mask_url, split_url
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ def check_night_config(config: Config, catalog: str) -> dict:
 
     target = require_target(config)
     if target.startswith("s3://"):
-        _check_s3(urllib.parse.urlparse(target).netloc, None, "the publish target", config.publish.endpoint_url)
+        bucket = split_url(target, "publish target", "use s3://bucket/prefix").netloc
+        _check_s3(bucket, None, "the publish target", config.publish.endpoint_url)
     _check_catalog(catalog)
     return {"profile": config.profile, "target": mask_url(target), "catalog": mask_url(catalog)}
 
@@ -47,9 +49,9 @@ def check_night_config(config: Config, catalog: str) -> dict:
 def _check_catalog(catalog: str) -> None:
     if not catalog:
         raise UserError("no catalog given", CATALOG_FIX)
-    parsed = urllib.parse.urlparse(catalog)
+    parsed = split_url(catalog, "catalog URL", CATALOG_FIX)
     if parsed.scheme in ("http", "https"):
-        _check_http(catalog)
+        _check_http(catalog, parsed)
     elif parsed.scheme == "s3":
         if not parsed.netloc or not parsed.path.strip("/"):
             raise UserError(f"bad catalog URI {mask_url(catalog)!r}", "use s3://bucket/key.csv")
@@ -64,10 +66,11 @@ def _check_catalog(catalog: str) -> None:
         raise UserError(f"unsupported catalog source {mask_url(catalog)!r}", CATALOG_FIX)
 
 
-def _check_http(url: str) -> None:
-    request = urllib.request.Request(url, method="HEAD")
+def _check_http(url: str, parsed: urllib.parse.SplitResult) -> None:
+    from .catalog_http import OriginRedirects, catalog_request
+
     try:
-        with urllib.request.urlopen(request, timeout=30):
+        with urllib.request.build_opener(OriginRedirects()).open(catalog_request(parsed, "HEAD"), timeout=30):
             return
     except urllib.error.HTTPError as exc:
         if exc.code == 405:  # a server without HEAD: the ingest's GET will tell
@@ -75,7 +78,7 @@ def _check_http(url: str) -> None:
         if exc.code >= 500 or exc.code == 429:
             raise TransientError(f"catalog {mask_url(url)} answered HTTP {exc.code}; retrying later") from None
         raise UserError(f"catalog {mask_url(url)} answered HTTP {exc.code}", CATALOG_FIX) from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # the ingest's GET names it
         raise TransientError(f"cannot reach catalog {mask_url(url)}: {exc}") from None
 
 

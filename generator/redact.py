@@ -23,6 +23,22 @@ def mask_url(value: str) -> str:
     return urllib.parse.urlunsplit((parsed.scheme, host, parsed.path, "", ""))
 
 
+def split_url(value: str, what: str, fix: str) -> urllib.parse.SplitResult:
+    """``urlsplit(value)`` for a URL the user gave (catalog, target, endpoint), its port checked too.
+
+    ``urlsplit`` raises ValueError for an unclosed IPv6 bracket and ``.port`` for a port that is
+    not a number below 65536: both become one UserError naming ``what`` (secrets masked) and ``fix``.
+    """
+    from .errors import UserError
+
+    try:
+        parsed = urllib.parse.urlsplit(value)
+        parsed.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise UserError(f"bad {what} {mask_url(value)!r}: {exc}", fix) from None
+    return parsed
+
+
 def public_label(source: str) -> str:
     """A label safe to publish for a catalog source: ``catalog.csv`` or ``https://host/path/catalog.csv``."""
     source = str(source)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from .redact import split_url
+
 
 def s3_client(endpoint_url: str | None = None, max_pool_connections: int = 10, parse_timestamps: bool = True):
     """A boto3 S3 client honouring AWS_ENDPOINT_URL(_S3) (MinIO, moto) and standard retries.
@@ -17,6 +19,9 @@ def s3_client(endpoint_url: str | None = None, max_pool_connections: int = 10, p
 
     endpoint_url = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
                     or os.environ.get("AWS_ENDPOINT_URL") or None)
+    if endpoint_url:  # botocore's own parse would raise a bare ValueError
+        split_url(endpoint_url, "S3 endpoint URL",
+                  "set --endpoint-url / AWS_ENDPOINT_URL to e.g. http://127.0.0.1:9000")
     config = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=max_pool_connections,
                     s3={"addressing_style": "path"} if endpoint_url else {})
     session = botocore.session.get_session()

@@ -19,47 +19,46 @@ import re
 import time
 from pathlib import Path
 
-from .artifacts import atomic_write_json, atomic_write_text, read_manifest, write_manifest
-from .base_model import ModelSettings, ensure_base_model
-from .checkpoints import PLAIN_NAME, anchor_run_state, read_loss_curve, write_generation_info
+from .artifacts import atomic_write_json, atomic_write_text, path_inside, read_manifest, write_manifest
+from .base_model import ModelSettings, ensure_base_model, model_path
+from .checkpoints import anchor_run_state, read_loss_curve, write_generation_info
 from .console import library_output, progress
 from .errors import UserError
 from .models.gpt2.loss import evaluate_loss
-from .settings import setting
+from .settings import NAME_PATTERN, check_declared, setting
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
 class TrainSettings:
-    run_name: str = setting("nightly", "checkpoint run name: <checkpoint_dir>/<run_name>/ (gpt-2-simple's run_name)")
-    steps: int = setting(1000, "fine-tuning steps per night, added to the checkpoint's existing steps")
-    batch_size: int = setting(1, "sequences per training step")
-    learning_rate: float = setting(0.0001, "optimizer learning rate")
-    accumulate_gradients: int = setting(1, "steps whose gradients are summed before one update")
+    run_name: str = setting("nightly", "checkpoint run name: <checkpoint_dir>/<run_name>/ (gpt-2-simple's run_name)",
+                           pattern=NAME_PATTERN)
+    steps: int = setting(1000, "fine-tuning steps per night, added to the checkpoint's existing steps",
+                         at_least=0)
+    batch_size: int = setting(1, "sequences per training step", at_least=1)
+    learning_rate: float = setting(0.0001, "optimizer learning rate", above=0, at_most=10)
+    accumulate_gradients: int = setting(1, "steps whose gradients are summed before one update",
+                                       at_least=1)
     optimizer: str = setting("adam", "gpt-2-simple optimizer", choices=("adam", "sgd"))
-    save_every: int = setting(100, "save every N steps, so a killed training resumes from at most N steps back")
-    max_checkpoints: int = setting(1, "checkpoints kept in the run folder")
+    save_every: int = setting(100, "save every N steps, so a killed training resumes from at most N steps back",
+                         at_least=1)
+    max_checkpoints: int = setting(1, "checkpoints kept in the run folder", at_least=1)
     only_train_transformer_layers: bool = setting(False, "freeze embeddings (gpt-2-simple's option for big models)")
     use_memory_saving_gradients: bool = setting(False, "gradient checkpointing (less memory, slower)")
     multi_gpu: bool = setting(False, "spread training over every visible GPU")
     val_max_tokens: int = setting(50000, "validation loss is the mean next-token loss over at most this many "
-                                  "held-out tokens")
-    threads: int = setting(0, "TensorFlow threads (0 = all cores)")
-    seed: int = setting(1234, "seed of the training data sampler")
+                                  "held-out tokens", at_least=1)
+    threads: int = setting(0, "TensorFlow threads (0 = all cores)", at_least=0)
+    seed: int = setting(1234, "seed of the training data sampler", at_least=0, below=2**32)
     promotion_margin: float = setting(0.02, "promotion gate: a new checkpoint goes live only if its validation "
-                                      "loss is at most (1 + margin) x the live checkpoint's on the same text")
+                                      "loss is at most (1 + margin) x the live checkpoint's on the same text",
+                                      at_least=0)
 
     def validate(self) -> None:
-        if self.steps < 0:
-            raise UserError(f"train.steps must be >= 0, got {self.steps}", "pass --steps 0 or more")
+        check_declared(self, "train")  # the loader checked a loaded config; this guards direct callers
         if self.optimizer not in ("adam", "sgd"):
             raise UserError(f"train.optimizer must be 'adam' or 'sgd', got {self.optimizer!r}", "fix train.optimizer")
-        if not PLAIN_NAME.fullmatch(self.run_name):
-            raise UserError(f"train.run_name {self.run_name!r} is not a plain name",
-                            "use letters, digits, '-', '_' or '.' (not first)")
-        if self.save_every < 1 or self.batch_size < 1:
-            raise UserError("train.save_every and train.batch_size must be >= 1", "fix them in your config")
 
 
 def _repair_counter(run_dir: Path) -> int:
@@ -94,7 +93,7 @@ def train(ingest_dir: str | Path, checkpoint_root: str | Path, models_root: str 
 
     model_settings.validate()  # the loader validated a loaded config; these guard direct callers
     settings.validate()
-    with exclusive(Path(checkpoint_root) / settings.run_name, "checkpoint run"):
+    with exclusive(path_inside(checkpoint_root, settings.run_name, "train.run_name"), "checkpoint run"):
         return _train(ingest_dir, checkpoint_root, models_root, model_settings, settings)
 
 
@@ -105,9 +104,9 @@ def _train(ingest_dir: str | Path, checkpoint_root: str | Path, models_root: str
     train_text = ingest_dir / "train.txt"
     val_text = ingest_dir / "val.txt"
     base = ensure_base_model(models_root, model_settings, corpus_path=train_text)
-    model_dir = Path(models_root) / model_settings.name
+    model_dir = model_path(models_root, model_settings.name)
 
-    run_dir = Path(checkpoint_root) / settings.run_name
+    run_dir = path_inside(checkpoint_root, settings.run_name, "train.run_name")
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_same_base(run_dir, model_dir)
     current = _repair_counter(run_dir)

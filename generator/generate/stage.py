@@ -20,11 +20,11 @@ import math
 import time
 from pathlib import Path
 
-from ..artifacts import check_output_file, write_jsonl, write_manifest
+from ..artifacts import check_output_file, path_inside, write_jsonl, write_manifest
 from ..checkpoints import GENERATION_INFO, default_length, read_generation_info, resolve_run
 from ..console import library_output
 from ..errors import UserError
-from ..settings import setting
+from ..settings import check_declared, setting
 from ..textformat import START_TOKEN, generation_prefix, is_condition, parse_sample
 
 log = logging.getLogger(__name__)
@@ -35,18 +35,22 @@ CONDITIONING = ("catalog", "none", "list")
 
 @dataclasses.dataclass
 class GenerateSettings:
-    samples: int = setting(200, "samples generated in the night's first round")
+    samples: int = setting(200, "samples generated in the night's first round", at_least=1)
     target_kept: int = setting(0, "aim of the night: after the first round, generate and curate further rounds "
-                               "until this many descriptions pass curation or a budget is spent (0 = one round)")
-    max_samples: int = setting(4000, "budget: samples the night may generate in all its rounds")
-    max_minutes: float = setting(0.0, "budget: minutes the further rounds may take (0 = no limit)")
-    batch_size: int = setting(20, "samples decoded together")
-    length: int = setting(0, "max new tokens per sample; 0 = from the training data (longest description + 25%)")
-    temperature: float = setting(0.8, "sampling temperature")
-    top_k: int = setting(0, "sample among the k likeliest tokens (0 = off)")
-    top_p: float = setting(0.9, "nucleus sampling: the smallest set of tokens with this total probability (0 = off)")
+                               "until this many descriptions pass curation or a budget is spent (0 = one round)",
+                               at_least=0)
+    max_samples: int = setting(4000, "budget: samples the night may generate in all its rounds", at_least=1)
+    max_minutes: float = setting(0.0, "budget: minutes the further rounds may take (0 = no limit)", at_least=0)
+    batch_size: int = setting(20, "samples decoded together", at_least=1)
+    length: int = setting(0, "max new tokens per sample; 0 = from the training data (longest description + 25%)",
+                         at_least=0, at_most=1023)
+    temperature: float = setting(0.8, "sampling temperature", above=0, at_most=100)
+    top_k: int = setting(0, "sample among the k likeliest tokens (0 = off)", at_least=0)
+    top_p: float = setting(0.9, "nucleus sampling: the smallest set of tokens with this total probability (0 = off)",
+                           at_least=0, at_most=1)
     seed: int = setting(42, "generation seed; sample i always draws from the stream (seed, i); a night adds its "
-                        "own offset (generator.night.night_seed), so each night writes new descriptions")
+                        "own offset (generator.night.night_seed), so each night writes new descriptions",
+                        at_least=0)
     backend: str = setting("fast", "fast: early-stopping sampler over the same checkpoint; gpt2-simple: "
                            "gpt_2_simple.generate, the reference, which always decodes `length` tokens",
                            choices=BACKENDS)
@@ -57,7 +61,7 @@ class GenerateSettings:
                                '"list" (given with "catalog", they are used as a list)')
     mask_unseen_tokens: bool = setting(True, "fast backend: never sample a token the training text never contained "
                                        "(BPE merge intermediates)")
-    threads: int = setting(0, "TensorFlow threads (0 = all cores)")
+    threads: int = setting(0, "TensorFlow threads (0 = all cores)", at_least=0)
     compact: bool = setting(True, "no longer used: the fast backend batches continuously (a finished row's slot "
                             "takes the next sample); accepted so existing configs keep loading")
     progress: bool = setting(True, "fast backend: progress bar on stderr, shown only on a terminal")
@@ -65,24 +69,7 @@ class GenerateSettings:
                            "and settings are the same")
 
     def validate(self) -> None:
-        if self.samples < 1:
-            raise UserError(f"generate.samples must be >= 1, got {self.samples}", "pass --samples 1 or more")
-        if self.batch_size < 1:
-            raise UserError(f"generate.batch_size must be >= 1, got {self.batch_size}", "pass --batch-size 1 or more")
-        if self.target_kept < 0 or self.max_samples < 1 or self.max_minutes < 0:
-            raise UserError("generate.target_kept and generate.max_minutes must be >= 0, generate.max_samples >= 1",
-                            "fix them in your config")
-        if self.backend not in BACKENDS:
-            raise UserError(f"unknown generate.backend {self.backend!r}", f"use one of: {', '.join(BACKENDS)}")
-        if self.temperature <= 0:
-            raise UserError(f"generate.temperature must be > 0, got {self.temperature}", "use e.g. 0.7")
-        if not 0 <= self.top_p <= 1 or self.top_k < 0:
-            raise UserError("generate.top_p must be in [0, 1] and top_k >= 0", "fix --top-p / --top-k")
-        if self.length < 0 or self.length > 1023:
-            raise UserError(f"generate.length must be 0 (auto) to 1023, got {self.length}", "fix --length")
-        if self.conditioning not in CONDITIONING:
-            raise UserError(f"unknown generate.conditioning {self.conditioning!r}",
-                            f"use one of: {', '.join(CONDITIONING)}")
+        check_declared(self, "generate")  # the loader checked a loaded config; this guards direct callers
         if self.conditioning == "list" and not self.conditions:
             raise UserError("generate.conditioning is \"list\" but generate.conditions is empty",
                             "give conditions (--condition \"[Movie] [Dramas]\") or use conditioning \"catalog\"")
@@ -151,6 +138,7 @@ def generate(run_dir: str | Path, out_path: str | Path, settings: GenerateSettin
 
 
 def _generate(run_dir: Path, out_path: Path, settings: GenerateSettings) -> dict:
+    path_inside(run_dir.parent, run_dir.name, "train.run_name")  # the run folder must be inside its root
     run_dir = resolve_run(run_dir.parent, run_dir.name)
     length = settings.length or default_length(run_dir)
     started = time.monotonic()

@@ -19,6 +19,7 @@ import urllib.parse
 from pathlib import Path
 
 from ..errors import UserError
+from ..redact import split_url
 from ..settings import setting
 from ..site_journal import Journal
 from .digests import DigestCache, cache_path
@@ -85,7 +86,8 @@ class PublishSettings:
         if not 1 <= self.concurrency <= 64:
             raise UserError(f"publish.concurrency must be between 1 and 64, got {self.concurrency}",
                             "set it to a small number such as 8")
-        if self.endpoint_url and not self.endpoint_url.startswith(("http://", "https://")):
+        endpoint = split_url(self.endpoint_url, "publish.endpoint_url", "use e.g. http://127.0.0.1:9000")
+        if self.endpoint_url and (endpoint.scheme not in ("http", "https") or not endpoint.netloc):
             raise UserError(f"publish.endpoint_url must be an http(s) URL, got {self.endpoint_url!r}",
                             "use e.g. http://127.0.0.1:9000")
 
@@ -101,7 +103,7 @@ class Target:
 
 def parse_target(uri: str) -> Target:
     """Validate a target URI; a UserError names the accepted forms."""
-    parsed = urllib.parse.urlparse(uri or "")
+    parsed = split_url(uri or "", "target", ACCEPTED_TARGETS)
     if parsed.scheme == "s3":
         bucket = parsed.netloc
         if not bucket:

@@ -21,7 +21,7 @@ from typing import Iterable
 from urllib.parse import urlsplit
 
 from ..errors import UserError
-from ..settings import setting
+from ..settings import check_declared, setting
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "site_templates"
 NIGHT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -42,28 +42,26 @@ class RenderSettings:
     tagline: str = setting("Made-up film and series descriptions, written every night by GPT-2 fine-tuned on "
                            "Netflix's catalog.",
                            "One line under the title on the home page; also the default meta/OpenGraph description.")
-    page_size: int = setting(48, "Descriptions per listing page (all, per type, per genre, per archived night).")
+    page_size: int = setting(48, "Descriptions per listing page (all, per type, per genre, per archived night).",
+                             at_least=1)
     base_url: str = setting("", "Absolute URL the site is served from, e.g. \"https://example.org/gallery\". Used "
                             "for the feed, sitemap.xml, canonical and OpenGraph URLs; empty = relative links only "
                             "and no sitemap (sitemaps need absolute URLs). Pages always link relatively, so file:// "
                             "and S3 prefixes work.")
-    home_picks: int = setting(12, "Descriptions featured on the home page (the newest night's best-ranked).")
-    archive_nights: int = setting(7, "Nights linked from the home page (nights/index.html lists every archived night).")
+    home_picks: int = setting(12, "Descriptions featured on the home page (the newest night's best-ranked).",
+                              at_least=0)
+    archive_nights: int = setting(7, "Nights linked from the home page (nights/index.html lists every archived night).",
+                                  at_least=0)
     random_pages: int = setting(64, "Pre-rendered random redirect pages behind the no-JavaScript \"Random\" link "
-                                "(with JavaScript the link picks among all of the night's descriptions).")
-    feed_entries: int = setting(50, "Entries in the Atom feed (feed.xml): the newest night's first descriptions.")
+                                "(with JavaScript the link picks among all of the night's descriptions).", at_least=1)
+    feed_entries: int = setting(50, "Entries in the Atom feed (feed.xml): the newest night's first descriptions.",
+                                at_least=1)
     templates_dir: str = setting("", "Jinja2 templates and assets; empty = the shipped site_templates/.")
     workers: int = setting(0, "Processes rendering the permalink pages (forked, each from 5,000 pages on); "
-                           "0 = one per CPU core.")
+                           "0 = one per CPU core.", at_least=0)
 
     def validate(self) -> None:
-        positive = {"page_size": self.page_size, "random_pages": self.random_pages, "feed_entries": self.feed_entries}
-        for key, value in positive.items():
-            if value < 1:
-                raise UserError(f"render.{key} must be at least 1, got {value}", f"set render.{key} to 1 or more")
-        for key in ("home_picks", "archive_nights", "workers"):
-            if getattr(self, key) < 0:
-                raise UserError(f"render.{key} must be 0 or more, got {getattr(self, key)}", f"set render.{key} >= 0")
+        check_declared(self, "render")  # the loader checked a loaded config; this guards direct callers
         problem = base_url_problem(self.base_url) if self.base_url else None
         if problem:
             raise UserError(f"render.base_url {problem}, got {self.base_url!r}",
