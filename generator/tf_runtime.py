@@ -94,16 +94,21 @@ def new_session(threads: int = 0):
 
 
 class stable_function_names:
-    """Name the functions traced in the block as a fresh process would, whatever ran before.
+    """Name the functions traced in the block from ``seed``, whatever the process traced before.
 
     TensorFlow names each traced function after a process-wide counter, and the
     names reach the compiled program, so XLA's persistent cache would miss
     whenever a process traced other functions first (a night trains before it
-    generates). In the block the counter restarts at a fixed base far above the
-    process's own; a graph's functions only need names unique within that graph.
+    generates). In the block the counter restarts at a base drawn from ``seed``,
+    far above the process's own count. Names are registered process-wide, and a
+    name may only be registered again with the same definition: ``seed`` must
+    name what is built (the sampler's key), so a different build gets other names.
     """
 
-    BASE = 1 << 40
+    def __init__(self, seed: str):
+        import hashlib
+
+        self.base = (1 << 40) + (int(hashlib.sha256(seed.encode()).hexdigest()[:9], 16) << 24)
 
     def __enter__(self):
         import itertools
@@ -111,7 +116,7 @@ class stable_function_names:
         from tensorflow.python.framework import ops
 
         self._ops, self._uid = ops, ops.uid
-        counter = itertools.count(self.BASE)
+        counter = itertools.count(self.base)
         ops.uid = lambda: next(counter)
         return self
 

@@ -116,7 +116,14 @@ def _sampler(key: tuple, build, startup: dict) -> ContinuousSampler:
     from ..tf_runtime import stable_function_names
 
     started = time.monotonic()
-    with stable_function_names():  # the same compiled program, hence the same cache entry, in every process
+    try:  # the same names, hence the same compiled program and cache entry, in every process
+        with stable_function_names(repr(key[3:])):  # the shape and settings, not which checkpoint
+            sampler = build()
+    except Exception as error:  # tf.errors.InvalidArgumentError, without importing TensorFlow here
+        if "duplicate function" not in str(error):
+            raise
+        # This process built a program with those names and a different definition: fresh names.
+        log.info("compiled sampler named apart from an earlier one of this process (a cache miss)")
         sampler = build()
     graph_built = time.monotonic()
     list(sampler.generate([]))  # an empty queue: XLA compiles the loop (or loads it from the persistent cache)
