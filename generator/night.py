@@ -95,6 +95,11 @@ class NightPaths:
     def report(self) -> Path:
         return self.root / "report.json"
 
+    @property
+    def timings(self) -> Path:
+        """Each step's wall seconds, one file per step (:mod:`generator.timings`)."""
+        return self.root / "timings"
+
 
 def night_paths(config, night: str) -> NightPaths:
     return NightPaths(config.paths.night_dir(check_night(night)))

@@ -6,10 +6,9 @@ and the path the previous step returned, reads what that step declared, and
 returns a small dict of paths and figures (never large data) that always
 carries ``night``. The CLI, the Airflow tasks (via XCom) and the tests call
 the same functions. Every step holds the workdir's lock (:mod:`generator.lock`)
-while it writes; ``run_night`` holds it for the whole night. Generate shards
-hold it shared, so the DAG's shards run side by side but never beside another
-writer. Where each artifact lives is :mod:`generator.night`; the
-report is :mod:`generator.report`.
+while it writes (``run_night``: the whole night; generate shards: shared, side by
+side) and adds its seconds to the night's timings. Where each artifact lives is
+:mod:`generator.night`; the report is :mod:`generator.report`.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from pathlib import Path
 
 from . import lock
@@ -26,18 +26,24 @@ from .errors import UserError
 from .night import check_night, night_paths, night_seed, today
 from .redact import public_label
 from .report import build_report, summary_line
+from .tf_runtime import use_workdir_compile_cache
+from .timings import timed
 
 log = logging.getLogger(__name__)
 
 
 def _holds_workdir(step):
-    """Run ``step(config, night, ...)`` holding the workdir's lock (exclusive), its night checked first."""
+    """Run ``step(config, night, ...)`` holding the workdir's lock (exclusive), its night checked first.
+
+    Its wall seconds go to the night's timings (:mod:`generator.timings`), read by the report.
+    """
     import functools
 
     @functools.wraps(step)
     def locked(config: Config, night: str, *args, **kwargs):
         check_night(night)
-        with lock.workdir(config):
+        use_workdir_compile_cache(config)
+        with lock.workdir(config), timed(night_paths(config, night).timings, step.__name__.removeprefix("step_")):
             return step(config, night, *args, **kwargs)
 
     return locked
@@ -162,7 +168,9 @@ def step_generate(config: Config, night: str, shard: int = 0, shards: int = 1, r
     """Generate the night's samples (one shard of them) from ``release`` (default: the live one)."""
     paths = night_paths(config, night)
     # Shards of one night write their own files side by side: they share the workdir's lock.
-    with lock.workdir(config, lock.SHARED if shards > 1 else lock.EXCLUSIVE):
+    use_workdir_compile_cache(config)
+    step = f"generate-shard-{shard:03d}" if shards > 1 else "generate"
+    with lock.workdir(config, lock.SHARED if shards > 1 else lock.EXCLUSIVE), timed(paths.timings, step):
         return _generate(config, night, paths, shard, shards, release)
 
 
@@ -269,61 +277,67 @@ def step_render(config: Config, night: str, kept_path: str | None = None) -> dic
 
 @_holds_workdir
 def step_rounds(config: Config, night: str, release=None) -> dict:
-    """Finish the night's curation: further rounds until ``generate.target_kept`` are kept or a budget is spent.
+    """Further rounds until ``generate.target_kept`` are kept or :func:`generator.rounds.plan_round` stops them.
 
     Each round generates into ``generate/round-NNN.jsonl`` with its own seed, joins the
-    night's samples and the whole night is curated again (curation is deterministic, so
-    a description kept in one round stays kept, except by the realism rule, which ranks the
-    night's candidates together). ``rounds.json`` records every round and
-    why the night stopped; the quality panel of what will be published is written last.
+    night's samples and the whole night is curated again (deterministic: a description
+    kept stays kept, except by the realism rule, which ranks the night's candidates
+    together). ``rounds.json`` records every round, its seconds and why the night
+    stopped; the quality panel of what will be published is written last.
     """
-    import math
-    import time
-
     from .checkpoints import require_live
     from .curate.stage import check_min_kept
     from .quality import quality_panel
-    from .generate import generate
+    from .rounds import NightSoFar, plan_round, samples_bound
 
     release = release or require_live(config.paths.checkpoint_root, config.train.run_name)
     paths = night_paths(config, night)
     settings = night_generate_settings(config, night)
-    target, started = settings.target_kept, time.monotonic()
-    rounds = [{"round": 0, "samples": read_manifest(paths.samples, "generate")["samples"],
-               "kept": read_manifest(paths.kept, "curate")["kept"]}]
+    first = read_manifest(paths.samples, "generate")
+    rounds = [{"round": 0, "samples": first["samples"], "kept": read_manifest(paths.kept, "curate")["kept"],
+               "seconds": {"generate": first.get("seconds")}, "startup": first.get("startup")}]
+    so_far = NightSoFar(target=settings.target_kept, samples=first["samples"], kept=rounds[0]["kept"],
+                        max_samples=settings.max_samples, batch_size=settings.batch_size,
+                        seconds=first.get("seconds") or 0.0, max_minutes=settings.max_minutes,
+                        bounded=samples_bound(config))
+    started = time.monotonic()
     while True:
-        total, kept = sum(r["samples"] for r in rounds), rounds[-1]["kept"]
-        minutes = (time.monotonic() - started) / 60
-        if target <= 0:
-            stop = "one round (generate.target_kept is 0)"
-        elif kept >= target:
-            stop = f"target reached: {kept} kept of {target} wanted"
-        elif total >= settings.max_samples:
-            stop = f"sample budget spent: {total} of generate.max_samples {settings.max_samples}, {kept} kept"
-        elif settings.max_minutes and minutes >= settings.max_minutes:
-            stop = f"time budget spent: {minutes:.1f} of generate.max_minutes {settings.max_minutes}, {kept} kept"
-        else:
-            stop = None
+        count, stop = plan_round(so_far)
         if stop:
             break
-        # Enough samples for the shortfall at tonight's kept rate, with a margin, within the budget.
-        rate = max(kept / total, 0.02)
-        wanted = max(settings.batch_size, math.ceil((target - kept) / rate * 1.2))
-        count = min(wanted, settings.max_samples - total)
-        round_path = paths.round(len(rounds))
-        generate(release.path, round_path,
-                 dataclasses.replace(settings, samples=count, seed=settings.seed + 100_000 * len(rounds)))
-        merge_shards(config, night, [str(paths.samples), str(round_path)], round_index=len(rounds))
-        curated = step_curate(config, night)
-        rounds.append({"round": len(rounds), "samples": count, "kept": curated["kept"]})
-        log.info("night %s: round %d generated %d, %d kept in all", night, len(rounds) - 1, count, curated["kept"])
-    record = {"target_kept": target, "samples": total, "kept": kept, "rounds": rounds, "stop": stop,
+        rounds.append(_one_round(config, night, release, settings, len(rounds), count))
+        so_far = dataclasses.replace(so_far, samples=so_far.samples + count, kept=rounds[-1]["kept"],
+                                     seconds=so_far.seconds + sum(rounds[-1]["seconds"].values()),
+                                     minutes=(time.monotonic() - started) / 60)
+    total, kept = so_far.samples, so_far.kept
+    record = {"target_kept": so_far.target, "samples": total, "kept": kept, "rounds": rounds, "stop": stop,
               "minutes": round((time.monotonic() - started) / 60, 2)}
     atomic_write_json(paths.rounds, record)
     atomic_write_json(paths.quality, quality_panel(paths.samples, paths.ingest, paths.kept, config.curate.fluency_order))
-    # The kept and rejected files are written (they say why so few passed); what fails is the night.
-    check_min_kept(kept, total, config.curate, paths.kept)
+    try:  # the kept and rejected files are written (they say why so few passed); what fails is the night
+        check_min_kept(kept, total, config.curate, paths.kept)
+    except UserError as error:
+        raise UserError(f"rounds stopped ({stop}); {error.problem}", error.fix) from None
     return {"night": night, "kept_path": str(paths.kept), "kept": kept, "samples": total, "stop": stop}
+
+
+def _one_round(config: Config, night: str, release, settings, index: int, count: int) -> dict:
+    """Round ``index``: ``count`` samples generated from ``release``, joined to the night's, the night curated again."""
+    from .generate import generate
+
+    paths = night_paths(config, night)
+    started = time.monotonic()
+    round_path = paths.round(index)
+    manifest = generate(release.path, round_path,
+                        dataclasses.replace(settings, samples=count, seed=settings.seed + 100_000 * index))
+    merge_shards(config, night, [str(paths.samples), str(round_path)], round_index=index)
+    generated = time.monotonic()
+    curated = step_curate(config, night)
+    seconds = {"generate": round(generated - started, 2), "curate": round(time.monotonic() - generated, 2)}
+    log.info("night %s: round %d generated %d in %.1f s, curated in %.1f s: %d kept in all", night, index, count,
+             seconds["generate"], seconds["curate"], curated["kept"])
+    return {"round": index, "samples": count, "kept": curated["kept"], "seconds": seconds,
+            "startup": manifest.get("startup")}
 
 
 def require_target(config: Config) -> str:
@@ -370,6 +384,7 @@ def run_night(config: Config, catalog: str, night: str | None = None, force_retr
     """Every step of the night, in order, in this process; returns the report."""
     night = check_night(night or today())
     require_target(config)
+    use_workdir_compile_cache(config)  # before training imports TensorFlow: the flags are read once
     with lock.workdir(config):
         return _run_night(config, catalog, night, force_retrain)
 

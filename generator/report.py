@@ -3,6 +3,12 @@
 ``build_report`` reads the night's manifests and decisions (never re-deriving
 them); ``summary_line`` is its one line for operators (the CLI's output, the
 DAG's log, the run's note). The model card on the site is rendered from it.
+
+``seconds`` is where the night's time went: ``steps``, each step's wall seconds
+as it recorded them (:mod:`generator.timings`; a step that adds a timing shows up
+here with no change to this module), their ``total``, and ``rounds``, each
+generation round's generate and curate seconds and its sampler's start-up
+(``reused`` when a compiled sampler of the same process served it).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from .artifacts import read_manifest
 from .config import Config
 from .errors import UserError
 from .night import night_paths
+from .timings import read_timings
 
 GENERATION_FIGURES = ("temperature", "top_k", "top_p", "seed", "backend", "conditions")
 
@@ -76,7 +83,16 @@ def build_report(config: Config, night: str) -> dict:
         if render_m else {},
         "publish": publish_s,
         "quality": _json(paths.quality),
+        "seconds": seconds_spent(paths, rounds),
     }
+
+
+def seconds_spent(paths, rounds: dict) -> dict:
+    """Each step's seconds, their total, and each round's (``rounds.json``)."""
+    steps = read_timings(paths.timings)
+    return {"steps": steps, "total": round(sum(steps.values()), 2),
+            "rounds": [{key: r.get(key) for key in ("round", "samples", "seconds", "startup")}
+                       for r in rounds.get("rounds", [])]}
 
 
 def previous_catalog_hash(config: Config, night: str) -> str | None:
@@ -106,7 +122,16 @@ def summary_line(report: dict) -> str:
             f"kept {k.get('kept')} [{rejected}]; {quality_line(report.get('quality') or {})}"
             f"rendered {(report.get('render') or {}).get('pages', '-')} pages; "
             + (f"not published: {p['not_published']}" if p.get("not_published") else
-               f"published {p.get('uploaded', 0)} uploaded, {p.get('deleted', 0)} deleted to {p.get('target', '-')}"))
+               f"published {p.get('uploaded', 0)} uploaded, {p.get('deleted', 0)} deleted to {p.get('target', '-')}")
+            + seconds_line(report.get('seconds') or {}))
+
+
+def seconds_line(seconds: dict) -> str:
+    """'; 95 s: train 40, generate 12, ...' (the steps recorded so far)."""
+    steps = seconds.get("steps") or {}
+    if not steps:
+        return ""
+    return f"; {seconds['total']:.0f} s: " + ", ".join(f"{step} {value:.0f}" for step, value in steps.items())
 
 
 def quality_line(panel: dict) -> str:

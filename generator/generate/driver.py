@@ -3,7 +3,14 @@
 :func:`generate_fast` drives :class:`generator.generate.sampler.ContinuousSampler`
 and owns what a run of the stage needs around it: each sample's random stream
 (``sample_seed``), the ``<out>.partial`` file with its fingerprint, resuming an
-interrupted run from its last whole batch, and the progress bar.
+interrupted run from its last whole batch, the progress bar and a log line per
+tenth of the run.
+
+Start-up is paid once per process: the sampler (its graph, session, weights and
+XLA-compiled loop) is kept after a run and reused by the next run with the same
+checkpoint and shape settings (:func:`sampler_key`), so every round of a night
+in one process shares one compiled sampler. Each run's manifest says what its
+start-up cost (``startup``: import, graph, compile, first sample; ``reused``).
 """
 
 from __future__ import annotations
@@ -82,12 +89,67 @@ def _progress_bar(settings, total: int, initial: int):
                 disable=not shown, dynamic_ncols=True, smoothing=0.1)
 
 
+_SAMPLERS: dict[tuple, ContinuousSampler] = {}  # sampler_key -> the process's compiled sampler
+KEPT_SAMPLERS = 2  # a night uses one; a second covers an alternating caller without rebuilding
+
+
+def sampler_key(fingerprint: dict, contexts: list[list[int]], allowed, threads: int) -> tuple:
+    """What a compiled sampler is built from: checkpoint, prompts, cap, batch, filtering, threads, mask."""
+    fields = fingerprint["settings"]
+    mask = None if allowed is None else hashlib.sha256(allowed.tobytes()).hexdigest()
+    return (fingerprint["run_dir"], fingerprint["checkpoint"], fingerprint["checkpoint_index_sha256"],
+            tuple(map(tuple, contexts)), fingerprint["length"], fields["batch_size"], fields["temperature"],
+            fields["top_k"], fields["top_p"], threads, mask)
+
+
+def close_samplers() -> None:
+    """Release the process's cached samplers (their sessions and memory)."""
+    while _SAMPLERS:
+        _SAMPLERS.pop(next(iter(_SAMPLERS))).close()
+
+
+def _sampler(key: tuple, build, startup: dict) -> ContinuousSampler:
+    """The cached sampler for ``key``, or a new one built, compiled and cached."""
+    if key in _SAMPLERS:
+        startup["reused"] = True
+        return _SAMPLERS[key]
+    from ..tf_runtime import stable_function_names
+
+    started = time.monotonic()
+    try:  # the same names, hence the same compiled program and cache entry, in every process
+        with stable_function_names(repr(key[3:])):  # the shape and settings, not which checkpoint
+            sampler = build()
+    except Exception as error:  # tf.errors.InvalidArgumentError, without importing TensorFlow here
+        if "duplicate function" not in str(error):
+            raise
+        # This process built a program with those names and a different definition: fresh names.
+        log.info("compiled sampler named apart from an earlier one of this process (a cache miss)")
+        sampler = build()
+    graph_built = time.monotonic()
+    list(sampler.generate([]))  # an empty queue: XLA compiles the loop (or loads it from the persistent cache)
+    startup.update(reused=False, graph_seconds=round(graph_built - started, 2),
+                   compile_seconds=round(time.monotonic() - graph_built, 2))
+    while len(_SAMPLERS) >= KEPT_SAMPLERS:
+        _SAMPLERS.pop(next(iter(_SAMPLERS))).close()
+    _SAMPLERS[key] = sampler
+    return sampler
+
+
+def _log_marks(settings, resumed: int) -> set[int]:
+    """The sample counts at which a progress line is logged: about each tenth of the run, on batch ends."""
+    step = max(settings.batch_size, -(-(settings.samples - resumed) // 10))
+    step = -(-step // settings.batch_size) * settings.batch_size
+    return set(range(resumed + step, settings.samples, step)) | {settings.samples}
+
+
 def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: int, prefixes: list[str],
-                  seen_tokens: list[int] | None = None) -> dict:
+                  seen_tokens: list[int] | None = None, prompts: list[str] | None = None) -> dict:
     """Write ``settings.samples`` samples to ``out_path`` with the continuous-batching sampler.
 
     ``prefixes``: each sample's prefix, by index; ``seen_tokens``: the token ids the training
-    text contained (the others are never sampled), or None to allow every token.
+    text contained (the others are never sampled), or None to allow every token;
+    ``prompts``: every prefix the caller's runs may use (the sampler is built for all of
+    them, so the next run reuses it), or None for this run's prefixes only.
     ``batch_size`` slots decode side by side, each taking the next sample as soon
     as its current one ends (:mod:`generator.generate.sampler`). Samples end out
     of order; they are written in index order, a whole batch of ``batch_size``
@@ -99,10 +161,15 @@ def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: i
     file an uninterrupted run writes. Returns extra fields for the manifest.
     """
 
+    from ..tf_runtime import import_tf
+
     out_path = Path(out_path)
     partial, meta = partial_paths(out_path)
     batches = plan_batches(settings)
     boundaries = {first for first, _ in batches} | {settings.samples}
+    started = time.monotonic()
+    import_tf()
+    startup = {"import_seconds": round(time.monotonic() - started, 2)}  # ~0 once TensorFlow is loaded
     fingerprint = resume_fingerprint(run_dir, settings, length)
 
     kept: list[str] = []
@@ -119,21 +186,21 @@ def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: i
     out_path.parent.mkdir(parents=True, exist_ok=True)
     meta.write_text(json.dumps(fingerprint, sort_keys=True), encoding="utf-8")
 
-    distinct = sorted(set(prefixes[resumed:])) or [prefixes[0]]
+    distinct = sorted(set(prompts or []) | set(prefixes[resumed:])) or [prefixes[0]]
     prompt_of = {prefix: position for position, prefix in enumerate(distinct)}
-    started = time.monotonic()
     sampler = None
     try:
         encoder = run_encoder(run_dir)
         contexts = [encoder.encode(prefix) for prefix in distinct]
         n_vocab = read_hparams(run_dir)["n_vocab"]
         allowed = allowed_tokens(seen_tokens, n_vocab) if seen_tokens else None
-        sampler = ContinuousSampler(run_dir, contexts, length, batch_size=settings.batch_size,
-                                    temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
-                                    threads=settings.threads, allowed=allowed)
+        sampler = _sampler(sampler_key(fingerprint, contexts, allowed, settings.threads), lambda: ContinuousSampler(
+            run_dir, contexts, length, batch_size=settings.batch_size, temperature=settings.temperature,
+            top_k=settings.top_k, top_p=settings.top_p, threads=settings.threads, allowed=allowed), startup)
+        steps_before, sampling_started = sampler.steps, time.monotonic()
         jobs = ((index, prompt_of[prefixes[index]], sample_seed(settings.seed, index))
                 for index in range(resumed, settings.samples))
-        ends = {first + rows for first, rows in batches}
+        ends, marks = {first + rows for first, rows in batches}, _log_marks(settings, resumed)
         done: dict[int, Row] = {}
         written = resumed
         tokens = batches_run = 0
@@ -142,6 +209,7 @@ def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: i
             for index, row in sampler.generate(jobs):
                 done[index] = row
                 bar.update(1)
+                startup.setdefault("first_sample_seconds", round(time.monotonic() - sampling_started, 2))
                 while written in done:  # write in index order, fsync at each batch's end
                     row = done.pop(written)
                     prefix = prefixes[written]
@@ -154,15 +222,27 @@ def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: i
                         handle.flush()
                         os.fsync(handle.fileno())
                         batches_run += 1
-        steps = sampler.steps
-    finally:
-        if sampler is not None:
+                    if written in marks:
+                        _log_progress(out_path, written, resumed, settings.samples, sampling_started)
+        steps = sampler.steps - steps_before
+    except BaseException:
+        if sampler is not None:  # a run cut short may leave its slots mid-sample: never reuse it
+            _SAMPLERS.pop(next((k for k, v in _SAMPLERS.items() if v is sampler), None), None)
             sampler.close()
+        raise
     os.replace(partial, out_path)
     meta.unlink(missing_ok=True)
     return {"written": settings.samples, "resumed_from": resumed, "batches": batches_run, "decode_steps": steps,
-            "sample_tokens": tokens, "sampling_seconds": round(time.monotonic() - started, 2),
-            "conditions_used": len(distinct)}
+            "sample_tokens": tokens, "sampling_seconds": round(time.monotonic() - sampling_started, 2),
+            "startup": startup, "conditions_used": len(set(prefixes[resumed:]))}
+
+
+def _log_progress(out_path: Path, written: int, resumed: int, total: int, started: float) -> None:
+    elapsed = time.monotonic() - started
+    rate = (written - resumed) / elapsed if elapsed else 0.0
+    left = f", about {(total - written) / rate:.0f} s left" if rate and written < total else ""
+    log.info("generate %s: %d of %d samples (%.0f%%), %.1f samples/s%s", out_path.name, written, total,
+             100 * written / total, rate, left)
 
 
 def allowed_tokens(seen_tokens: list[int], n_vocab: int):

@@ -67,6 +67,9 @@ class GenerateSettings:
     progress: bool = setting(True, "fast backend: progress bar on stderr, shown only on a terminal")
     resume: bool = setting(True, "fast backend: continue an interrupted run's <out>.partial when the checkpoint "
                            "and settings are the same")
+    compile_cache: str = setting("xla-cache", "XLA's persistent compilation cache, relative to paths.workdir: a "
+                                 "process reuses the compiled sampler an earlier one saved for the same model and "
+                                 "settings (\"\" = off)")
 
     def validate(self) -> None:
         check_declared(self, "generate")  # the loader checked a loaded config; this guards direct callers
@@ -120,6 +123,20 @@ def sample_prefixes(run_dir: str | Path, settings: GenerateSettings) -> list[str
     return [prefix for prefix, count in plan_conditions(listed) for _ in range(count)]
 
 
+def possible_prefixes(run_dir: str | Path, settings: GenerateSettings) -> list[str]:
+    """Every prefix a sample may start with under ``settings.conditioning``, whatever ``samples`` and ``seed``.
+
+    The fast backend's sampler is built for these, so one compiled sampler serves every
+    round of a night (a round's own draw of conditions may leave some out).
+    """
+    mode = "list" if settings.conditioning == "catalog" and settings.conditions else settings.conditioning
+    counts = read_generation_info(run_dir).get("condition_counts") if mode == "catalog" else None
+    if counts:
+        return sorted(START_TOKEN + " " + condition for condition in counts)
+    return sorted({generation_prefix(condition) for condition in (settings.conditions if mode == "list" else [])
+                   or [""]})
+
+
 def generate(run_dir: str | Path, out_path: str | Path, settings: GenerateSettings) -> dict:
     """Sample ``settings.samples`` descriptions from the checkpoint in ``run_dir`` into ``out_path``.
 
@@ -146,7 +163,8 @@ def _generate(run_dir: Path, out_path: Path, settings: GenerateSettings) -> dict
         from .driver import generate_fast
 
         seen = read_generation_info(run_dir).get("seen_tokens") if settings.mask_unseen_tokens else None
-        stats = generate_fast(run_dir, out_path, settings, length, sample_prefixes(run_dir, settings), seen)
+        stats = generate_fast(run_dir, out_path, settings, length, sample_prefixes(run_dir, settings), seen,
+                              prompts=possible_prefixes(run_dir, settings))
     else:
         records = _generate_gpt2_simple(run_dir, settings, length)
         write_jsonl(out_path, records)
@@ -225,6 +243,9 @@ def add_cli(subparsers) -> None:
 
 
 def _cli(args, config) -> int:
+    from ..tf_runtime import use_workdir_compile_cache
+
+    use_workdir_compile_cache(config)
     manifest = generate(Path(config.paths.checkpoint_root) / config.train.run_name, args.out, config.generate)
     print(f"generated {manifest['samples']} samples ({manifest['terminated']} terminated) -> {args.out}")
     return 0
