@@ -23,7 +23,8 @@ from .config import flag_overrides, load_config
 from .console import native_stderr_to_log, quiet_library_loggers
 from .errors import UserError
 
-STAGE_MODULES = ("ingest", "base_model", "train", "generate", "curate", "render", "publish", "pipeline")
+STAGE_MODULES = ("ingest", "base_model", "train", "generate", "curate", "render", "publish", "pipeline",
+                 "models.llama.model_file")
 
 
 def _config_command(args, config) -> int:
