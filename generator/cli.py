@@ -23,7 +23,7 @@ from .config import flag_overrides, load_config
 from .console import native_stderr_to_log, quiet_library_loggers
 from .errors import UserError
 
-STAGE_MODULES = ("ingest", "base_model", "train", "generate", "curate", "render", "publish", "pipeline",
+STAGE_MODULES = ("ingest", "base_model", "train", "generate", "curate", "render", "publish", "run_cli",
                  "models.llama.model_file")
 
 
