@@ -70,12 +70,29 @@ class LlamaScorer:
         self.hparams = model.hparams
         self.tokenizer = LlamaTokenizer(model.tokenizer_fields)
         self.pad_id = int(self.tokenizer.eos_id or 0)
-        self.weights = as_tf_weights(model)
+        if tf.executing_eagerly():
+            self.weights = as_tf_weights(model)
+            spec = tf.TensorSpec([None, None], tf.int32)
+            compiled = tf.function(
+                lambda tokens, mask: forward.next_token_logprobs(self.weights, self.hparams, tokens, mask),
+                input_signature=[spec, spec])
+            self._next_token_logprobs = lambda tokens, mask: compiled(tokens, mask).numpy()
+        else:
+            self._next_token_logprobs = self._graph_mode(tf, forward, model)
         del model
-        spec = tf.TensorSpec([None, None], tf.int32)
-        self._next_token_logprobs = tf.function(
-            lambda tokens, mask: forward.next_token_logprobs(self.weights, self.hparams, tokens, mask),
-            input_signature=[spec, spec])
+
+    def _graph_mode(self, tf, forward, model):
+        """The same network in a graph and session of its own: gpt-2-simple turns eager execution off for
+        the whole process when it is imported, and a night (or a test session) may have imported it first."""
+        graph = tf.Graph()
+        with graph.as_default():
+            self.weights = as_tf_weights(model)
+            tokens = tf.compat.v1.placeholder(tf.int32, [None, None])
+            mask = tf.compat.v1.placeholder(tf.int32, [None, None])
+            output = forward.next_token_logprobs(self.weights, self.hparams, tokens, mask)
+            session = tf.compat.v1.Session(graph=graph)
+            session.run(tf.compat.v1.global_variables_initializer())
+        return lambda ids, valid: session.run(output, {tokens: ids, mask: valid})
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text)
@@ -111,7 +128,7 @@ class LlamaScorer:
                 ids = rows[index][0]
                 tokens[slot, :len(ids)] = ids
                 mask[slot, :len(ids)] = 1
-            logprobs = self._next_token_logprobs(tokens, mask).numpy()
+            logprobs = self._next_token_logprobs(tokens, mask)
             for slot, index in enumerate(chosen):
                 ids, context = rows[index]
                 # logprobs[:, t] is token t + 1's: the text's tokens start at index ``context``.
