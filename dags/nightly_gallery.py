@@ -22,7 +22,7 @@ if os.path.dirname(os.path.abspath(__file__)) not in sys.path:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nightly_ops import (catalog_param_default, configured_profiles, default_catalog, default_target,
                          failure_notifiers, publish_event_extra, set_run_note, site_asset_uri, success_notifiers)
-from nightly_steps import BACKENDS, CONDITION, PLAIN_NAME, fail_fast
+from nightly_steps import BACKENDS, CONDITION, fail_fast
 
 log = logging.getLogger(__name__)
 
@@ -66,20 +66,20 @@ PARAMS = {
                      values_display={"null": f"configured default ({DEFAULT_PROFILE})"},
                      description="Named profile of generator/defaults.toml (model size, steps, samples). "
                      "Empty: GENERATOR_PROFILE or the file's default."),
-    "base_model": Param(None, type=["null", "string"], pattern=PLAIN_NAME, title="Base model",
+    "base_model": Param(None, type=["null", "string"], pattern="^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", title="Base model",
                         description="Base model name (model.name), e.g. 124M: one folder name under the models "
                         "folder. Empty: the profile's."),
     "steps": Param(None, type=["null", "integer"], minimum=0, title="Training steps",
                    description="Fine-tuning steps tonight (train.steps); 0 skips training. " + EMPTY_MEANS_CONFIGURED),
     "samples": Param(None, type=["null", "integer"], minimum=1, title="Samples",
                      description="Descriptions to generate (generate.samples). " + EMPTY_MEANS_CONFIGURED),
-    "temperature": Param(None, type=["null", "number"], exclusiveMinimum=0, title="Temperature",
+    "temperature": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=100, title="Temperature",
                          description="Sampling temperature (generate.temperature). " + EMPTY_MEANS_CONFIGURED),
     "top_k": Param(None, type=["null", "integer"], minimum=0, title="Top-k",
                    description="Sample among the k likeliest tokens, 0 = off (generate.top_k). " + EMPTY_MEANS_CONFIGURED),
     "top_p": Param(None, type=["null", "number"], minimum=0, maximum=1, title="Top-p",
                    description="Nucleus sampling mass, 0 = off (generate.top_p). " + EMPTY_MEANS_CONFIGURED),
-    "seed": Param(None, type=["null", "integer"], title="Seed",
+    "seed": Param(None, type=["null", "integer"], minimum=0, title="Seed",
                   description="Generation seed; each night adds its own offset (generate.seed). "
                   + EMPTY_MEANS_CONFIGURED),
     "backend": Param(None, type=["null", "string"], enum=[None, *BACKENDS], title="Sampler",

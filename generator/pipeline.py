@@ -32,6 +32,9 @@ from .timings import timed
 log = logging.getLogger(__name__)
 
 
+STEP_NAMES = {"promote_night": "promote"}  # the timings name a step as the report does
+
+
 def _holds_workdir(step):
     """Run ``step(config, night, ...)`` holding the workdir's lock (exclusive), its night checked first.
 
@@ -43,7 +46,7 @@ def _holds_workdir(step):
     def locked(config: Config, night: str, *args, **kwargs):
         check_night(night)
         use_workdir_compile_cache(config)
-        with lock.workdir(config), timed(night_paths(config, night).timings, step.__name__.removeprefix("step_")):
+        with lock.workdir(config), timed(night_paths(config, night).timings, STEP_NAMES.get(step.__name__, step.__name__.removeprefix("step_"))):
             return step(config, night, *args, **kwargs)
 
     return locked

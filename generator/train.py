@@ -37,7 +37,7 @@ class TrainSettings:
     steps: int = setting(1000, "fine-tuning steps per night, added to the checkpoint's existing steps",
                          at_least=0)
     batch_size: int = setting(1, "sequences per training step", at_least=1)
-    learning_rate: float = setting(0.0001, "optimizer learning rate", above=0, at_most=10)
+    learning_rate: float = setting(0.0001, "optimizer learning rate (any finite rate above 0: a diverging one is caught by the promotion gate)", above=0)
     accumulate_gradients: int = setting(1, "steps whose gradients are summed before one update",
                                        at_least=1)
     optimizer: str = setting("adam", "gpt-2-simple optimizer", choices=("adam", "sgd"))
