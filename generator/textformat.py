@@ -104,3 +104,37 @@ def parse_sample(raw: str, prefix: str) -> dict:
     condition = prefix[len(START_TOKEN):] if prefix.startswith(START_TOKEN) else ""
     kind, genre, text = split_control(condition + body)
     return {"text": text, "terminated": terminated, "type": kind, "genre": genre}
+
+
+# --- the Llama family's rendering of the same text -------------------------------------------------
+# A chat-tuned base (SmolLM2-Instruct) already knows turns: a user asks, the assistant answers and
+# closes its turn with ``<|im_end|>``. The Llama family therefore trains on, and generates from, each
+# training line rendered as one exchange: the control prefix becomes the request, everything after it
+# (the description, and whatever else the format carries there) is the reply verbatim. The markers
+# map to tokens the tokenizer keeps whole: the start marker opens the user turn, the end marker is
+# the reply's ``<|im_end|>``. So the untrained base already ends its samples where the format does,
+# and fine-tuning only has to teach the catalog's voice.
+CHAT_OPEN, CHAT_CLOSE = "<|im_start|>", "<|im_end|>"
+CHAT_REPLY = f"{CHAT_CLOSE}\n{CHAT_OPEN}assistant\n"
+
+
+def chat_request(kind: str | None, genre: str | None) -> str:
+    """The user turn's words for a control prefix (either part may be missing)."""
+    what = {"Movie": "film", "TV Show": "TV series"}.get(kind or "", "film or TV series")
+    genre_words = f" in the genre {genre}" if genre else ""
+    return f"Write the Netflix catalog description of a new {what}{genre_words}."
+
+
+def chat_prompt(prefix: str) -> str:
+    """A generation prefix (:func:`generation_prefix`) rendered as the chat text a reply follows."""
+    kind, genre, rest = split_control(prefix[len(START_TOKEN):] if prefix.startswith(START_TOKEN) else prefix)
+    return f"{CHAT_OPEN}user\n{chat_request(kind, genre)}{CHAT_REPLY}{rest}"
+
+
+def chat_training_text(line: str) -> str | None:
+    """A training line rendered as one exchange ending in ``<|im_end|>`` (None for a non-line)."""
+    parsed = parse_training_line(line.strip())
+    if parsed is None:
+        return None
+    kind, genre, body = parsed
+    return f"{CHAT_OPEN}user\n{chat_request(kind, genre)}{CHAT_REPLY}{body}{CHAT_CLOSE}"
