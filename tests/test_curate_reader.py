@@ -300,6 +300,29 @@ def test_the_panel_reads_published_against_real_text(tmp_path):
     assert reader_figures(None, published, real, []) == {"on": False}
 
 
+def test_the_nights_panel_reads_through_the_cache_curate_filled(tmp_path):
+    from generator.ingest import IngestSettings, ingest, read_catalog
+    from generator.quality import quality_panel
+
+    ingest_dir = tmp_path / "ingest"
+    ingest(str(SAMPLE_CATALOG), ingest_dir, IngestSettings())
+    texts = [COMMON, RARE, INVENTED, shuffled(COMMON, 1)]
+    samples = tmp_path / "in.jsonl"
+    samples.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    scorer = CatalogReader()
+    config = settings()
+    curate(samples, read_catalog(ingest_dir), tmp_path / "kept.jsonl", config,
+           reader=Reader(config, tmp_path / "cache", scorer=scorer))
+    scorer.read.clear()
+    panel = quality_panel(samples, ingest_dir, tmp_path / "kept.jsonl", reader=Reader(config, tmp_path / "cache",
+                                                                                       scorer=scorer))
+    assert scorer.read == []  # tonight's candidates and the held-out text are all cached
+    figures = panel["reader"]
+    assert figures["on"] and figures["real"] == len(held_out_descriptions(read_catalog(ingest_dir), 400))
+    assert figures["published"] == panel["published"] and figures["candidates"] == len(texts)
+    assert None not in (figures["published_median"], figures["real_median"], figures["auc"])
+
+
 def test_the_model_card_shows_the_readers_figures_note_and_trend():
     from generator.render.model_card import model_card, quality_rows, reader_trend
     from generator.render.site_model import Night
