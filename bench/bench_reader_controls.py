@@ -5,7 +5,8 @@ An instrument that flatters is worse than none. With the real reader (SmolLM2-13
 
 - ``reference``: N real descriptions, the stand-in for the night's held-out text: they set the
   cut (the 10th percentile of their SLOR) and real text's 90th percentile of NLL;
-- ``real``: N *other* real descriptions (so real text's share within the cut is measured, not given);
+- ``real``: N *other* real descriptions (so real text's share within the cut is measured, not given;
+  its AUC is against the reference: real against real);
 - ``shuffled``: the same N with their words in a random order;
 - ``replaced 20%``: the same N with a fifth of their words replaced by words drawn at random
   from the catalog's descriptions;
@@ -114,16 +115,19 @@ def main() -> None:
     cut = percentile([r.score for r in scores["reference"]], 10)
     nll_bar = percentile([r.nll for r in scores["reference"]], 90)
     real_slor, real_nll = [r.score for r in scores["real"]], [r.nll for r in scores["real"]]
+    # Each control against the real text it was made from; real text against the reference (other real text).
+    versus = {name: (real_slor, real_nll) for name in sets}
+    versus["real"] = ([r.score for r in scores["reference"]], [r.nll for r in scores["reference"]])
     rows = {}
     for name in sets:
         slor, nll = [r.score for r in scores[name]], [r.nll for r in scores[name]]
         rows[name] = {"median_slor": round(percentile(slor, 50), 3), "median_nll": round(percentile(nll, 50), 3),
                       "within_by_slor": round(sum(s >= cut for s in slor) / len(slor), 3),
                       "within_by_nll": round(sum(v <= nll_bar for v in nll) / len(nll), 3),
-                      "auc_slor": None if name in ("reference", "real") else round(auc(real_slor, slor), 3),
+                      "auc_slor": None if name == "reference" else round(auc(versus[name][0], slor), 3),
                       # NLL: lower is better, so real "beats" a text when its NLL is lower.
-                      "auc_nll": None if name in ("reference", "real") else round(auc([-v for v in real_nll],
-                                                                                        [-v for v in nll]), 3)}
+                      "auc_nll": None if name == "reference" else round(auc([-v for v in versus[name][1]],
+                                                                            [-v for v in nll]), 3)}
     rare, invented = scores["pair"]
     result = {"texts": args.texts, "catalog": args.catalog.name, "cut_slor": round(cut, 3),
               "nll_90th": round(nll_bar, 3), "rows": rows,
