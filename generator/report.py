@@ -23,6 +23,8 @@ from .night import night_paths
 from .timings import read_timings
 
 GENERATION_FIGURES = ("temperature", "top_k", "top_p", "seed", "backend", "conditions")
+READER_FIGURES = ("on", "model", "cut", "percentile", "held_out", "held_out_median", "read", "unread",
+                  "reading_seconds", "tokens_per_second")
 
 
 def _manifest(output) -> dict:
@@ -78,7 +80,8 @@ def build_report(config: Config, night: str) -> dict:
                      "stop": rounds.get("stop"),
                      **{key: generation_settings.get(key) for key in GENERATION_FIGURES}},
         "curate": {"input": curate_m.get("input"), "kept": curate_m.get("kept"), "kept_rate": curate_m.get("kept_rate"),
-                   "rejected": curate_m.get("rejected", {})},
+                   "rejected": curate_m.get("rejected", {}),
+                   "reader": {k: (curate_m.get("reader") or {}).get(k) for k in READER_FIGURES}},
         "render": {k: render_m.get(k) for k in ("pages", "written", "unchanged", "removed", "descriptions")}
         if render_m else {},
         "publish": publish_s,

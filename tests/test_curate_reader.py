@@ -332,8 +332,12 @@ def test_the_model_card_shows_the_readers_figures_note_and_trend():
     rows = dict(quality_rows(panel))
     assert rows["Reader: SLOR, published (median)"] == "1.50" and rows["Reader: published within real text's 90 %"] == "40%"
     assert rows["Reader: AUC, real vs published (0.5 = indistinguishable)"] == "0.83"
-    card = model_card({"quality": panel}, Night("2026-01-03", [], {}))
+    card = model_card({"quality": panel, "curate": {"reader": {"model": "SmolLM2.gguf", "cut": 1.31, "held_out": 80}}},
+                      Night("2026-01-03", [], {}))
     assert card["quality_note"] == SHARED_BASE_NOTE
+    curate_rows = dict(card["curate"])
+    assert curate_rows["Reader"] == "SmolLM2.gguf" and curate_rows["Real held-out descriptions it was set on"] == "80"
+    assert "1.31" in curate_rows["Reader's cut (SLOR)"]
     nights = [Night(f"2026-01-0{d}", [], {"quality": {"reader": {"auc": a}}}) for d, a in ((1, 0.9), (2, 0.8))]
     assert 'id="reader-trend-title"' in str(reader_trend(nights))
 

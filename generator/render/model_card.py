@@ -53,6 +53,11 @@ def model_card(report: dict, night: Night, nights: list[Night] = ()) -> dict:
     curate_rows = section({**curate, "kept": kept}, [("input", "Samples checked"), ("kept", "Kept")])
     if finite_number(curate.get("kept_rate")) is not None:
         curate_rows.append(("Kept rate", f"{curate['kept_rate']:.1%}"))
+    reader = curate.get("reader") if isinstance(curate.get("reader"), dict) else {}
+    curate_rows += section(reader, [("model", "Reader"), ("cut", "Reader's cut (SLOR)"),
+                                    ("held_out", "Real held-out descriptions it was set on"),
+                                    ("held_out_median", "Their median SLOR"), ("read", "Candidates read tonight"),
+                                    ("unread", "Left unread (budget)"), ("tokens_per_second", "Reading, tokens/s")])
     rejected = curate.get("rejected") if isinstance(curate.get("rejected"), dict) else {}
     rounds_rows = section(generate, [("target_kept", "Descriptions wanted"), ("rounds", "Rounds"), ("stop", "Stopped")])
     return {
