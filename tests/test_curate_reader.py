@@ -306,13 +306,13 @@ def test_the_nights_panel_reads_through_the_cache_curate_filled(tmp_path):
 
     ingest_dir = tmp_path / "ingest"
     ingest(str(SAMPLE_CATALOG), ingest_dir, IngestSettings())
-    texts = [COMMON, RARE, INVENTED, shuffled(COMMON, 1)]
+    texts = [COMMON, INVENTED, *HELD_OUT[:4]]
     samples = tmp_path / "in.jsonl"
     samples.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     scorer = CatalogReader()
     config = settings()
-    curate(samples, read_catalog(ingest_dir), tmp_path / "kept.jsonl", config,
-           reader=Reader(config, tmp_path / "cache", scorer=scorer))
+    catalog = [e for e in read_catalog(ingest_dir) if e.description not in texts]
+    curate(samples, catalog, tmp_path / "kept.jsonl", config, reader=Reader(config, tmp_path / "cache", scorer=scorer))
     scorer.read.clear()
     panel = quality_panel(samples, ingest_dir, tmp_path / "kept.jsonl", reader=Reader(config, tmp_path / "cache",
                                                                                        scorer=scorer))
@@ -396,3 +396,16 @@ def test_the_reader_reads_alike_with_eager_execution_off(tmp_path, tiny_gguf):
     assert result["eager"] is False
     here = Reader(settings(reader_model=str(tiny_gguf)), tmp_path / "on").read(texts)
     assert result["scores"] == pytest.approx([here[t].score for t in texts], abs=1e-3)
+
+
+def test_the_cache_keeps_the_most_recently_used_scores(tmp_path, monkeypatch):
+    from generator.curate import reader as reader_module
+
+    monkeypatch.setattr(reader_module, "MAX_CACHED", 3)
+    scorer = CatalogReader()
+    texts = HELD_OUT[:4]
+    Reader(settings(), tmp_path, scorer=scorer).read(texts[:3])
+    Reader(settings(), tmp_path, scorer=scorer).read([texts[0], texts[3]])  # texts[0] used again, texts[3] new
+    scorer.read.clear()
+    Reader(settings(), tmp_path, scorer=scorer).read(texts)
+    assert scorer.read == [texts[1]]  # the least recently used one was dropped

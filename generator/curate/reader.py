@@ -43,13 +43,14 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ..artifacts import atomic_write_json
+from ..artifacts import atomic_write_text
 from ..errors import UserError
 
 PREFIX = "Netflix description: "
 UNIGRAM_FLOOR = 1e-8  # the frequency of a word wordfreq does not list: the large list's own floor
 MIN_HELD_OUT = 20  # fewer held-out descriptions cannot set a percentile worth the name
 SAVE_EVERY_SECONDS = 30.0
+MAX_CACHED = 100_000  # scores per cache file (about 6 MB): a few months of nights, and tonight's held-out text
 
 
 # --- the score -----------------------------------------------------------------------------------
@@ -150,7 +151,8 @@ def reader_model_path(configured: str) -> Path:
 
 
 class ScoreCache:
-    """The model's (logprob sum, tokens) per text, for one model digest and prefix, in one JSON file."""
+    """The model's (logprob sum, tokens) per text, for one model digest and prefix, in one compact JSON file
+    (rows in the order they were last used, so a cap keeps the most recent)."""
 
     def __init__(self, cache_dir: Path, digest: str, prefix: str):
         key = hashlib.sha256(prefix.encode()).hexdigest()[:8]
@@ -170,12 +172,18 @@ class ScoreCache:
             return {}  # none yet, or unreadable: scores are re-read, never trusted from a broken file
         if not isinstance(data, dict) or data.get("model_digest") != self.digest or data.get("prefix") != self.prefix:
             return {}
-        entries = data.get("scores")
-        return {k: v for k, v in entries.items() if isinstance(v, list) and len(v) == 2} if isinstance(entries, dict) else {}
+        rows = data.get("scores")  # [[key, logprob sum, tokens], ...], least recently used first
+        if not isinstance(rows, list):
+            return {}
+        return {row[0]: row[1:] for row in rows if isinstance(row, list) and len(row) == 3 and isinstance(row[0], str)}
 
     def get(self, text: str) -> tuple[float, int] | None:
-        found = self.entries.get(self.key(text))
-        return (float(found[0]), int(found[1])) if found else None
+        key = self.key(text)
+        found = self.entries.pop(key, None)
+        if found is None:
+            return None
+        self.entries[key] = found  # most recently used last: what the cap keeps
+        return float(found[0]), int(found[1])
 
     def put(self, text: str, logprob_sum: float, tokens: int) -> None:
         self.entries[self.key(text)] = [round(float(logprob_sum), 5), int(tokens)]
@@ -184,9 +192,15 @@ class ScoreCache:
     def save(self) -> None:
         if not self.dirty:
             return
-        merged = {**self._load(), **self.entries}  # another process may have added scores meanwhile
+        # Another process may have added scores meanwhile; ours (used most recently) go last.
+        merged = {key: value for key, value in self._load().items() if key not in self.entries}
+        merged.update(self.entries)
+        if len(merged) > MAX_CACHED:  # every night adds its candidates: keep the most recently used
+            merged = dict(list(merged.items())[-MAX_CACHED:])
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.path, {"model_digest": self.digest, "prefix": self.prefix, "scores": merged})
+        rows = [[key, *value] for key, value in merged.items()]
+        atomic_write_text(self.path, json.dumps({"model_digest": self.digest, "prefix": self.prefix, "scores": rows},
+                                                separators=(",", ":"), ensure_ascii=False) + "\n")
         self.entries, self.dirty = merged, False
 
 
