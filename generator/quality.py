@@ -131,6 +131,8 @@ def reader_figures(reader, published: list[str], real: list[str], candidates: li
 
     if reader is None:
         return {"on": False}
+    if not published and not candidates:  # nothing reached the reader tonight: the model need not even load
+        return {"on": True, "published": 0, "candidates": 0}
     readings = reader.read(published + real)
     mine = [readings[t].score for t in published]
     theirs = [readings[t].score for t in real]

@@ -298,6 +298,9 @@ def test_the_panel_reads_published_against_real_text(tmp_path):
     shared = reader_figures(reader, published, real, [], generator_base_digest=CatalogReader.digest)
     assert shared["shares_base"] is True and shared["note"] == SHARED_BASE_NOTE
     assert reader_figures(None, published, real, []) == {"on": False}
+    scorer = CatalogReader()
+    assert reader_figures(Reader(settings(), tmp_path / "empty", scorer=scorer), [], real, []) == {
+        "on": True, "published": 0, "candidates": 0} and scorer.read == []
 
 
 def test_the_nights_panel_reads_through_the_cache_curate_filled(tmp_path):
