@@ -151,12 +151,13 @@ def test_the_cut_is_the_held_out_percentile_and_every_rejection_carries_score_an
     assert sum(t in {r["text"] for r in by_reader} for t in bad) >= 4  # (a shuffle may double "the": degenerate)
 
 
-def test_percentile_zero_keeps_everything_read(tmp_path):
+def test_percentile_zero_cuts_at_the_worst_real_description(tmp_path):
     manifest, kept, rejected, _ = run_curate(tmp_path, [INVENTED, COMMON], reader_percentile=0.0)
     assert manifest["reader"]["cut"] == pytest.approx(min(
         reading(t, float(lp.sum()), len(lp)).score for t, lp in
         zip(held_out_descriptions(ENTRIES, 400), CatalogReader().token_logprobs(held_out_descriptions(ENTRIES, 400)))),
         abs=1e-4)
+    assert all(r["reader_score"] >= manifest["reader"]["cut"] for r in kept)
     assert {r["text"] for r in kept} | {r["text"] for r in rejected} == {INVENTED, COMMON}
 
 

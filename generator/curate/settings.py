@@ -61,7 +61,7 @@ class CurateSettings:
                                  "(part of the score cache's key)")
     reader_percentile: float = setting(
         10.0, "reader: keep a candidate only if its SLOR is at least this percentile of the night's real held-out "
-        "descriptions' (0 = keep anything it read)", at_least=0, at_most=100)
+        "descriptions' (0: at least the worst of them)", at_least=0, at_most=100)
     reader_held_out: int = setting(400, "reader: most held-out descriptions the cut is calibrated on (a seeded "
                                    "sample of a larger split)", at_least=20)
     reader_seconds: float = setting(
