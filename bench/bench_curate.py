@@ -7,7 +7,8 @@ to look like a night's GPT-2 output: word-level Markov text (novel, like a model
 sentences recombined across descriptions, verbatim copies with case and punctuation
 changed, near-copies of the catalog and of earlier samples, and junk (unterminated,
 too short, loops, leftover markers, blocklisted words). Each size runs `curate()` in a
-fresh process so its peak RSS is its own. Target: 100k samples in <= 10 s on 2 cores.
+fresh process so its peak RSS is its own, without the reader (bench_reader.py measures it).
+Target: 100k samples in <= 10 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def run_one(samples_path: str, catalog: str, out: str) -> dict:
     entries = load_catalog(catalog, IngestSettings())
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started, cpu_started = time.perf_counter(), time.process_time()
-    manifest = curate(samples_path, entries, out, CurateSettings())
+    # The rules' own cost; the reader's (a language model, about 15 descriptions/s) is bench_reader.py's.
+    manifest = curate(samples_path, entries, out, CurateSettings(reader=False))
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"seconds": seconds, "cpu_seconds": cpu, "peak_mb": peak / 1024, "baseline_mb": baseline / 1024,

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from generator.ingest import ingest  # noqa: E402
+from generator.ingest import IngestSettings, ingest  # noqa: E402
 from generator.curate.lexicon import Lexicon, judged_words, tokens  # noqa: E402
 from generator.quality import catalog_records  # noqa: E402
 
@@ -36,7 +36,7 @@ THRESHOLDS = (0.0, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 
 def ingest_records(csv: Path) -> list[dict]:
     with tempfile.TemporaryDirectory() as out:
-        ingest(str(csv), out)
+        ingest(str(csv), out, IngestSettings())
         return catalog_records(out)
 
 

@@ -7,7 +7,8 @@ ingest -> train -> promote -> generate -> curate -> rounds. Rounds (``step_round
 curate until ``generate.target_kept`` descriptions are kept or ``generate.max_samples`` is spent,
 so every recipe publishes (up to) the same number of descriptions and the realism test (a
 cross-validated classifier whose accuracy grows with the texts per class) compares the same
-per-class count across recipes and with the nightly panel. Curation, conditioning and the
+per-class count across recipes and with the nightly panel. The reader's figures are the panel's
+(median SLOR published / real held-out, AUC of real against published), read by the night's reader. Curation, conditioning and the
 unseen-token mask are the profile's, at today's defaults; the panel is the one the night writes
 (``curate/quality.json``).
 
@@ -139,7 +140,7 @@ def _num(value, spec: str) -> str:
 
 
 def row(result: dict) -> str:
-    cpu, realism, fluency, novelty = result["cpu_minutes"], result["realism"], result["fluency"], result["novelty"]
+    cpu, realism, reader, novelty = result["cpu_minutes"], result["realism"], result["reader"], result["novelty"]
     train = f"{cpu['train']:.2f}" if result["trained"] else f"({cpu['train']:.2f})"
     accuracy = "-" if realism.get("accuracy") is None else f"{realism['accuracy']:.2f}±{realism['std']:.2f}"
     return (f"{result['recipe']:<16} {train:>7} {cpu['generate']:>6.2f} {result['samples']:>5} "
@@ -148,13 +149,14 @@ def row(result: dict) -> str:
             f"{_num(result['distinct_2'], '.3f'):>6} {_num(result['distinct_2_at_n']['value'], '.3f'):>6} "
             f"{_num(novelty['longest_shared_run_median'], 'g'):>4}/"
             f"{_num(novelty['longest_shared_run_max'], 'g'):<3} "
-            f"{_num(fluency['published_median_perplexity'], '.0f'):>5}/"
-            f"{_num(fluency['real_held_out_median_perplexity'], '.0f'):<4} "
+            f"{_num(reader.get('published_median'), '.2f'):>5}/"
+            f"{_num(reader.get('real_median'), '.2f'):<5} {_num(reader.get('auc'), '.2f'):>4} "
             f"{accuracy:>10} {realism.get('per_class', '-'):>4}  {result['stop']}")
 
 
 HEADER = (f"{'recipe':<16} {'cpu_tr':>7} {'cpu_gc':>6} {'smpl':>5} {'pub':>4} {'kept':>5} {'inv_in':>6} "
-          f"{'inv_out':>5} {'dist2':>6} {'d2@100':>6} {'run md/max':<8} {'ppl pub/real':<10} {'realism':>10} "
+          f"{'inv_out':>5} {'dist2':>6} {'d2@100':>6} {'run md/max':<8} {'slor pub/real':<11} {'auc':>4} "
+          f"{'realism':>10} "
           f"{'n':>4}  stop")
 
 
@@ -173,8 +175,8 @@ def print_table(results: list[dict], catalog: str) -> None:
           "model shared with an earlier recipe), cpu_gc = generate+curate+rounds; smpl = samples drawn; pub = "
           "published; kept = kept rate; inv_in/out = samples with an invented word generated/published; "
           "d2@100 = distinct-2 of a seeded sample of 100 published; run md/max = longest run of words shared with "
-          "the catalog; ppl = median per-word perplexity "
-          "(published/real held-out); realism = classifier accuracy ± std over folds, published vs held-out "
+          "the catalog; slor = the reader's median SLOR (published/real held-out), auc = the reader's AUC of "
+          "real against published (0.5 = indistinguishable); realism = classifier accuracy ± std over folds, published vs held-out "
           "(0.5 = indistinguishable), n per class")
     print(HEADER)
     for result in results:

@@ -215,12 +215,12 @@ def nightly_gallery():
         results = sorted(results, key=lambda r: r["samples_path"])
         return merge(_config(), results[0]["night"], [r["samples_path"] for r in results])
 
-    @task(doc_md="Keep only samples that pass every curation rule (generator/curate/rules.py, RULES).")
-    @fail_fast
+    @task(doc_md="Keep only samples that pass every curation rule (generator/curate/settings.py, RULES); the "
+          "reader (a TensorFlow model) reads the survivors, so the step runs in a fresh interpreter.")
     def curate(merged: dict) -> dict:
-        from generator.pipeline import step_curate
+        from nightly_steps import run_step_in_fresh_interpreter
 
-        return step_curate(_config(), merged["night"], merged["samples_path"])
+        return run_step_in_fresh_interpreter("curate", _params(), merged["night"], samples_path=merged["samples_path"])
 
     @task(queue=GPU_QUEUE, execution_timeout=timedelta(hours=2),
           doc_md="Further generate+curate rounds until generate.target_kept descriptions are kept or a budget "

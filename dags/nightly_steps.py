@@ -102,6 +102,7 @@ def run_step(name: str, params: dict, night: str, **kwargs) -> dict:
     steps = {"train": lambda config: pipeline.step_train(config, night),
              "generate": lambda config: pipeline.step_generate(config, night, kwargs.get("shard", 0),
                                                                kwargs.get("shards", 1)),
+             "curate": lambda config: pipeline.step_curate(config, night, kwargs.get("samples_path")),
              "rounds": lambda config: pipeline.step_rounds(config, night)}
     return steps[name](config_for_run(params))
 

@@ -248,12 +248,14 @@ def step_curate(config: Config, night: str, samples_path: str | None = None) -> 
     """Curate the night's samples (``curate.min_kept`` is checked once its rounds are done: step_rounds)."""
     from .curate import curate
     from .ingest import read_catalog
+    from .quality import reader_cache
 
     paths = night_paths(config, night)
     history = _write_history(config, night, paths.history)
     ingest_manifest = read_manifest(paths.ingest, "ingest")
     manifest = curate(samples_path or paths.samples, read_catalog(paths.ingest), paths.kept, config.curate,
-                      history_path=paths.history if history else None, catalog_label=ingest_manifest.get("source", ""))
+                      history_path=paths.history if history else None, catalog_label=ingest_manifest.get("source", ""),
+                      reader_cache=reader_cache(config))
     return {"night": night, "kept_path": str(paths.kept), "kept": manifest.get("kept"), "input": manifest.get("input")}
 
 
@@ -284,13 +286,13 @@ def step_rounds(config: Config, night: str, release=None) -> dict:
 
     Each round generates into ``generate/round-NNN.jsonl`` with its own seed, joins the
     night's samples and the whole night is curated again (deterministic: a description
-    kept stays kept, except by the realism rule, which ranks the night's candidates
-    together). ``rounds.json`` records every round, its seconds and why the night
-    stopped; the quality panel of what will be published is written last.
+    kept stays kept; the reader's cache means only the new round's candidates are read).
+    ``rounds.json`` records every round, its seconds and why the night stopped; the
+    quality panel of what will be published is written last.
     """
     from .checkpoints import require_live
     from .curate.stage import check_min_kept
-    from .quality import quality_panel
+    from .quality import night_panel
     from .rounds import NightSoFar, plan_round, samples_bound
 
     release = release or require_live(config.paths.checkpoint_root, config.train.run_name)
@@ -316,7 +318,7 @@ def step_rounds(config: Config, night: str, release=None) -> dict:
     record = {"target_kept": so_far.target, "samples": total, "kept": kept, "rounds": rounds, "stop": stop,
               "minutes": round((time.monotonic() - started) / 60, 2)}
     atomic_write_json(paths.rounds, record)
-    atomic_write_json(paths.quality, quality_panel(paths.samples, paths.ingest, paths.kept, config.curate.fluency_order))
+    atomic_write_json(paths.quality, night_panel(config, night))
     try:  # the kept and rejected files are written (they say why so few passed); what fails is the night
         check_min_kept(kept, total, config.curate, paths.kept)
     except UserError as error:

@@ -73,7 +73,7 @@ def realism_classifier(C: float = 10.0, class_weight=None):
     """The classifier that tells generated from real descriptions: one home for its features.
 
     Logistic regression on TF-IDF word 1-2-grams and cased character 2-4-grams of
-    ``^text$`` (see ``marked``), used by the panel's two-sample test and the realism rule.
+    ``^text$`` (see ``marked``), the panel's two-sample test.
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -121,12 +121,59 @@ def _median(values: list[float]) -> float | None:
     return round(statistics.median(values), 2) if values else None
 
 
+def reader_figures(reader, published: list[str], real: list[str], candidates: list[float],
+                   generator_base_digest: str | None = None) -> dict:
+    """The reader's view of the batch: median SLOR of the published and of the real held-out
+    descriptions (and of every candidate the night's reader scored), the share of the published
+    within real text's 90 % (SLOR at least the real 10th percentile), and the AUC of real against
+    published (0.5 = the reader cannot tell them apart; 1 = it always prefers real text)."""
+    from .curate.reader import SHARED_BASE_NOTE, auc, percentile, shares_base
+
+    if reader is None:
+        return {"on": False}
+    if not published and not candidates:  # nothing reached the reader tonight: the model need not even load
+        return {"on": True, "published": 0, "candidates": 0}
+    readings = reader.read(published + real)
+    mine = [readings[t].score for t in published]
+    theirs = [readings[t].score for t in real]
+    within = None
+    if mine and theirs:
+        bar = percentile(theirs, 10)
+        within = round(sum(score >= bar for score in mine) / len(mine), 4)
+    area = auc(theirs, mine)
+    shared = shares_base(reader.digest, generator_base_digest)
+    return {"on": True, "model": reader.label, "published": len(mine), "real": len(theirs),
+            "published_median": _median(mine), "real_median": _median(theirs),
+            "candidates_median": _median(candidates), "candidates": len(candidates),
+            "published_median_nll": _median([readings[t].nll for t in published]),
+            "real_median_nll": _median([readings[t].nll for t in real]),
+            "published_within_real_90": within, "auc": None if area is None else round(area, 4),
+            "shares_base": shared, "note": SHARED_BASE_NOTE if shared else None}
+
+
+def _candidate_scores(kept_jsonl) -> list[float]:
+    """The reader's score of every candidate it read tonight: the kept ones and those it rejected."""
+    import math
+
+    from .artifacts import read_jsonl
+    from .curate.stage import default_rejected_path
+
+    scores = [r.get("reader_score") for r in read_jsonl(kept_jsonl)]
+    rejected = default_rejected_path(kept_jsonl)
+    if rejected.is_file():
+        scores += [r.get("reader_score") for r in read_jsonl(rejected)]
+    return [s for s in scores if isinstance(s, (int, float)) and math.isfinite(s)]
+
+
 def quality_panel(samples_jsonl: str | Path, ingest_dir: str | Path, kept_jsonl: str | Path | None = None,
-                  fluency_order: int = 3) -> dict:
+                  reader=None, generator_base_digest: str | None = None, held_out_limit: int = 400) -> dict:
     """The quality figures of a batch: invented words, per-rule kept rates, distinct-2, novelty,
-    fluency and realism. ``published`` is the kept file when given, else the samples themselves."""
-    from .curate.fluency import FluencyJudge
+    the reader's figures (when given a :class:`generator.curate.reader.Reader`: the night's own, whose
+    cache already holds tonight's scores) and realism. ``published`` is the kept file when given,
+    else the samples themselves."""
     from .curate.lexicon import Lexicon
+    from .curate.reader import held_out_descriptions
+    from .ingest import read_catalog
 
     records = catalog_records(ingest_dir)
     samples = _texts(samples_jsonl)
@@ -148,7 +195,7 @@ def quality_panel(samples_jsonl: str | Path, ingest_dir: str | Path, kept_jsonl:
                                            for rule, count in manifest.get("rejected", {}).items()}}
     runs = SharedRuns([r["description"] for r in records])
     shared = [runs.longest(t) for t in published]
-    judge = FluencyJudge(records, fluency_order)
+    real_read = held_out_descriptions(read_catalog(ingest_dir), held_out_limit) if reader is not None else []
     return {
         "samples": len(samples),
         "published": len(published),
@@ -156,7 +203,44 @@ def quality_panel(samples_jsonl: str | Path, ingest_dir: str | Path, kept_jsonl:
         "curation": curation,
         "distinct_2": distinct_2(published),
         "novelty": {"longest_shared_run_median": _median(shared), "longest_shared_run_max": max(shared, default=None)},
-        "fluency": {"order": fluency_order, "published_median_perplexity": _median([judge.perplexity(t) for t in published]),
-                    "real_held_out_median_perplexity": _median(judge.held_out)},
+        "reader": reader_figures(reader, published, real_read,
+                                 _candidate_scores(kept_jsonl) if kept_jsonl and reader is not None else [],
+                                 generator_base_digest),
         "realism": classifier_two_sample_test(published, real),
     }
+
+
+# --- the night's panel -----------------------------------------------------------------------------
+
+def reader_cache(config) -> Path:
+    """The reader's scores, kept across rounds and nights: ``<workdir>/reader-cache/``."""
+    return Path(config.paths.workdir).expanduser() / "reader-cache"
+
+
+def generator_base_digest(config) -> str | None:
+    """The sha256 of the generator's base weights file, when its base model's manifest names one: a
+    ``sha256`` field, or a ``path`` that is a single file (a GGUF base). A GPT-2 base (a folder) has none."""
+    from .base_model import model_path
+    from .curate.reader import model_digest
+    from .errors import UserError
+
+    try:
+        manifest = read_manifest(model_path(config.paths.models_root, config.model.name))
+    except (UserError, ValueError, OSError):
+        return None
+    if isinstance(manifest.get("sha256"), str):
+        return manifest["sha256"]
+    path = Path(str(manifest.get("path") or ""))
+    return model_digest(path) if manifest.get("path") and path.is_file() else None
+
+
+def night_panel(config, night: str) -> dict:
+    """The quality panel of what the night will publish, read by the night's own reader (through its cache)."""
+    from .curate.reader import Reader
+    from .night import night_paths
+
+    paths = night_paths(config, night)
+    reader = Reader(config.curate, reader_cache(config)) if config.curate.reader else None
+    return quality_panel(paths.samples, paths.ingest, paths.kept, reader=reader,
+                         generator_base_digest=generator_base_digest(config) if reader else None,
+                         held_out_limit=config.curate.reader_held_out)

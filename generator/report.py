@@ -23,6 +23,8 @@ from .night import night_paths
 from .timings import read_timings
 
 GENERATION_FIGURES = ("temperature", "top_k", "top_p", "seed", "backend", "conditions")
+READER_FIGURES = ("on", "model", "cut", "percentile", "held_out", "held_out_median", "read", "unread",
+                  "reading_seconds", "tokens_per_second")
 
 
 def _manifest(output) -> dict:
@@ -78,7 +80,8 @@ def build_report(config: Config, night: str) -> dict:
                      "stop": rounds.get("stop"),
                      **{key: generation_settings.get(key) for key in GENERATION_FIGURES}},
         "curate": {"input": curate_m.get("input"), "kept": curate_m.get("kept"), "kept_rate": curate_m.get("kept_rate"),
-                   "rejected": curate_m.get("rejected", {})},
+                   "rejected": curate_m.get("rejected", {}),
+                   "reader": {k: (curate_m.get("reader") or {}).get(k) for k in READER_FIGURES}},
         "render": {k: render_m.get(k) for k in ("pages", "written", "unchanged", "removed", "descriptions")}
         if render_m else {},
         "publish": publish_s,
@@ -135,17 +138,18 @@ def seconds_line(seconds: dict) -> str:
 
 
 def quality_line(panel: dict) -> str:
-    """The quality panel in a few figures: invented words, fluency against real text, realism."""
+    """The quality panel in a few figures: invented words, the reader against real text, realism."""
     if not panel:
         return ""
     invented = panel.get("invented_rate") or {}
-    fluency = panel.get("fluency") or {}
+    reader = panel.get("reader") or {}
     realism = (panel.get("realism") or {}).get("accuracy")
 
     def pct(value):
         return "-" if value is None else f"{value:.0%}"
 
+    read = (f"reader SLOR {reader.get('published_median')} vs real {reader.get('real_median')} "
+            f"({pct(reader.get('published_within_real_90'))} within real text's 90%, AUC {reader.get('auc')}), "
+            if reader.get("on") else "")
     return (f"quality: invented words {pct(invented.get('after'))} published ({pct(invented.get('before'))} generated), "
-            f"perplexity {fluency.get('published_median_perplexity')} vs real "
-            f"{fluency.get('real_held_out_median_perplexity')}, realism "
-            f"{'-' if realism is None else f'{realism:.2f}'} (0.5 = indistinguishable); ")
+            f"{read}realism {'-' if realism is None else f'{realism:.2f}'} (0.5 = indistinguishable); ")

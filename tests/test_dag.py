@@ -89,8 +89,10 @@ def test_nightly_runs_publish_skip_unchanged_and_keep_live_on_regression(tmp_pat
     # One try per task: a failure should fail the test now, not after minutes of retry back-off.
     # A 30-step model may keep nothing: that night still publishes (curate.min_kept is tested elsewhere),
     # in one round (the rounds are tested in test_pipeline).
+    # No reader: the suite never loads the 135M model (the curate task still runs in its fresh interpreter).
     env = airflow_env(home, work, GENERATOR_PROFILE="tiny", AWS_ENDPOINT_URL=endpoint, GALLERY_RETRIES="0",
-                      GENERATOR_CURATE__MIN_KEPT="0", GENERATOR_GENERATE__TARGET_KEPT="0")
+                      GENERATOR_CURATE__MIN_KEPT="0", GENERATOR_GENERATE__TARGET_KEPT="0",
+                      GENERATOR_CURATE__READER="false")
     migrate = subprocess.run(["airflow", "db", "migrate"], capture_output=True, text=True, env=env, timeout=300)
     assert migrate.returncode == 0, migrate.stderr[-3000:]
     conf = {"catalog": str(SAMPLE_CATALOG), "target": "s3://nightly-gallery/site", "steps": 30, "samples": 24}

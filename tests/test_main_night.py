@@ -2,6 +2,10 @@
 
 `scripts/nightly.sh` runs this night through Airflow; here the same pipeline functions run it
 through the CLI (`run`), so the test measures the published descriptions, not the orchestration.
+
+Since curation's reader (issue 21) this night fails: the `tiny` GPT-2 writes nothing that reads as well
+as real text, so it keeps none (docs/quality.md, "What the reader says about the default night"). It
+is meant to pass again with a pretrained default generator; it is not weakened to pass before.
 """
 
 from __future__ import annotations
@@ -40,11 +44,14 @@ def test_the_default_night_publishes_150_readable_typed_and_genred_descriptions(
     panel = report["quality"]
     assert panel["invented_rate"]["after"] == 0.0
     assert panel["realism"]["accuracy"] is not None
-    # Before this profile (issue 12), the same night published text at median perplexity 150 and
-    # realism 0.81; the realism rule keeps the half of the candidates that reads most like the catalog.
-    assert panel["fluency"]["published_median_perplexity"] < 150
-    assert panel["curation"]["rejected_share"]["realism"] > 0
+    # The reader (issue 21): what is published reads within real text's cut, so no worse than tonight's
+    # candidates as a whole; before the reader, this night published text that read worse than real
+    # descriptions with a fifth of their words replaced.
+    reader = panel["reader"]
+    assert reader["on"] and reader["published_median"] >= report["curate"]["reader"]["cut"]
+    assert reader["published_median"] >= reader["candidates_median"]
+    assert all(r["reader_score"] >= report["curate"]["reader"]["cut"] for r in kept)
     assert report["generate"]["stop"].startswith("target reached")
-    assert "realism" in result.stdout and "invented words 0%" in result.stdout
+    assert "reader SLOR" in result.stdout and "invented words 0%" in result.stdout
     # Every genre page of the gallery has descriptions.
     assert (public / "index.html").is_file()

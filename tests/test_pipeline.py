@@ -134,14 +134,15 @@ def test_unknown_words_rule_rejects_invented_words(tmp_path):
     samples.write_text(
         '{"text": "A shy baker in a seaside town must share one kitchen and finds an unlikely rival."}\n'
         '{"text": "A shy procumpukar in a small town must share one tagos with a rival baker."}\n')
-    manifest = curate(samples, catalog_entries(catalog), tmp_path / "k.jsonl", CurateSettings(max_unknown_words=1))
+    manifest = curate(samples, catalog_entries(catalog), tmp_path / "k.jsonl", CurateSettings(max_unknown_words=1, reader=False))
     assert manifest["kept"] == 1 and manifest["rejected"]["unknown-words"] == 1
     rejected = [json.loads(line) for line in (tmp_path / "k.rejected.jsonl").read_text().splitlines()]
     assert "procumpukar" in rejected[0]["detail"]
     # On by default with no invented word allowed; -1 turns it off.
     assert curate(samples, catalog_entries(catalog), tmp_path / "k2.jsonl",
-                  CurateSettings())["rejected"]["unknown-words"] == 1
-    off = curate(samples, catalog_entries(catalog), tmp_path / "k3.jsonl", CurateSettings(max_unknown_words=-1))
+                  CurateSettings(reader=False))["rejected"]["unknown-words"] == 1
+    off = curate(samples, catalog_entries(catalog), tmp_path / "k3.jsonl",
+                 CurateSettings(max_unknown_words=-1, reader=False))
     assert off["rejected"]["unknown-words"] == 0
 
 
@@ -189,5 +190,5 @@ def test_a_night_generates_in_rounds_until_its_budget_and_reports_why(tmp_path):
     assert report["curate"]["input"] == 20
     assert "sample budget spent" in result.stdout
     panel = report["quality"]
-    assert panel["samples"] == 20 and set(panel) >= {"invented_rate", "distinct_2", "novelty", "fluency", "realism"}
+    assert panel["samples"] == 20 and set(panel) >= {"invented_rate", "distinct_2", "novelty", "reader", "realism"}
     assert "Quality" in (work / "site" / "about" / "index.html").read_text()

@@ -1,15 +1,13 @@
-"""Lexicon (unknown-words), fluency (Kneser-Ney n-gram rule) and the quality panel."""
+"""Lexicon (unknown-words) and the quality panel (its reader figures: tests/test_curate_reader.py)."""
 
 from __future__ import annotations
 
 import json
 import random
-import statistics
 
 import pytest
 
-from generator.curate import CurateSettings, curate, normalised_words
-from generator.curate.fluency import FluencyJudge, KneserNeyModel, percentile
+from generator.curate import CurateSettings, curate
 from generator.ingest import IngestSettings, ingest, read_catalog
 from generator.curate.lexicon import Lexicon
 from generator.quality import SharedRuns, catalog_records, classifier_two_sample_test, distinct_2, quality_panel
@@ -84,7 +82,7 @@ def test_unknown_words_rule_rejects_with_the_words_in_the_detail(tmp_path):
     samples = write_jsonl(tmp_path / "s.jsonl", [
         {"text": "A cathedral choir holds rehearsals at a roadside inn run by glassblowers."},
         {"text": "A gradukome keeper finds an eartmogue near the lighthouse."}])
-    manifest = curate(samples, catalog_entries(catalog), tmp_path / "k.jsonl", CurateSettings())
+    manifest = curate(samples, catalog_entries(catalog), tmp_path / "k.jsonl", CurateSettings(reader=False))
     assert manifest["kept"] == 1 and manifest["rejected"]["unknown-words"] == 1
     rejected = json.loads((tmp_path / "k.rejected.jsonl").read_text())
     assert rejected["reason"] == "unknown-words" and "gradukome, eartmogue" in rejected["detail"]
@@ -98,69 +96,6 @@ def test_held_out_real_descriptions_pass_unknown_words(tmp_path):
     held_out = [r["description"] for r in records if r["split"] == "val"]
     passed = sum(not lexicon.unknown(d) for d in held_out) / len(held_out)
     assert passed >= 0.99, passed
-
-
-# --- fluency ----------------------------------------------------------------------------------
-
-SENTENCES = [s.split() for s in ("a b c", "a c b a", "b b d", "c a d e", "d e a b c", "e e a", "a b")]
-
-
-@pytest.mark.parametrize("order", [1, 2, 3, 4])
-def test_kneser_ney_distributions_sum_to_one(order):
-    model = KneserNeyModel(SENTENCES, order)
-    vocabulary = sorted(model.vocabulary) + ["<unk>"]
-    for context in [(), ("a",), ("a", "b"), ("<s>", "<s>", "<s>"), ("zz", "q", "a"), ("e", "e")]:
-        assert sum(model.probability(w, context) for w in vocabulary) == pytest.approx(1.0, abs=1e-12)
-
-
-def test_kneser_ney_bigrams_equal_nltk():
-    from nltk.lm import KneserNeyInterpolated
-    from nltk.lm.preprocessing import padded_everygram_pipeline
-
-    reference = KneserNeyInterpolated(2, discount=0.1)
-    reference.fit(*padded_everygram_pipeline(2, SENTENCES))
-    ours = KneserNeyModel(SENTENCES, 2, discounts=[0.0, 0.1])  # NLTK: undiscounted unigrams, fixed D
-    for context in [("a",), ("b",), ("<s>",), ("e",)]:
-        for word in ["a", "b", "c", "d", "e", "</s>"]:
-            assert ours.probability(word, context) == pytest.approx(reference.score(word, context), abs=1e-12)
-
-
-def test_unseen_words_cost_more_but_stay_finite():
-    model = KneserNeyModel(SENTENCES, 3)
-    assert 0 < model.probability("zzz", ("a", "b")) < model.probability("c", ("a", "b"))
-
-
-def test_percentile_matches_linear_interpolation():
-    assert percentile([1, 2, 3, 4], 50) == 2.5 and percentile([5], 90) == 5 and percentile([1, 3], 100) == 3
-
-
-def test_fluency_rule_rejects_shuffled_text_keeps_real(tmp_path, sample_records):
-    rng = random.Random(3)
-    judge = FluencyJudge(sample_records, 3, 90)
-    held_out = [r["description"] for r in sample_records if r["split"] == "val"]
-    assert judge.threshold == pytest.approx(percentile(judge.held_out, 90))
-    scrambled = [shuffled(d, rng) for d in held_out]
-    assert sum(judge.check(normalised_words(d)) is not None for d in held_out) <= 0.1 * len(held_out) + 1
-    assert sum(judge.check(normalised_words(d)) is not None for d in scrambled) >= 0.6 * len(scrambled)
-
-
-def test_fluency_rule_in_curate_records_reason_and_threshold(tmp_path, sample_records):
-    ingest_dir = tmp_path / "ingest"
-    ingest(str(SAMPLE_CATALOG), ingest_dir, IngestSettings())
-    rng = random.Random(5)
-    real = [r["description"] for r in sample_records if r["split"] == "val"][:6]
-    samples = write_jsonl(tmp_path / "s.jsonl", [{"text": shuffled(t, rng).rstrip(".") + "."} for t in real])
-    manifest = curate(samples, read_catalog(ingest_dir), tmp_path / "k.jsonl",
-                      CurateSettings(fluency_percentile=50, max_unknown_words=-1))
-    assert manifest["fluency"]["threshold"] > 0 and manifest["fluency"]["held_out"] >= 5
-    rejected = [json.loads(line) for line in (tmp_path / "k.rejected.jsonl").read_text().splitlines()]
-    fluency = [r for r in rejected if r["reason"] == "fluency"]
-    assert fluency and "per-word perplexity" in fluency[0]["detail"]
-
-
-def test_fluency_off_and_no_held_out_text_means_no_rejection(tmp_path):
-    records = [{"description": "A cat sits on a mat in a quiet town.", "split": "train"}]
-    assert FluencyJudge(records).check("zz yy xx".split()) is None  # no held-out text: no bar
 
 
 # --- panel ------------------------------------------------------------------------------------
@@ -189,8 +124,7 @@ def test_panel_real_vs_real_is_indistinguishable_and_shuffled_is_not(tmp_path, s
                           ingest_dir)
     assert real["realism"]["accuracy"] < 0.62
     assert mixed["realism"]["accuracy"] > real["realism"]["accuracy"] + 0.1
-    held = real["fluency"]["real_held_out_median_perplexity"]
-    assert mixed["fluency"]["published_median_perplexity"] > held
+    assert real["reader"] == {"on": False}  # no reader given
     assert real["invented_rate"]["before"] == 0.0 and real["novelty"]["longest_shared_run_median"] >= 20
     assert mixed["novelty"]["longest_shared_run_max"] < 8
 
@@ -200,7 +134,7 @@ def test_panel_reads_curate_manifest_for_rule_rates(tmp_path, sample_records):
     ingest(str(SAMPLE_CATALOG), ingest_dir, IngestSettings())
     samples = write_jsonl(tmp_path / "s.jsonl", [{"text": "A gradukome keeper finds a map near the old pier."},
                                                  {"text": "A retired chef opens a tiny bakery by the harbour."}])
-    curate(samples, read_catalog(ingest_dir), tmp_path / "kept.jsonl", CurateSettings())
+    curate(samples, read_catalog(ingest_dir), tmp_path / "kept.jsonl", CurateSettings(reader=False))
     panel = quality_panel(samples, ingest_dir, tmp_path / "kept.jsonl")
     assert panel["invented_rate"] == {"before": 0.5, "after": 0.0}
     assert panel["curation"]["kept_rate"] == 0.5 and panel["curation"]["rejected_share"]["unknown-words"] == 0.5

@@ -346,7 +346,7 @@ def test_model_card_shows_the_quality_panel_and_its_trend_up_to_its_night(tmp_pa
     def panel(accuracy, invented):
         return {"invented_rate": {"before": 0.4, "after": invented}, "distinct_2": 0.9,
                 "novelty": {"longest_shared_run_median": 3, "longest_shared_run_max": 6},
-                "fluency": {"published_median_perplexity": 310.4, "real_held_out_median_perplexity": 420.0},
+                "reader": {"on": True, "published_median": 1.31, "real_median": 2.47, "auc": accuracy + 0.05},
                 "realism": {"accuracy": accuracy}}
 
     archive, site = tmp_path / "archive", tmp_path / "site"
@@ -356,8 +356,8 @@ def test_model_card_shows_the_quality_panel_and_its_trend_up_to_its_night(tmp_pa
         render(samples, site, RenderSettings(), night=night, report={"night": night, "quality": panel(accuracy, 0.0)},
                archive_dir=archive)
     html = (site / "about/index.html").read_text()
-    for needle in ("Quality", "Invented words, published", "0.0%", "40.0%", "0.74", "310", "420",
-                   "Realism by night"):
+    for needle in ("Quality", "Invented words, published", "0.0%", "40.0%", "0.74", "1.31", "2.47", "0.79",
+                   "Realism by night", "The reader by night"):
         assert needle in html, needle
     trend = re.search(r'aria-labelledby="trend-title trend-desc">.*?</svg>', html, re.S).group(0)
     assert len(re.search(r'<polyline class="line" points="([^"]+)"', trend).group(1).split()) == 3
@@ -365,7 +365,10 @@ def test_model_card_shows_the_quality_panel_and_its_trend_up_to_its_night(tmp_pa
     past = (site / "nights/2026-11-24/about.html").read_text()
     past_trend = re.search(r'aria-labelledby="trend-title trend-desc">.*?</svg>', past, re.S).group(0)
     assert len(re.search(r'<polyline class="line" points="([^"]+)"', past_trend).group(1).split()) == 2
-    assert "Realism by night" not in (site / "nights/2026-11-23/about.html").read_text()  # one night: no trend
+    reader_trend = re.search(r'aria-labelledby="reader-trend-title reader-trend-desc">.*?</svg>', html, re.S).group(0)
+    assert len(re.search(r'<polyline class="line" points="([^"]+)"', reader_trend).group(1).split()) == 3
+    first = (site / "nights/2026-11-23/about.html").read_text()
+    assert "Realism by night" not in first and "The reader by night" not in first  # one night: no trend
 
 
 @pytest.mark.parametrize("report", [None, {}, {"night": NIGHT, "train": {"skipped": True, "reason": "catalog unchanged"}},

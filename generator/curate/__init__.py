@@ -19,37 +19,45 @@ sample fails is its ``reason`` (with a short ``detail``) in the rejected file:
 5. ``unknown-words`` more than ``max_unknown_words`` (default 0) invented words: words in
                       neither wordfreq's English list (Zipf >= ``unknown_words_min_zipf``) nor the
                       catalog's titles and descriptions (generator/curate/lexicon.py). -1 = off.
-6. ``fluency``        per-word perplexity under a word n-gram Kneser-Ney model of the training
-                      descriptions above the ``fluency_percentile``-th percentile of the real
-                      held-out descriptions (generator/curate/fluency.py). 0 = off.
-7. ``copy``           shares a run of ``copy_ngram`` consecutive words with any description of
+6. ``copy``           shares a run of ``copy_ngram`` consecutive words with any description of
                       the *full* catalog (training and validation), after normalisation (case,
                       accents, apostrophes and punctuation ignored). Exact: hashed n-grams,
                       each hit confirmed against the catalog text.
+7. ``blocklist``      contains a word or phrase of the blocklist file.
 8. ``near-duplicate`` Jaccard similarity of word shingles (``shingle_words``; single words by
-                      default) >= ``near_duplicate_threshold`` with a sample already kept tonight (the first one wins) or a description
-                      published on an earlier night (``history_path``). Candidates come from
-                      datasketch's MinHash LSH; each is confirmed with the exact Jaccard.
-9. ``blocklist``      contains a word or phrase of the blocklist file.
-10. ``realism``       after the per-sample rules, the night's candidates together: all but the
-                      ``realism_keep_share`` a classifier finds most like the catalog's training
-                      descriptions (``realism.py``). 1 = off.
+                      default) >= ``near_duplicate_threshold`` with a sample already kept tonight (the
+                      first one wins) or a description published on an earlier night (``history_path``).
+                      Candidates come from datasketch's MinHash LSH; each is confirmed with the exact Jaccard.
+9. ``reader``         a pretrained English language model reads the candidates that passed every
+                      rule above, in batches: a SLOR below the ``reader_percentile``-th percentile of
+                      the catalog's real held-out descriptions' reads worse than real text
+                      (``reader.py``). ``reader = false`` turns it off.
+10. ``reader-budget`` not read: the reader's ``reader_seconds`` of reading were spent before its
+                      turn (never published unread).
+
+Rules 1-7 judge each sample alone; 8 and 9 go through the survivors in input order, chunk by
+chunk (a near-duplicate of an already kept description is not read).
 
 The settings are ``CurateSettings`` (``settings.py``); the modules: (normalised words and ids are ``words.py``),
-``rules`` (per-sample checks), ``indexes`` (copy, near-duplicate, blocklist), ``stage`` (``curate()``), ``cli``. Kept samples stay in
-input order unless they carry the numeric field ``rank_by`` (default ``logprob``,
-generate's mean token log-probability): then they are ordered highest first and
-each records its ``rank``.
+``rules`` (per-sample checks), ``indexes`` (copy, near-duplicate, blocklist), ``reader`` (the reader, its score,
+cache and cut), ``stage`` (``curate()``), ``cli``. Kept samples stay in
+input order unless they carry the numeric field ``rank_by`` (default ``reader_score``,
+the reader's SLOR; ``logprob`` is generate's mean token log-probability): then they are
+ordered highest first and each records its ``rank``. Render keeps that order: the home
+page's picks and every listing lead with the best-read descriptions.
 
-Outputs: the kept samples (``out_path``: every original field plus ``id``, and
-``rank`` when ranked), the rejected ones (``<out stem>.rejected.jsonl`` unless
-given: plus ``id``, ``reason``, ``detail``) and ``<out stem>.manifest.json``
-(counts per reason, kept rate, settings).
+Outputs: the kept samples (``out_path``: every original field plus ``id``, the
+reader's ``reader_score`` and ``reader_nll``, and ``rank`` when ranked), the rejected
+ones (``<out stem>.rejected.jsonl`` unless given: plus ``id``, ``reason``, ``detail``;
+those the reader judged also carry their scores and the night's ``reader_cut``) and
+``<out stem>.manifest.json`` (counts per reason, kept rate, the reader's cut, held-out
+count and median, settings).
 
 ``id`` is the first 12 hex digits of the SHA-256 of the text in Unicode NFC
 with whitespace collapsed, so a description keeps its permalink across
 re-renders and re-runs. Curation is deterministic and idempotent: curating the
-kept output again keeps all of it, unchanged.
+kept output again keeps all of it, unchanged (the reader's scores come from its cache;
+only a candidate its budget left unread can fare differently on a re-run, which reads it).
 """
 
 from .cli import add_cli

@@ -15,7 +15,8 @@ def add_cli(subparsers) -> None:
         "curate", parents=[subparsers.common],
         help="keep only novel, well-formed, distinct samples",
         description=f"Check samples against the rules {', '.join(RULES)}, in that order (copy is against the "
-        "full catalog). Writes the kept samples "
+        "full catalog; the reader reads the survivors against the catalog's held-out descriptions and keeps its "
+        "scores in reader-cache/ beside OUT). Writes the kept samples "
         "(with a stable id) to OUT.jsonl, the rejected ones with their reason to OUT.rejected.jsonl, and "
         "OUT.manifest.json with counts per reason.",
     )
@@ -35,6 +36,8 @@ def add_cli(subparsers) -> None:
     add_setting_flag(parser, "--near-duplicate-threshold", "curate.near_duplicate_threshold")
     add_setting_flag(parser, "--rank-by", "curate.rank_by")
     add_setting_flag(parser, "--max-unknown-words", "curate.max_unknown_words")
+    add_setting_flag(parser, "--reader-percentile", "curate.reader_percentile")
+    add_setting_flag(parser, "--reader-seconds", "curate.reader_seconds")
     parser.set_defaults(func=_cli)
 
 

@@ -7,8 +7,8 @@ import dataclasses
 from ..errors import UserError
 from ..settings import check_declared, setting
 
-RULES = ("unterminated", "length", "malformed", "degenerate", "unknown-words", "fluency", "copy", "near-duplicate",
-         "blocklist", "realism")
+RULES = ("unterminated", "length", "malformed", "degenerate", "unknown-words", "copy", "blocklist", "near-duplicate",
+         "reader", "reader-budget")
 
 
 @dataclasses.dataclass
@@ -37,8 +37,9 @@ class CurateSettings:
                             "(candidates are confirmed exactly)", at_least=16, at_most=1024)
     blocklist_file: str = setting("", "blocklist: file of blocked words or phrases, one per line; empty = the "
                                   "shipped generator/data/blocklist.txt")
-    rank_by: str = setting("logprob", "order kept samples by this numeric sample field, highest first, and "
-                           "record `rank`; empty = input order")
+    rank_by: str = setting("reader_score", "order kept samples by this numeric sample field, highest first, and "
+                           "record `rank` (reader_score: the reader's SLOR; logprob: the generator's own mean token "
+                           "log-probability); empty = input order")
     max_unknown_words: int = setting(0, "unknown-words: reject samples with more than this many invented words "
                                      "(in neither the English lexicon nor the catalog's vocabulary); -1 = off",
                                      at_least=-1)
@@ -50,16 +51,26 @@ class CurateSettings:
     allow_new_compounds: bool = setting(
         True, "unknown-words: a hyphenated word of real words passes even if nobody writes it (\"drug-addled\"); "
         "off: it must be a compound the catalog itself uses")
-    fluency_percentile: float = setting(
-        0.0, "fluency: reject samples less fluent than this percentile of real held-out descriptions; 0 = off",
-        at_least=0, at_most=100)
-    fluency_order: int = setting(3, "fluency: n-gram order of the catalog's word language model", at_least=1, at_most=6)
-    realism_keep_share: float = setting(
-        1.0, "realism: after the other rules, keep this share of the night's candidates: those a classifier "
-        "(candidates against the catalog's training descriptions, out-of-fold) finds most like real ones; 1 = off",
-        above=0, at_most=1)
-    realism_reference: int = setting(600, "realism: most training descriptions the classifier learns from "
-                                     "(a seeded sample of a larger catalog)", at_least=20)
+    reader: bool = setting(
+        True, "reader: a pretrained English language model (SmolLM2-135M) reads every candidate that passed the "
+        "other rules and keeps it only if it reads as well as real text (generator/curate/reader.py); off = no "
+        "reader rule")
+    reader_model: str = setting("", "reader: its GGUF model file; empty = SmolLM2-135M-Instruct in the machine "
+                                "cache (python -m generator fetch-model)")
+    reader_prefix: str = setting("Netflix description: ", "reader: the text each description is read after "
+                                 "(part of the score cache's key)")
+    reader_percentile: float = setting(
+        10.0, "reader: keep a candidate only if its SLOR is at least this percentile of the night's real held-out "
+        "descriptions' (0: at least the worst of them)", at_least=0, at_most=100)
+    reader_held_out: int = setting(400, "reader: most held-out descriptions the cut is calibrated on (a seeded "
+                                   "sample of a larger split)", at_least=20)
+    reader_seconds: float = setting(
+        240.0, "reader: seconds of reading the candidates of one curation may take (loading the model, calibrating "
+        "and cached scores not counted); candidates not read by then are rejected as reader-budget, never "
+        "published unread", above=0)
+    reader_batch_size: int = setting(16, "reader: texts per forward pass", at_least=1, at_most=512)
+    reader_threads: int = setting(0, "reader: TensorFlow threads when it loads first in its process; 0 = its default",
+                                  at_least=0)
     min_kept: int = setting(1, "a night that keeps fewer descriptions fails loudly (exit 2, the DAG marks it "
                             "failed) and the last good site stays published; 0 = publish even an empty gallery",
                             at_least=0)

@@ -14,7 +14,6 @@ from ..artifacts import atomic_open, check_output_file, read_jsonl, write_jsonl,
 from ..console import progress
 from ..errors import UserError
 from .indexes import Blocklist, CopyIndex, NearDuplicateIndex, check_blocklist, check_copy, load_blocklist, shingles
-from .realism import apply_realism
 from .rules import check_degenerate, check_length, check_malformed, check_unknown_words, check_unterminated
 from .settings import RULES, CurateSettings
 from .words import normalised_words, sample_id
@@ -35,12 +34,12 @@ def read_history(history_path: str | Path | None) -> list[dict]:
 
 
 class Curator:
-    """The rules with their indexes; ``judge`` one sample at a time, in input order."""
+    """The rules with their indexes: ``judge`` one sample at a time by the per-sample rules, in input order;
+    then, for those that passed, ``near_duplicate`` against what is kept so far and ``keep``."""
 
     def __init__(self, catalog: list, settings: CurateSettings, blocklist: Blocklist,
                  history: Iterable[dict] = ()):
         """``catalog``: the ingested entries (title, description, split), as ``ingest.read_catalog`` gives them."""
-        from .fluency import FluencyJudge
         from .lexicon import Lexicon
 
         self.settings = settings
@@ -49,8 +48,6 @@ class Curator:
         self.lexicon = (Lexicon(records, settings.unknown_words_min_zipf, settings.allow_new_names,
                                 settings.allow_new_compounds)
                         if settings.max_unknown_words >= 0 else None)
-        self.fluency = (FluencyJudge(records, settings.fluency_order, settings.fluency_percentile)
-                        if settings.fluency_percentile > 0 else None)
         self.near = NearDuplicateIndex(settings)
         self.blocklist = blocklist
         for record in history:
@@ -60,8 +57,8 @@ class Curator:
             self.near.add(label, shingles(words, settings.shingle_words))
         self.history_count = len(self.near)
 
-    def judge(self, record: dict, sample_key: str) -> tuple[str, str] | None:
-        """``(reason, detail)`` of the first failing rule, or None when kept (then it joins the index)."""
+    def judge(self, record: dict) -> tuple[str, str] | None:
+        """``(reason, detail)`` of the first per-sample rule the sample fails, or None."""
         settings, text = self.settings, record["text"]
         detail = check_unterminated(record)
         if detail:
@@ -79,22 +76,24 @@ class Curator:
         detail = self.lexicon and check_unknown_words(text, self.lexicon, settings.max_unknown_words)
         if detail:
             return "unknown-words", detail
-        detail = self.fluency and self.fluency.check(words)
-        if detail:
-            return "fluency", detail
         detail = check_copy(words, self.copies)
         if detail:
             return "copy", detail
-        shingle_set = shingles(words, settings.shingle_words)
-        found = self.near.find(shingle_set)
-        if found:
-            label, similarity = found
-            return "near-duplicate", f"Jaccard {similarity:.2f} with {label}"
         detail = check_blocklist(words, self.blocklist)
         if detail:
             return "blocklist", detail
-        self.near.add(f"kept sample {sample_key}", shingle_set)
         return None
+
+    def near_duplicate(self, record: dict) -> tuple[str, str] | None:
+        """A near-duplicate of a description kept tonight or published before, or None."""
+        found = self.near.find(shingles(normalised_words(record["text"]), self.settings.shingle_words))
+        if found:
+            label, similarity = found
+            return "near-duplicate", f"Jaccard {similarity:.2f} with {label}"
+        return None
+
+    def keep(self, record: dict) -> None:
+        self.near.add(f"kept sample {record['id']}", shingles(normalised_words(record["text"]), self.settings.shingle_words))
 
 
 def rank(kept: list[dict], field: str) -> bool:
@@ -117,25 +116,36 @@ def rank(kept: list[dict], field: str) -> bool:
 
 def curate(samples_path: str | Path, catalog: list, out_path: str | Path, settings: CurateSettings,
            history_path: str | Path | None = None, rejected_path: str | Path | None = None,
-           catalog_label: str = "") -> dict:
+           catalog_label: str = "", reader_cache: str | Path | None = None, reader=None) -> dict:
     """Run the curate stage; returns its manifest (also written as ``<out stem>.manifest.json``).
 
     ``catalog`` is the full ingested catalog (``ingest.read_catalog`` of the night's
     ingest folder: training and validation descriptions alike); ``catalog_label``
     names it in the manifest. ``history_path`` is optional JSONL of descriptions
     published on earlier nights (objects with ``text``, optionally ``night``).
+    ``reader_cache``: where the reader keeps its scores (default ``reader-cache/`` beside
+    the kept file); ``reader``: a :class:`generator.curate.reader.Reader` to use instead
+    of the configured model (tests).
     """
     from ..lock import exclusive
 
     settings.validate()  # the loader validated a loaded config; this guards direct callers
     out_path = check_output_file(out_path)
     rejected_path = check_output_file(rejected_path or default_rejected_path(out_path), "--rejected")
+    def make_reader():
+        if reader is not None:
+            return reader
+        from .reader import Reader
+
+        return Reader(settings, Path(reader_cache) if reader_cache else out_path.parent / "reader-cache")
+
     with exclusive(out_path, "kept file"):
-        return _curate(samples_path, catalog, out_path, settings, history_path, rejected_path, catalog_label)
+        return _curate(samples_path, catalog, out_path, settings, history_path, rejected_path, catalog_label,
+                       make_reader if settings.reader else None)
 
 
 def _curate(samples_path, catalog: list, out_path: Path, settings: CurateSettings, history_path, rejected_path: Path,
-            catalog_label: str) -> dict:
+            catalog_label: str, make_reader) -> dict:
     started = time.perf_counter()
     # Check the small inputs first; a bad samples line fails the stage mid-way, but
     # every write is atomic, so nothing is left behind.
@@ -145,28 +155,34 @@ def _curate(samples_path, catalog: list, out_path: Path, settings: CurateSetting
     blocklist = load_blocklist(settings.blocklist_file)
 
     curator = Curator(catalog, settings, blocklist, history)
-    kept: list[dict] = []
+    rule = None
     counts = dict.fromkeys(RULES, 0)
     total = 0
-    # Rejected samples stream straight to disk; only the kept ones stay in memory (for ranking).
+    # Rejected samples stream straight to disk; those that pass the per-sample rules stay in memory
+    # for the near-duplicate check and the reader, then only the kept ones (for ranking).
     with atomic_open(rejected_path, "w") as rejected_file, progress(None, "curate", unit="sample") as bar:
+        def reject(record: dict, verdict: tuple[str, str]) -> None:
+            record["reason"], record["detail"] = verdict
+            counts[record["reason"]] += 1
+            rejected_file.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+
+        candidates = []
         for record in read_jsonl(samples_path):
             bar.update(1)
             total += 1
-            key = sample_id(record["text"])
-            verdict = curator.judge(record, key)
-            record["id"] = key
+            record["id"] = sample_id(record["text"])
+            for stale in ("rank", "reader_score", "reader_nll", "reader_cut"):  # recomputed, never kept stale
+                record.pop(stale, None)
+            verdict = curator.judge(record)
             if verdict is None:
-                record.pop("rank", None)  # a rank from an earlier curation is recomputed, not kept stale
-                kept.append(record)
+                candidates.append(record)
             else:
-                record["reason"], record["detail"] = verdict
-                counts[record["reason"]] += 1
-                rejected_file.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-        kept, dropped, realism = apply_realism(kept, catalog, settings)
-        for record in dropped:
-            counts["realism"] += 1
-            rejected_file.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+                reject(record, verdict)
+        if make_reader is not None and candidates:  # only now: a night without candidates never needs the model
+            from .reader import ReaderRule
+
+            rule = ReaderRule(make_reader(), catalog, settings)  # reads the held-out text: the night's cut
+        kept = _near_duplicates_and_reader(candidates, curator, rule, reject)
         ranked = rank(kept, settings.rank_by)
         write_jsonl(out_path, kept)
     seconds = time.perf_counter() - started
@@ -182,14 +198,33 @@ def _curate(samples_path, catalog: list, out_path: Path, settings: CurateSetting
         catalog=catalog_label,
         catalog_descriptions=len(catalog),
         history=curator.history_count,
-        fluency=curator.fluency.summary() if curator.fluency else None,
-        realism=realism,
+        reader=rule.summary() if rule else {"on": True, "candidates": 0} if make_reader else {"on": False},
         blocklist=blocklist.path,
         settings=dataclasses.asdict(settings),
         seconds=round(seconds, 2),
         outputs={"kept": str(out_path), "rejected": str(rejected_path)},
     )
     return manifest
+
+
+def _near_duplicates_and_reader(candidates: list[dict], curator: Curator, rule, reject) -> list[dict]:
+    """The last two rules, in input order, chunk by chunk: near-duplicate against what is kept so far, then
+    the reader, which reads a chunk's candidates in batches (those not already near-duplicates of a kept one)."""
+    kept: list[dict] = []
+    chunk = 64
+    for start in range(0, len(candidates), chunk):
+        part = candidates[start:start + chunk]
+        readings = rule.read([r["text"] for r in part if curator.near_duplicate(r) is None]) if rule else {}
+        for record in part:
+            verdict = curator.near_duplicate(record)
+            if verdict is None and rule is not None:
+                verdict = rule.verdict(record, readings.get(record["text"]))
+            if verdict is None:
+                curator.keep(record)
+                kept.append(record)
+            else:
+                reject(record, verdict)
+    return kept
 
 
 def check_min_kept(kept: int, total: int | None, settings: CurateSettings, where) -> None:

@@ -1,4 +1,4 @@
-"""Words for comparisons, stable ids and n-grams: what curate, the lexicon, fluency and the quality panel share."""
+"""Words for comparisons, stable ids and n-grams: what curate, the lexicon and the quality panel share."""
 
 from __future__ import annotations
 

@@ -17,13 +17,13 @@ def loss_curve_svg(points) -> str | None:
                           x_tick=lambda x: f"{int(round(x)):,}", y_decimals=3)
 
 
-def trend_svg(points, labels: list[str], title: str, y_name: str) -> str | None:
+def trend_svg(points, labels: list[str], title: str, y_name: str, chart_id: str = "trend") -> str | None:
     """Inline SVG line chart of a figure over nights: ``points`` [[night number, value], …], ``labels`` the nights."""
     def tick(x):
         index = int(round(x))
         return escape(labels[index][5:]) if 0 <= index < len(labels) and abs(x - index) < 0.01 else ""
 
-    return line_chart_svg(points, chart_id="trend", title=title, x_name="night", y_name=y_name, x_tick=tick,
+    return line_chart_svg(points, chart_id=chart_id, title=title, x_name="night", y_name=y_name, x_tick=tick,
                           y_decimals=2)
 
 

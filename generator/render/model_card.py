@@ -53,13 +53,20 @@ def model_card(report: dict, night: Night, nights: list[Night] = ()) -> dict:
     curate_rows = section({**curate, "kept": kept}, [("input", "Samples checked"), ("kept", "Kept")])
     if finite_number(curate.get("kept_rate")) is not None:
         curate_rows.append(("Kept rate", f"{curate['kept_rate']:.1%}"))
+    reader = curate.get("reader") if isinstance(curate.get("reader"), dict) else {}
+    curate_rows += section(reader, [("model", "Reader"), ("cut", "Reader's cut (SLOR)"),
+                                    ("held_out", "Real held-out descriptions it was set on"),
+                                    ("held_out_median", "Their median SLOR"), ("read", "Candidates read tonight"),
+                                    ("unread", "Left unread (budget)"), ("tokens_per_second", "Reading, tokens/s")])
     rejected = curate.get("rejected") if isinstance(curate.get("rejected"), dict) else {}
     rounds_rows = section(generate, [("target_kept", "Descriptions wanted"), ("rounds", "Rounds"), ("stop", "Stopped")])
     return {
         "catalog": catalog_rows, "model": model_rows, "train": train_rows, "generate": generate_rows,
         "curate": rounds_rows + curate_rows,
         "quality": quality_rows(get("quality")),
+        "quality_note": reader_note(get("quality")),
         "quality_svg": quality_trend(nights),
+        "reader_svg": reader_trend(nights),
         "rejected": sorted(((str(k), v) for k, v in rejected.items() if finite_number(v) is not None), key=lambda kv: (-kv[1], kv[0])),
         "loss_svg": loss_curve_svg(train.get("loss_curve")),
         "rejection_svg": rejection_chart_svg(rejected, kept) if rejected else None,
@@ -82,8 +89,11 @@ def quality_rows(panel: dict) -> list[tuple[str, str]]:
         ("Distinct word pairs (distinct-2)", ("distinct_2",), "{:.3f}"),
         ("Longest run shared with the catalog (median words)", ("novelty", "longest_shared_run_median"), "{:g}"),
         ("Longest run shared with the catalog (max words)", ("novelty", "longest_shared_run_max"), "{:g}"),
-        ("Perplexity, published (median)", ("fluency", "published_median_perplexity"), "{:,.0f}"),
-        ("Perplexity, real held-out descriptions (median)", ("fluency", "real_held_out_median_perplexity"), "{:,.0f}"),
+        ("Reader: SLOR, published (median)", ("reader", "published_median"), "{:.2f}"),
+        ("Reader: SLOR, real held-out descriptions (median)", ("reader", "real_median"), "{:.2f}"),
+        ("Reader: SLOR, tonight's candidates (median)", ("reader", "candidates_median"), "{:.2f}"),
+        ("Reader: published within real text's 90 %", ("reader", "published_within_real_90"), "{:.0%}"),
+        ("Reader: AUC, real vs published (0.5 = indistinguishable)", ("reader", "auc"), "{:.2f}"),
         ("Realism: classifier accuracy, published vs real (0.5 = indistinguishable)", ("realism", "accuracy"),
          "{:.2f}"),
     ]:
@@ -93,14 +103,33 @@ def quality_rows(panel: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def quality_trend(nights) -> object:
-    """The realism accuracy of each night up to this one, as a small line chart (None under two nights)."""
+def reader_note(panel: dict) -> str | None:
+    """The caveat beside the reader's figures (the generator shares the reader's base model), if any."""
+    reader = panel.get("reader") if isinstance(panel, dict) else None
+    note = reader.get("note") if isinstance(reader, dict) else None
+    return note if isinstance(note, str) and note else None
+
+
+def night_trend(nights, path: tuple[str, str], chart_id: str, title: str, y_name: str) -> object:
+    """One quality figure (``panel[path[0]][path[1]]``) of each night up to this one; None under two nights."""
     dated = [n for n in nights if n.date != "undated"]
     points = []
     for index, night in enumerate(dated):
         panel = (night.report or {}).get("quality") if isinstance(night.report, dict) else None
-        accuracy = finite_number(((panel or {}).get("realism") or {}).get("accuracy")) if isinstance(panel, dict) else None
-        if accuracy is not None:
-            points.append([index, accuracy])
-    return trend_svg(points, [n.date for n in dated], "Realism by night: classifier accuracy (lower is better)",
-                     "accuracy")
+        section = panel.get(path[0]) if isinstance(panel, dict) else None
+        value = finite_number(section.get(path[1])) if isinstance(section, dict) else None
+        if value is not None:
+            points.append([index, value])
+    return trend_svg(points, [n.date for n in dated], title, y_name, chart_id=chart_id)
+
+
+def quality_trend(nights) -> object:
+    """The realism accuracy of each night up to this one, as a small line chart (None under two nights)."""
+    return night_trend(nights, ("realism", "accuracy"), "trend", "Realism by night: classifier accuracy "
+                       "(lower is better)", "accuracy")
+
+
+def reader_trend(nights) -> object:
+    """The reader's AUC, real against published, of each night up to this one (None under two nights)."""
+    return night_trend(nights, ("reader", "auc"), "reader-trend", "The reader by night: AUC, real vs published "
+                       "(0.5 = it cannot tell them apart)", "AUC")
