@@ -31,12 +31,27 @@ sample fails is its ``reason`` (with a short ``detail``) in the rejected file:
                       published on an earlier night (``history_path``). Candidates come from
                       datasketch's MinHash LSH; each is confirmed with the exact Jaccard.
 9. ``blocklist``      contains a word or phrase of the blocklist file.
-10. ``realism``       after the per-sample rules, the night's candidates together: all but the
+
+The title rules (``titles.py``) judge a sample's ``title`` (from a model trained on titled
+text; a sample without the field skips them). A bad title rejects the whole sample:
+
+10. ``title-empty``   no title before the separator.
+11. ``title-too-long`` more than ``title_max_words`` words or ``title_max_chars`` characters.
+12. ``title-malformed`` a second separator, leftover markers or brackets, broken characters.
+13. ``title-first-words`` the title is the description's own first words.
+14. ``title-invented-word`` more than ``max_unknown_words`` words in neither the lexicon nor
+                      the sample's description (a capital is no sign of a name in a title).
+15. ``title-copy``    a catalog title, training or held-out (case and punctuation ignored).
+16. ``title-repeat``  the title of a sample kept tonight or published on an earlier night.
+17. ``title-reader``  after the per-sample rules: a pretrained reader's score of the title
+                      under its cut (``titles.TitleReader``; off unless ``curate()`` is given one).
+18. ``realism``       after the per-sample rules, the night's candidates together: all but the
                       ``realism_keep_share`` a classifier finds most like the catalog's training
                       descriptions (``realism.py``). 1 = off.
 
 The settings are ``CurateSettings`` (``settings.py``); the modules: (normalised words and ids are ``words.py``),
-``rules`` (per-sample checks), ``indexes`` (copy, near-duplicate, blocklist), ``stage`` (``curate()``), ``cli``. Kept samples stay in
+``rules`` (per-sample checks), ``indexes`` (copy, near-duplicate, blocklist), ``titles`` (the title rules),
+``stage`` (``curate()``), ``cli``. Kept samples stay in
 input order unless they carry the numeric field ``rank_by`` (default ``logprob``,
 generate's mean token log-probability): then they are ordered highest first and
 each records its ``rank``.
@@ -56,7 +71,9 @@ from .cli import add_cli
 from .indexes import CopyIndex, NearDuplicateIndex, jaccard, load_blocklist, shingles
 from .settings import RULES, CurateSettings
 from .stage import Curator, curate, rank
+from .titles import TITLE_RULES, TitleReader, title_key
 from .words import ngrams, normalised_words, sample_id
 
-__all__ = ["RULES", "CopyIndex", "CurateSettings", "Curator", "NearDuplicateIndex", "add_cli", "curate", "jaccard",
-           "load_blocklist", "ngrams", "normalised_words", "rank", "sample_id", "shingles"]
+__all__ = ["RULES", "TITLE_RULES", "CopyIndex", "CurateSettings", "Curator", "NearDuplicateIndex", "TitleReader",
+           "add_cli", "curate", "jaccard", "load_blocklist", "ngrams", "normalised_words", "rank", "sample_id",
+           "shingles", "title_key"]

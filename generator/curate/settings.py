@@ -7,8 +7,10 @@ import dataclasses
 from ..errors import UserError
 from ..settings import check_declared, setting
 
+# The title rules (titles.py) follow the description's: a title is judged once its description would be kept.
 RULES = ("unterminated", "length", "malformed", "degenerate", "unknown-words", "fluency", "copy", "near-duplicate",
-         "blocklist", "realism")
+         "blocklist", "title-empty", "title-too-long", "title-malformed", "title-first-words", "title-invented-word",
+         "title-copy", "title-repeat", "title-reader", "realism")
 
 
 @dataclasses.dataclass
@@ -60,6 +62,10 @@ class CurateSettings:
         above=0, at_most=1)
     realism_reference: int = setting(600, "realism: most training descriptions the classifier learns from "
                                      "(a seeded sample of a larger catalog)", at_least=20)
+    title_max_words: int = setting(10, "title-too-long: most words a title may have (99 % of the 2021 catalog's "
+                                   "titles have at most 9)", at_least=1)
+    title_max_chars: int = setting(60, "title-too-long: most characters a title may have (99 % of the 2021 "
+                                   "catalog's have at most 51)", at_least=1)
     min_kept: int = setting(1, "a night that keeps fewer descriptions fails loudly (exit 2, the DAG marks it "
                             "failed) and the last good site stays published; 0 = publish even an empty gallery",
                             at_least=0)

@@ -17,6 +17,7 @@ from .indexes import Blocklist, CopyIndex, NearDuplicateIndex, check_blocklist, 
 from .realism import apply_realism
 from .rules import check_degenerate, check_length, check_malformed, check_unknown_words, check_unterminated
 from .settings import RULES, CurateSettings
+from .titles import TitleJudge, TitleReader, apply_title_reader
 from .words import normalised_words, sample_id
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ def default_rejected_path(out_path: str | Path) -> Path:
 
 
 def read_history(history_path: str | Path | None) -> list[dict]:
-    """Descriptions published on earlier nights; a missing file means none yet (first night)."""
+    """Descriptions (and their titles) published on earlier nights; a missing file means none yet (first night)."""
     if not history_path or not Path(history_path).is_file():
         return []
     return list(read_jsonl(history_path))
@@ -53,6 +54,8 @@ class Curator:
                         if settings.fluency_percentile > 0 else None)
         self.near = NearDuplicateIndex(settings)
         self.blocklist = blocklist
+        history = list(history)
+        self.titles = TitleJudge(catalog, settings, self.lexicon, history)
         for record in history:
             words = normalised_words(record["text"])
             night = record.get("night")
@@ -93,7 +96,11 @@ class Curator:
         detail = check_blocklist(words, self.blocklist)
         if detail:
             return "blocklist", detail
+        verdict = self.titles.judge(record)
+        if verdict:
+            return verdict
         self.near.add(f"kept sample {sample_key}", shingle_set)
+        self.titles.add(record, sample_key)
         return None
 
 
@@ -117,13 +124,15 @@ def rank(kept: list[dict], field: str) -> bool:
 
 def curate(samples_path: str | Path, catalog: list, out_path: str | Path, settings: CurateSettings,
            history_path: str | Path | None = None, rejected_path: str | Path | None = None,
-           catalog_label: str = "") -> dict:
+           catalog_label: str = "", title_reader: TitleReader | None = None) -> dict:
     """Run the curate stage; returns its manifest (also written as ``<out stem>.manifest.json``).
 
     ``catalog`` is the full ingested catalog (``ingest.read_catalog`` of the night's
     ingest folder: training and validation descriptions alike); ``catalog_label``
     names it in the manifest. ``history_path`` is optional JSONL of descriptions
-    published on earlier nights (objects with ``text``, optionally ``night``).
+    published on earlier nights (objects with ``text``, optionally ``night`` and ``title``).
+    ``title_reader``: a pretrained reader's verdict on the night's titles (``titles.TitleReader``);
+    None, the default, leaves the ``title-reader`` rule off.
     """
     from ..lock import exclusive
 
@@ -131,11 +140,12 @@ def curate(samples_path: str | Path, catalog: list, out_path: str | Path, settin
     out_path = check_output_file(out_path)
     rejected_path = check_output_file(rejected_path or default_rejected_path(out_path), "--rejected")
     with exclusive(out_path, "kept file"):
-        return _curate(samples_path, catalog, out_path, settings, history_path, rejected_path, catalog_label)
+        return _curate(samples_path, catalog, out_path, settings, history_path, rejected_path, catalog_label,
+                       title_reader)
 
 
 def _curate(samples_path, catalog: list, out_path: Path, settings: CurateSettings, history_path, rejected_path: Path,
-            catalog_label: str) -> dict:
+            catalog_label: str, title_reader: TitleReader | None = None) -> dict:
     started = time.perf_counter()
     # Check the small inputs first; a bad samples line fails the stage mid-way, but
     # every write is atomic, so nothing is left behind.
@@ -147,12 +157,13 @@ def _curate(samples_path, catalog: list, out_path: Path, settings: CurateSetting
     curator = Curator(catalog, settings, blocklist, history)
     kept: list[dict] = []
     counts = dict.fromkeys(RULES, 0)
-    total = 0
+    total = titled = 0
     # Rejected samples stream straight to disk; only the kept ones stay in memory (for ranking).
     with atomic_open(rejected_path, "w") as rejected_file, progress(None, "curate", unit="sample") as bar:
         for record in read_jsonl(samples_path):
             bar.update(1)
             total += 1
+            titled += record.get("title") is not None
             key = sample_id(record["text"])
             verdict = curator.judge(record, key)
             record["id"] = key
@@ -163,9 +174,10 @@ def _curate(samples_path, catalog: list, out_path: Path, settings: CurateSetting
                 record["reason"], record["detail"] = verdict
                 counts[record["reason"]] += 1
                 rejected_file.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+        kept, read_out, reader = apply_title_reader(kept, title_reader)
         kept, dropped, realism = apply_realism(kept, catalog, settings)
-        for record in dropped:
-            counts["realism"] += 1
+        for record in read_out + dropped:
+            counts[record["reason"]] += 1
             rejected_file.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
         ranked = rank(kept, settings.rank_by)
         write_jsonl(out_path, kept)
@@ -184,6 +196,7 @@ def _curate(samples_path, catalog: list, out_path: Path, settings: CurateSetting
         history=curator.history_count,
         fluency=curator.fluency.summary() if curator.fluency else None,
         realism=realism,
+        titles={"titled_samples": titled, "kept_titled": sum(1 for r in kept if r.get("title")), "reader": reader},
         blocklist=blocklist.path,
         settings=dataclasses.asdict(settings),
         seconds=round(seconds, 2),
