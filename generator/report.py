@@ -135,17 +135,21 @@ def seconds_line(seconds: dict) -> str:
 
 
 def quality_line(panel: dict) -> str:
-    """The quality panel in a few figures: invented words, fluency against real text, realism."""
+    """The quality panel in a few figures: invented words, fluency against real text, realism, titles."""
     if not panel:
         return ""
     invented = panel.get("invented_rate") or {}
     fluency = panel.get("fluency") or {}
     realism = (panel.get("realism") or {}).get("accuracy")
+    titles = panel.get("titles") if isinstance(panel.get("titles"), dict) else None
 
     def pct(value):
         return "-" if value is None else f"{value:.0%}"
 
+    title_part = (f", titles {pct(titles.get('distinct_share'))} distinct ({titles.get('copies_rejected')} copies and "
+                  f"{titles.get('invented_rejected')} invented words rejected)" if titles else "")
+
     return (f"quality: invented words {pct(invented.get('after'))} published ({pct(invented.get('before'))} generated), "
             f"perplexity {fluency.get('published_median_perplexity')} vs real "
             f"{fluency.get('real_held_out_median_perplexity')}, realism "
-            f"{'-' if realism is None else f'{realism:.2f}'} (0.5 = indistinguishable); ")
+            f"{'-' if realism is None else f'{realism:.2f}'} (0.5 = indistinguishable){title_part}; ")

@@ -385,7 +385,9 @@ def test_the_first_failing_rule_in_the_documented_order_is_the_reason(run):
         "unterminated", "length", "malformed", "degenerate", "copy", "near-duplicate"]
     assert result.kept_texts == [NOVEL[0]]
     assert RULES == ("unterminated", "length", "malformed", "degenerate", "unknown-words", "fluency", "copy",
-                     "near-duplicate", "blocklist", "realism")
+                     "near-duplicate", "blocklist", "title-empty", "title-too-long", "title-malformed",
+                     "title-first-words", "title-invented-word", "title-copy", "title-repeat", "title-reader",
+                     "realism")
 
 
 def test_a_rejected_sample_does_not_shadow_later_ones(run):

@@ -31,6 +31,7 @@ import dataclasses
 from typing import Callable, Iterable, Sequence
 
 from ..textformat import has_title
+from .lexicon import fold, judged_words, tokens
 from .rules import malformed_characters
 from .settings import CurateSettings
 from .words import normalised_words
@@ -41,8 +42,8 @@ READER_RULE = "title-reader"
 
 
 def title_key(title: str) -> str:
-    """A title as compared: its normalised words (case, accents, apostrophes, punctuation ignored)."""
-    return " ".join(normalised_words(title))
+    """A title as compared: its normalised words (case, accents, apostrophes, punctuation ignored; "&" is "and")."""
+    return " ".join(normalised_words(title.replace("&", " and ")))
 
 
 class TitleJudge:
@@ -113,9 +114,9 @@ class TitleJudge:
     def check_words(self, title: str, text: str) -> str | None:
         if self.lexicon is None:
             return None
-        own = set(normalised_words(text))
-        invented = [word for word in self.lexicon.unknown(title, allow_names=False)
-                    if not own.issuperset(normalised_words(word))]
+        # The description passed its own rule: a name it introduces may name it too.
+        own = {fold(part) for token, _ in tokens(text) for part in judged_words(token)}
+        invented = [word for word in self.lexicon.unknown(title, allow_names=False) if fold(word) not in own]
         if len(invented) > self.settings.max_unknown_words:
             return f"{len(invented)} invented words (limit {self.settings.max_unknown_words}): {', '.join(invented[:5])}"
         return None
