@@ -386,7 +386,7 @@ def test_the_first_failing_rule_in_the_documented_order_is_the_reason(run):
     assert result.kept_texts == [NOVEL[0]]
     assert RULES == ("unterminated", "length", "malformed", "degenerate", "unknown-words", "fluency", "copy",
                      "near-duplicate", "blocklist", "title-empty", "title-too-long", "title-malformed",
-                     "title-first-words", "title-invented-word", "title-copy", "title-repeat", "title-reader",
+                     "title-degenerate", "title-first-words", "title-invented-word", "title-copy", "title-repeat", "title-reader",
                      "realism")
 
 

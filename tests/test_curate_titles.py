@@ -148,6 +148,8 @@ NOVEL = [
     ("Honey <|endof", "title-malformed"),
     ("[Movie] Honey", "title-malformed"),
     ('The "Honey Cake', "title-malformed"),
+    ("The The Honey Cake", "title-degenerate"),
+    ("Honey Honey Honey", "title-degenerate"),
     ("A Shy Beekeeper", "title-first-words"),
     ("a shy beekeeper enters", "title-first-words"),
     ("The Gradukome Cake", "title-invented-word"),

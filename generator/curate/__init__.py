@@ -38,14 +38,15 @@ text; a sample without the field skips them). A bad title rejects the whole samp
 10. ``title-empty``   no title before the separator.
 11. ``title-too-long`` more than ``title_max_words`` words or ``title_max_chars`` characters.
 12. ``title-malformed`` a second separator, leftover markers or brackets, broken characters.
-13. ``title-first-words`` the title is the description's own first words.
-14. ``title-invented-word`` more than ``max_unknown_words`` words in neither the lexicon nor
+13. ``title-degenerate`` a doubled function word ("The The"), a word loop, few distinct words.
+14. ``title-first-words`` the title is the description's own first words.
+15. ``title-invented-word`` more than ``max_unknown_words`` words in neither the lexicon nor
                       the sample's description (a capital is no sign of a name in a title).
-15. ``title-copy``    a catalog title, training or held-out (case and punctuation ignored).
-16. ``title-repeat``  the title of a sample kept tonight or published on an earlier night.
-17. ``title-reader``  after the per-sample rules: a pretrained reader's score of the title
+16. ``title-copy``    a catalog title, training or held-out (case and punctuation ignored).
+17. ``title-repeat``  the title of a sample kept tonight or published on an earlier night.
+18. ``title-reader``  after the per-sample rules: a pretrained reader's score of the title
                       under its cut (``titles.TitleReader``; off unless ``curate()`` is given one).
-18. ``realism``       after the per-sample rules, the night's candidates together: all but the
+19. ``realism``       after the per-sample rules, the night's candidates together: all but the
                       ``realism_keep_share`` a classifier finds most like the catalog's training
                       descriptions (``realism.py``). 1 = off.
 

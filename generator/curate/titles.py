@@ -11,6 +11,8 @@ curate inventing a title the model did not. In order (:data:`TITLE_RULES`):
 - ``title-too-long``: more than ``title_max_words`` words or ``title_max_chars`` characters;
 - ``title-malformed``: a second separator (the description holds one), leftover markers,
   brackets, broken or invisible characters, unbalanced quotes (``rules.malformed_characters``);
+- ``title-degenerate``: a doubled function word ("The The Last Man"), a word repeated past
+  ``max_word_run``, too few distinct words (``rules.check_degenerate``, as for descriptions);
 - ``title-first-words``: the title is just the description's own first words;
 - ``title-invented-word``: a word in neither the lexicon (English and the catalog's titles and
   descriptions, ``lexicon.py``) nor the sample's own description. Every word of a title is
@@ -32,12 +34,12 @@ from typing import Callable, Iterable, Sequence
 
 from ..textformat import has_title
 from .lexicon import fold, judged_words, tokens
-from .rules import malformed_characters
+from .rules import check_degenerate, malformed_characters
 from .settings import CurateSettings
 from .words import normalised_words
 
-TITLE_RULES = ("title-empty", "title-too-long", "title-malformed", "title-first-words", "title-invented-word",
-               "title-copy", "title-repeat")
+TITLE_RULES = ("title-empty", "title-too-long", "title-malformed", "title-degenerate", "title-first-words",
+               "title-invented-word", "title-copy", "title-repeat")
 READER_RULE = "title-reader"
 
 
@@ -73,10 +75,8 @@ class TitleJudge:
         if title is None:
             return None
         title, text = " ".join(title.split()), record["text"]
-        for reason, check in (("title-empty", self.check_empty), ("title-too-long", self.check_length),
-                              ("title-malformed", self.check_malformed), ("title-first-words", self.check_first_words),
-                              ("title-invented-word", self.check_words), ("title-copy", self.check_copy),
-                              ("title-repeat", self.check_repeat)):
+        for reason in TITLE_RULES:  # each rule's check is the method named after it: title-too-long, check_too_long
+            check = getattr(self, "check_" + reason.removeprefix("title-").replace("-", "_"))
             detail = check(title, text)
             if detail:
                 return reason, detail
@@ -92,7 +92,7 @@ class TitleJudge:
     def check_empty(self, title: str, text: str) -> str | None:
         return None if title_key(title) else "no title before the separator"
 
-    def check_length(self, title: str, text: str) -> str | None:
+    def check_too_long(self, title: str, text: str) -> str | None:
         words, limit = len(title.split()), self.settings.title_max_words
         if words > limit:
             return f"{words} words (at most {limit})"
@@ -105,13 +105,16 @@ class TitleJudge:
             return "a second title separator: the description holds a '|'"
         return malformed_characters(title)
 
+    def check_degenerate(self, title: str, text: str) -> str | None:
+        return check_degenerate(normalised_words(title), self.settings)
+
     def check_first_words(self, title: str, text: str) -> str | None:
         words = normalised_words(title)
         if words == normalised_words(text)[:len(words)]:
             return f"{title!r} is how the description begins"
         return None
 
-    def check_words(self, title: str, text: str) -> str | None:
+    def check_invented_word(self, title: str, text: str) -> str | None:
         if self.lexicon is None:
             return None
         # The description passed its own rule: a name it introduces may name it too.
