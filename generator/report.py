@@ -146,8 +146,8 @@ def quality_line(panel: dict) -> str:
     def pct(value):
         return "-" if value is None else f"{value:.0%}"
 
-    title_part = (f", titles {pct(titles.get('distinct_share'))} distinct ({titles.get('copies_rejected')} copies and "
-                  f"{titles.get('invented_rejected')} invented words rejected)" if titles else "")
+    title_part = (f", titles {pct(titles.get('distinct_share'))} distinct (rejected: {titles.get('copies_rejected')} "
+                  f"copying a catalog title, {titles.get('invented_rejected')} with an invented word)" if titles else "")
 
     return (f"quality: invented words {pct(invented.get('after'))} published ({pct(invented.get('before'))} generated), "
             f"perplexity {fluency.get('published_median_perplexity')} vs real "
