@@ -38,6 +38,8 @@ TITLE_SEPARATOR = " | "
 
 MARKERS = re.compile(r"<\|(?:startoftext|endoftext)\|>")
 _BRACKET = re.compile(r"\s*\[([^\[\]]{1,60})\]")
+# What a weak model writes where it expects another tag: an empty tag "[]" or a stray "]".
+_TAG_NOISE = re.compile(r"\s*(?:\[\s*\]|\])")
 # The separator as a weak model may write it: a bar with or without spaces, never the bar of a marker.
 _SEPARATOR = re.compile(r"\s*(?<!<)\|(?!>)\s*")
 _SPACE = re.compile(r"\s+")
@@ -58,13 +60,21 @@ def split_control(text: str) -> tuple[str | None, str | None, str]:
 
     The prefix is the run of ``[...]`` tags before the description: the first
     ``[Movie]``/``[TV Show]`` is the type, the first other tag the genre. A weak
-    model sometimes repeats or reorders tags (``[Movie] [Movie] [Dramas]``); they
-    are all prefix, never description. Brackets later in the text stay, for
-    curate to judge.
+    model sometimes repeats or reorders tags (``[Movie] [Movie] [Dramas]``), or
+    writes an empty tag or a stray ``]`` where it expects one more (``[Dramas] []
+    The Secret``, ``[Dramas]] The Pip``); they are all prefix, never description
+    or title. Brackets later in the text stay, for curate to judge.
     """
     kind = genre = None
     position = 0
-    while (match := _BRACKET.match(text, position)) is not None:
+    while True:
+        match = _BRACKET.match(text, position)
+        if match is None:
+            noise = _TAG_NOISE.match(text, position) if position else None  # noise only after a tag
+            if noise is None:
+                break
+            position = noise.end()
+            continue
         tag = match.group(1).strip()
         if tag in KNOWN_TYPES:
             kind = kind or tag

@@ -84,6 +84,18 @@ def test_parse_sample_of_malformed_output(continuation, title, text):
     assert (record["title"], record["text"], record["terminated"]) == (title, text, True)
 
 
+@pytest.mark.parametrize("continuation, title", [
+    (" [] [] The Secret | ", "The Secret"),     # empty tags where the model expected one more
+    ("] The Pip | ", "The Pip"),               # a stray closing bracket right after the prefix
+    (" [Dramas] [] Lot 9 | ", "Lot 9"),         # a repeated tag, then an empty one
+    (" The [] Pip | ", "The [] Pip"),          # inside the title it stays, for title-malformed
+])
+def test_tag_noise_after_the_prefix_is_prefix_not_title(continuation, title):
+    record = parse_sample(PREFIX + continuation + DESCRIPTION + END_TOKEN, PREFIX, titled=True)
+    assert (record["genre"], record["title"], record["text"]) == ("Dramas", title, DESCRIPTION)
+    assert split_control("[] A man.") == (None, None, "[] A man.")  # noise only after a tag
+
+
 def test_marker_bars_are_not_separators():
     # An unterminated sample ending in half a marker: its bars belong to the marker.
     record = parse_sample(f"{PREFIX} Lot 9 | A man walks <|endof", PREFIX, titled=True)
