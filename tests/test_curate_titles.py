@@ -288,3 +288,30 @@ def test_real_netflix_titles_are_rejected_as_copies_training_and_held_out_alike(
     manifest, kept, rejected = curate_titles(tmp_path, catalog, samples, max_unknown_words=-1)
     assert kept == [] and [reason for reason, _ in rejected.values()] == ["title-copy"] * len(samples)
     assert manifest["rejected"]["title-copy"] == len(samples)
+
+
+@pytest.mark.parametrize("year", [2020, 2021])
+def test_title_catalogs_keep_a_bundled_catalog_night_from_copying_real_titles(tmp_path, catalog, year):
+    import csv
+
+    with shared_csv(year).open(encoding="utf-8-sig") as handle:
+        real = [row.get("title") or row.get(" title") for row in csv.DictReader(handle)][::1500]
+    samples = [{"text": text, "title": title.upper()} for text, title in zip(NOVEL, real)]
+    manifest, kept, rejected = curate_titles(tmp_path, catalog, samples, max_unknown_words=-1,
+                                             title_catalogs=[str(shared_csv(year))])
+    assert kept == [] and {reason for reason, _ in rejected.values()} == {"title-copy"}
+    assert all(f"of netflix_titles_{year}.csv" in detail for _, detail in rejected.values())
+    assert manifest["titles"]["known_titles"] > 7000
+    assert manifest["settings"]["title_catalogs"] == [f"netflix_titles_{year}.csv"]  # its public label only
+    # Without the setting, the small catalog alone does not know them.
+    _, kept, _ = curate_titles(tmp_path, catalog, samples, max_unknown_words=-1)
+    assert len(kept) == len(samples)
+
+
+def test_a_title_catalog_needs_a_title_column(tmp_path, catalog):
+    from generator.errors import UserError
+
+    (tmp_path / "plain.csv").write_text("description\nA man walks.\n", encoding="utf-8")
+    with pytest.raises(UserError, match="no 'title' column"):
+        curate_titles(tmp_path, catalog, [{"text": NOVEL[0], "title": "Honey"}],
+                      title_catalogs=[str(tmp_path / "plain.csv")])

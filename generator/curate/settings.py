@@ -65,6 +65,9 @@ class CurateSettings:
                                      "(a seeded sample of a larger catalog)", at_least=20)
     title_max_words: int = setting(10, "title-too-long: most words a title may have (99 % of the 2021 catalog's "
                                    "titles have at most 9)", at_least=1)
+    title_catalogs: list = setting([], "title-copy: more catalog CSVs (paths, http(s):// or s3:// URLs) whose "
+                                   "titles a title may not copy, besides the night's own catalog, e.g. the real "
+                                   "catalogs when the night trains on the bundled one")
     title_max_chars: int = setting(60, "title-too-long: most characters a title may have (99 % of the 2021 "
                                    "catalog's have at most 51)", at_least=1)
     min_kept: int = setting(1, "a night that keeps fewer descriptions fails loudly (exit 2, the DAG marks it "

@@ -13,11 +13,12 @@ from typing import Iterable
 from ..artifacts import atomic_open, check_output_file, read_jsonl, write_jsonl, write_manifest
 from ..console import progress
 from ..errors import UserError
+from ..redact import public_label
 from .indexes import Blocklist, CopyIndex, NearDuplicateIndex, check_blocklist, check_copy, load_blocklist, shingles
 from .realism import apply_realism
 from .rules import check_degenerate, check_length, check_malformed, check_unknown_words, check_unterminated
 from .settings import RULES, CurateSettings
-from .titles import TitleJudge, TitleReader, apply_title_reader
+from .titles import TitleJudge, TitleReader, apply_title_reader, load_known_titles
 from .words import normalised_words, sample_id
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class Curator:
     """The rules with their indexes; ``judge`` one sample at a time, in input order."""
 
     def __init__(self, catalog: list, settings: CurateSettings, blocklist: Blocklist,
-                 history: Iterable[dict] = ()):
+                 history: Iterable[dict] = (), known_titles: Iterable[tuple[str, str]] = ()):
         """``catalog``: the ingested entries (title, description, split), as ``ingest.read_catalog`` gives them."""
         from .fluency import FluencyJudge
         from .lexicon import Lexicon
@@ -55,7 +56,7 @@ class Curator:
         self.near = NearDuplicateIndex(settings)
         self.blocklist = blocklist
         history = list(history)
-        self.titles = TitleJudge(catalog, settings, self.lexicon, history)
+        self.titles = TitleJudge(catalog, settings, self.lexicon, history, known_titles)
         for record in history:
             words = normalised_words(record["text"])
             night = record.get("night")
@@ -153,8 +154,9 @@ def _curate(samples_path, catalog: list, out_path: Path, settings: CurateSetting
         raise UserError(f"samples file not found: {samples_path}", "pass the JSONL written by the generate stage")
     history = read_history(history_path)
     blocklist = load_blocklist(settings.blocklist_file)
+    known_titles = load_known_titles(settings.title_catalogs)
 
-    curator = Curator(catalog, settings, blocklist, history)
+    curator = Curator(catalog, settings, blocklist, history, known_titles)
     kept: list[dict] = []
     counts = dict.fromkeys(RULES, 0)
     total = titled = 0
@@ -196,9 +198,11 @@ def _curate(samples_path, catalog: list, out_path: Path, settings: CurateSetting
         history=curator.history_count,
         fluency=curator.fluency.summary() if curator.fluency else None,
         realism=realism,
-        titles={"titled_samples": titled, "kept_titled": sum(1 for r in kept if r.get("title")), "reader": reader},
+        titles={"known_titles": len(known_titles), "titled_samples": titled,
+                "kept_titled": sum(1 for r in kept if r.get("title")), "reader": reader},
         blocklist=blocklist.path,
-        settings=dataclasses.asdict(settings),
+        # Named by their public labels: a presigned URL's signature never reaches the manifest.
+        settings={**dataclasses.asdict(settings), "title_catalogs": [public_label(s) for s in settings.title_catalogs]},
         seconds=round(seconds, 2),
         outputs={"kept": str(out_path), "rejected": str(rejected_path)},
     )

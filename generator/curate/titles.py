@@ -19,7 +19,8 @@ curate inventing a title the model did not. In order (:data:`TITLE_RULES`):
   capitalised, so a capital says nothing about names here: a name must come from the
   catalog or the description it titles;
 - ``title-copy``: the title of a catalog entry, training or held-out (case, accents,
-  apostrophes and punctuation ignored: ``title_key``);
+  apostrophes and punctuation ignored: ``title_key``), or of a catalog named by
+  ``curate.title_catalogs`` (real titles a night trained on another catalog must not copy);
 - ``title-repeat``: the title of a sample kept tonight (the first one wins) or of a
   description published on an earlier night (the history file).
 
@@ -51,16 +52,23 @@ def title_key(title: str) -> str:
 class TitleJudge:
     """The per-sample title rules with their indexes: the catalog's titles and the titles kept so far."""
 
-    def __init__(self, catalog: list, settings: CurateSettings, lexicon=None, history: Iterable[dict] = ()):
+    def __init__(self, catalog: list, settings: CurateSettings, lexicon=None, history: Iterable[dict] = (),
+                 known_titles: Iterable[tuple[str, str]] = ()):
         """``catalog``: the ingested entries (``ingest.read_catalog``); ``lexicon``: the description rule's
-        (None: invented words are not judged); ``history``: records published on earlier nights."""
+        (None: invented words are not judged); ``history``: records published on earlier nights;
+        ``known_titles``: more (title, where) pairs no title may copy (:func:`load_known_titles`)."""
         self.settings = settings
         self.lexicon = lexicon
-        self.catalog: dict[str, object] = {}
+        self.catalog: dict[str, str] = {}  # title key -> how the detail names it
         for entry in catalog:
             key = title_key(entry.title or "")
             if key:
-                self.catalog.setdefault(key, entry)
+                self.catalog.setdefault(key, f"the catalog's title {entry.title!r}"
+                                        + (f" ({entry.show_id})" if getattr(entry, "show_id", "") else ""))
+        for title, where in known_titles:
+            key = title_key(title)
+            if key:
+                self.catalog.setdefault(key, f"the title {title!r} of {where}")
         self.kept: dict[str, str] = {}  # title key -> who holds it: a kept sample or an earlier night
         for record in history:
             key = title_key(record.get("title") or "")
@@ -125,15 +133,35 @@ class TitleJudge:
         return None
 
     def check_copy(self, title: str, text: str) -> str | None:
-        entry = self.catalog.get(title_key(title))
-        if entry is None:
-            return None
-        where = f" ({entry.show_id})" if getattr(entry, "show_id", "") else ""
-        return f"the catalog's title {entry.title!r}{where}"
+        return self.catalog.get(title_key(title))
 
     def check_repeat(self, title: str, text: str) -> str | None:
         holder = self.kept.get(title_key(title))
         return f"the title of {holder}" if holder else None
+
+
+def load_known_titles(sources: Iterable[str]) -> list[tuple[str, str]]:
+    """(title, where) of every row of the CSVs ``sources`` (``curate.title_catalogs``): a ``title``
+    column, read as ingest reads a catalog (path, http(s):// URL or s3:// URI; BOM, spaced headers)."""
+    import csv
+    import io
+
+    from ..errors import UserError
+    from ..ingest import CSV_FIELD_LIMIT, clean_text, decode_catalog, fetch_catalog_bytes
+    from ..redact import public_label
+
+    found = []
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    for source in sources:
+        label = public_label(source)
+        rows = csv.reader(io.StringIO(decode_catalog(fetch_catalog_bytes(source), label), newline=""))
+        header = [name.strip().lower() for name in next(rows, [])]
+        if "title" not in header:
+            raise UserError(f"curate.title_catalogs: {label} has no 'title' column",
+                            "name CSVs with a title column (such as Kaggle's netflix_titles.csv)")
+        column = header.index("title")
+        found += [(clean_text(row[column]), label) for row in rows if len(row) > column and row[column].strip()]
+    return found
 
 
 # --- the reader's seam: titles judged together by a pretrained model's scores ----------------------
