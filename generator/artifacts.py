@@ -76,6 +76,7 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
 # Samples fields other stages read, and the JSON types they must have (None: the field may be null).
 SAMPLE_FIELDS = {
     "text": ((str,), "a string"),
+    "title": ((str, type(None)), "a string or null"),
     "terminated": ((bool,), "true or false"),
     "type": ((str, type(None)), "a string or null"),
     "genre": ((str, type(None)), "a string or null"),

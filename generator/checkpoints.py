@@ -24,7 +24,7 @@ from pathlib import Path
 from .artifacts import atomic_write_json, atomic_write_text, read_json_object, replace_directory
 from .errors import UserError
 from .settings import NAME_PATTERN
-from .textformat import START_TOKEN, control_prefix, parse_training_line
+from .textformat import START_TOKEN, control_prefix, parse_training_line, titled_lines
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,8 @@ def write_generation_info(run_dir: str | Path, train_text: str | Path) -> dict:
     length cap); ``conditions``: the control prefixes seen; ``condition_counts``:
     how many descriptions had each complete ``[type] [genre]`` prefix (the mix
     catalog conditioning draws from); ``seen_tokens``: the token ids the
-    training text contains (the others are never sampled). It lives in the run,
+    training text contains (the others are never sampled); ``titles``: every
+    line carries a title (generation then parses one out of each sample). It lives in the run,
     so it travels with the checkpoint and its promoted copies.
     """
     from collections import Counter
@@ -124,7 +125,8 @@ def write_generation_info(run_dir: str | Path, train_text: str | Path) -> dict:
     enc = run_encoder(run_dir)
     longest, controls, pairs = 0, set(), Counter()
     seen = set(enc.encode("\n"))  # gpt-2-simple encodes the file whole: lines are joined by newlines
-    for line in Path(train_text).read_text(encoding="utf-8").splitlines():
+    lines = Path(train_text).read_text(encoding="utf-8").splitlines()
+    for line in lines:
         seen.update(enc.encode(line))
         parsed = parse_training_line(line)
         if parsed is None:
@@ -136,7 +138,7 @@ def write_generation_info(run_dir: str | Path, train_text: str | Path) -> dict:
         if kind and genre:
             pairs[control_prefix(kind, genre).strip()] += 1
     info = {"max_tokens": longest, "conditions": sorted(controls), "condition_counts": dict(sorted(pairs.items())),
-            "seen_tokens": sorted(seen)}
+            "seen_tokens": sorted(seen), "titles": titled_lines(lines)}
     atomic_write_json(Path(run_dir) / GENERATION_INFO, info)
     return info
 

@@ -3,6 +3,7 @@
 Outputs, in the ingest directory:
   catalog.jsonl  every kept title: show_id, type, title, genres, description, split, control
   train.txt      gpt-2-simple training text, one ``<|startoftext|>…<|endoftext|>`` per line
+                 (with ``titles``, each line carries its title: generator/textformat.py)
   val.txt        the held-out descriptions in the same format
   source.csv     the exact catalog bytes read (the night's snapshot)
 and ``ingest.manifest.json`` beside it with counts and the catalog's content hash.
@@ -14,6 +15,7 @@ import csv
 import dataclasses
 import hashlib
 import io
+import logging
 import re
 import unicodedata
 import urllib.parse
@@ -24,7 +26,9 @@ from .artifacts import (atomic_write_bytes, atomic_write_text, check_output_dir,
 from .errors import UserError
 from .redact import public_label, split_url
 from .settings import setting
-from .textformat import MARKERS, control_prefix, training_line
+from .textformat import MARKERS, clean_title, control_prefix, training_line
+
+log = logging.getLogger(__name__)
 
 CATALOG_RECORDS = "catalog.jsonl"
 # The longest field a catalog may hold, in characters (Python's csv default is 131,072):
@@ -41,6 +45,10 @@ class IngestSettings:
                                          at_least=0, below=1)
     conditional: bool = setting(True, 'prefix each training description with "[<type>] [<main genre>] " so '
                                 "generation can be steered by type and genre")
+    titles: bool = setting(True, "each training line carries its title (\"[Movie] [Dramas] The Salt Ledger | A "
+                           "widowed ...\"), so the model names what it describes; rows without a title are left "
+                           "out of the training text; false (or a catalog where under half the rows have a "
+                           "title): descriptions only")
     min_words: int = setting(3, "rows with descriptions shorter than this many words are dropped as noise",
                              at_least=0)
     fetch_timeout_seconds: float = setting(600.0, "an http(s) catalog must arrive whole within this many seconds "
@@ -247,6 +255,22 @@ def is_validation(description: str, fraction: float) -> bool:
     return bucket / 2**64 < fraction
 
 
+def titled_catalog(entries: list[CatalogEntry], settings: IngestSettings, label: str) -> bool:
+    """Does the training text carry titles: ``ingest.titles`` on and at least half the entries have one.
+
+    A catalog mostly without titles trains on descriptions only (with a warning) rather than
+    on the few titled rows.
+    """
+    if not settings.titles:
+        return False
+    titled = sum(1 for entry in entries if clean_title(entry.title))
+    if titled * 2 < len(entries):
+        log.warning("catalog %s: only %d of %d descriptions have a title: training on descriptions only "
+                    "(set ingest.titles = false to say so)", label, titled, len(entries))
+        return False
+    return True
+
+
 def ingest(source: str, out_dir: str | Path, settings: IngestSettings) -> dict:
     """Run the ingest stage; returns its manifest (also written beside ``out_dir``).
 
@@ -266,18 +290,24 @@ def _ingest(source: str, out_dir: Path, settings: IngestSettings) -> dict:
     text = decode_catalog(raw, label)
     entries, drops = parse_catalog(text, label, settings)
 
-    train_lines, val_lines, records = [], [], []
+    titled = titled_catalog(entries, settings, label)
+    train_lines, val_lines, records, untitled = [], [], [], 0
     for entry in entries:
-        line = training_line(entry.description, entry.type, entry.main_genre, settings.conditional)
-        (val_lines if entry.split == "val" else train_lines).append(line)
         records.append({**dataclasses.asdict(entry), "control": control_prefix(entry.type, entry.main_genre).strip()})
+        title = clean_title(entry.title) if titled else ""
+        if titled and not title:
+            untitled += 1  # in catalog.jsonl (curate judges against it), not in the titled training text
+            continue
+        line = training_line(entry.description, entry.type, entry.main_genre, settings.conditional, title)
+        (val_lines if entry.split == "val" else train_lines).append(line)
     if not train_lines:
         raise UserError(f"catalog {label} leaves no training descriptions", "lower ingest.validation_fraction")
 
     train_text = "".join(train_lines)
     # The hash covers what training sees (settings included), so an unchanged
-    # catalog re-read from elsewhere still counts as unchanged.
-    training_hash = sha256_text(f"conditional={settings.conditional}\n" + train_text)
+    # catalog re-read from elsewhere still counts as unchanged; untitled text hashes as it always did.
+    training_hash = sha256_text(f"conditional={settings.conditional}\n" + ("titles=true\n" if titled else "")
+                                + train_text)
     # Keep the exact bytes read: later stages (curate's copy check) and re-runs use
     # this snapshot, not a source that may have changed since.
     atomic_write_bytes(out_dir / "source.csv", raw)
@@ -300,6 +330,8 @@ def _ingest(source: str, out_dir: Path, settings: IngestSettings) -> dict:
         train_count=len(train_lines),
         val_count=len(val_lines),
         conditional=settings.conditional,
+        titles=titled,
+        untitled=untitled,
         max_words=max(words),
         max_chars=max(chars),
         median_words=sorted(words)[len(words) // 2],

@@ -228,7 +228,8 @@ def merge_shards(config: Config, night: str, shard_paths: list[str], round_index
 # --- curate, render, publish, report ----------------------------------------------------------
 
 def _write_history(config: Config, night: str, out: Path) -> int:
-    """Descriptions kept on earlier nights, for curate's cross-night near-duplicate check."""
+    """Descriptions (with their titles) kept on earlier nights, for curate's cross-night near-duplicate and
+    title-repeat checks."""
     archive = config.paths.archive_root
 
     def records():
@@ -238,7 +239,8 @@ def _write_history(config: Config, night: str, out: Path) -> int:
             kept = night_dir / "kept.jsonl"
             if night_dir.name < night and kept.is_file():
                 for record in read_jsonl(kept):
-                    yield {"text": record["text"], "night": night_dir.name}
+                    yield {"text": record["text"], "night": night_dir.name,
+                           **({"title": record["title"]} if record.get("title") else {})}
 
     return write_jsonl(out, records())
 

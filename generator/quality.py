@@ -17,12 +17,6 @@ def catalog_records(ingest_dir: str | Path) -> list[dict]:
     return [dataclasses.asdict(entry) for entry in read_catalog(ingest_dir)]
 
 
-def _texts(path: str | Path | None) -> list[str]:
-    from .artifacts import read_jsonl
-
-    return [record["text"] for record in read_jsonl(path)] if path else []
-
-
 def distinct_2(texts: list[str]) -> float | None:
     """Distinct word bigrams / all word bigrams over the batch (1.0 = no phrase repeats)."""
     from .curate.words import ngrams, normalised_words
@@ -115,6 +109,23 @@ def classifier_two_sample_test(published: list[str], real: list[str], seed: int 
             "folds": len(scores)}
 
 
+def title_panel(published: list[dict], rejected: dict | None) -> dict | None:
+    """The titles of a batch: how many carry one, the share of distinct ones (case and punctuation
+    ignored, as ``title-repeat`` compares them) and what the title rules rejected. None when no
+    sample has a title and no title rule rejected any (an untitled model)."""
+    from .curate.titles import TITLE_RULES, READER_RULE, title_key
+
+    rejected = {rule: count for rule, count in (rejected or {}).items() if rule in (*TITLE_RULES, READER_RULE)}
+    keys = [title_key(record["title"]) for record in published if record.get("title")]
+    if not keys and not any(rejected.values()):
+        return None
+    return {"titled": len(keys), "of": len(published),
+            "distinct_share": round(len(set(keys)) / len(keys), 4) if keys else None,
+            "copies_rejected": rejected.get("title-copy", 0),
+            "invented_rejected": rejected.get("title-invented-word", 0),
+            "rejected": rejected}
+
+
 def _median(values: list[float]) -> float | None:
     import statistics
 
@@ -169,15 +180,18 @@ def quality_panel(samples_jsonl: str | Path, ingest_dir: str | Path, kept_jsonl:
                   reader=None, generator_base_digest: str | None = None, held_out_limit: int = 400) -> dict:
     """The quality figures of a batch: invented words, per-rule kept rates, distinct-2, novelty,
     the reader's figures (when given a :class:`generator.curate.reader.Reader`: the night's own, whose
-    cache already holds tonight's scores) and realism. ``published`` is the kept file when given,
+    cache already holds tonight's scores), realism and titles. ``published`` is the kept file when given,
     else the samples themselves."""
+    from .artifacts import read_jsonl
     from .curate.lexicon import Lexicon
     from .curate.reader import held_out_descriptions
     from .ingest import read_catalog
 
     records = catalog_records(ingest_dir)
-    samples = _texts(samples_jsonl)
-    kept = _texts(kept_jsonl)
+    sample_records = list(read_jsonl(samples_jsonl)) if samples_jsonl else []
+    kept_records = list(read_jsonl(kept_jsonl)) if kept_jsonl else []
+    samples = [record["text"] for record in sample_records]
+    kept = [record["text"] for record in kept_records]
     published = kept if kept_jsonl else samples
     real = [r["description"] for r in records if r.get("split") == "val"]
     lexicon = Lexicon(records)
@@ -185,11 +199,11 @@ def quality_panel(samples_jsonl: str | Path, ingest_dir: str | Path, kept_jsonl:
     def invented_rate(texts: list[str]) -> float | None:
         return round(sum(bool(lexicon.unknown(t)) for t in texts) / len(texts), 4) if texts else None
 
-    curation = None
+    curation, rejected = None, None
     if kept_jsonl:
         if manifest_path(kept_jsonl).is_file():
             manifest = read_manifest(kept_jsonl, "curate")
-            total = manifest.get("input") or 0
+            total, rejected = manifest.get("input") or 0, manifest.get("rejected", {})
             curation = {"kept_rate": manifest.get("kept_rate"),
                         "rejected_share": {rule: round(count / total, 4) if total else 0.0
                                            for rule, count in manifest.get("rejected", {}).items()}}
@@ -202,11 +216,14 @@ def quality_panel(samples_jsonl: str | Path, ingest_dir: str | Path, kept_jsonl:
         "invented_rate": {"before": invented_rate(samples), "after": invented_rate(kept) if kept_jsonl else None},
         "curation": curation,
         "distinct_2": distinct_2(published),
-        "novelty": {"longest_shared_run_median": _median(shared), "longest_shared_run_max": max(shared, default=None)},
+        "novelty": {"longest_shared_run_median": _median(shared), "longest_shared_run_max": max(shared, default=None),
+                    # The RAVEN-style check (McCoy et al. 2023): published text sharing an 8-word run with the catalog.
+                    "share_with_8_word_run": round(sum(s >= 8 for s in shared) / len(shared), 4) if shared else None},
         "reader": reader_figures(reader, published, real_read,
                                  _candidate_scores(kept_jsonl) if kept_jsonl and reader is not None else [],
                                  generator_base_digest),
         "realism": classifier_two_sample_test(published, real),
+        "titles": title_panel(kept_records if kept_jsonl else sample_records, rejected),
     }
 
 

@@ -138,12 +138,13 @@ def seconds_line(seconds: dict) -> str:
 
 
 def quality_line(panel: dict) -> str:
-    """The quality panel in a few figures: invented words, the reader against real text, realism."""
+    """The quality panel in a few figures: invented words, the reader against real text, realism, titles."""
     if not panel:
         return ""
     invented = panel.get("invented_rate") or {}
     reader = panel.get("reader") or {}
     realism = (panel.get("realism") or {}).get("accuracy")
+    titles = panel.get("titles") if isinstance(panel.get("titles"), dict) else None
 
     def pct(value):
         return "-" if value is None else f"{value:.0%}"
@@ -151,5 +152,7 @@ def quality_line(panel: dict) -> str:
     read = (f"reader SLOR {reader.get('published_median')} vs real {reader.get('real_median')} "
             f"({pct(reader.get('published_within_real_90'))} within real text's 90%, AUC {reader.get('auc')}), "
             if reader.get("on") else "")
+    title_part = (f", titles {pct(titles.get('distinct_share'))} distinct (rejected: {titles.get('copies_rejected')} "
+                  f"copying a catalog title, {titles.get('invented_rejected')} with an invented word)" if titles else "")
     return (f"quality: invented words {pct(invented.get('after'))} published ({pct(invented.get('before'))} generated), "
-            f"{read}realism {'-' if realism is None else f'{realism:.2f}'} (0.5 = indistinguishable); ")
+            f"{read}realism {'-' if realism is None else f'{realism:.2f}'} (0.5 = indistinguishable){title_part}; ")

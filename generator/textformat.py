@@ -2,13 +2,28 @@
 
 A training line is::
 
+    <|startoftext|> [<type>] [<main genre>] <title> | <description><|endoftext|>
+
+or, for text without titles (``ingest.titles = false``, a catalog without them)::
+
     <|startoftext|> [<type>] [<main genre>] <description><|endoftext|>
 
-Generation starts from the same prefix (``<|startoftext|>`` plus an optional
-control prefix) and cuts the continuation at ``<|endoftext|>``. Ingest builds
-lines with :func:`training_line`, generate builds prefixes with
-:func:`generation_prefix` and turns raw decoded text into a record with
-:func:`parse_sample`; nothing else spells the format out.
+Everything after the control prefix is the line's *body*: the title, the
+separator :data:`TITLE_SEPARATOR` and the description (a model family that
+renders lines as a chat takes the body as the reply). Generation starts from
+the same prefix (``<|startoftext|>`` plus an optional control prefix) and cuts
+the continuation at ``<|endoftext|>``. Ingest builds lines with
+:func:`training_line`, generate builds prefixes with :func:`generation_prefix`
+and turns raw decoded text into a record with :func:`parse_sample`; nothing
+else spells the format out.
+
+Why `` | ``: no description of the 2020 or 2021 Netflix catalogs holds a ``|``
+(2 of 8,807 titles do; :func:`clean_title` makes them colons), whereas ``:``,
+`` - `` and `` — `` occur in many titles or descriptions. Byte-level BPE
+pre-tokenizers (GPT-2's, SmolLM2's) cut `` |`` into a piece of its own, so it is
+one token that never merges with the title's last word or the description's
+first (SmolLM2: ``' Ledger', ' |', ' A'``), and a catalog-trained BPE learns it
+from its first merges, since every line has one.
 """
 
 from __future__ import annotations
@@ -19,8 +34,15 @@ START_TOKEN = "<|startoftext|>"
 END_TOKEN = "<|endoftext|>"
 KNOWN_TYPES = ("Movie", "TV Show")
 
+TITLE_SEPARATOR = " | "
+
 MARKERS = re.compile(r"<\|(?:startoftext|endoftext)\|>")
 _BRACKET = re.compile(r"\s*\[([^\[\]]{1,60})\]")
+# What a weak model writes where it expects another tag: an empty tag "[]" or a stray "]".
+_TAG_NOISE = re.compile(r"\s*(?:\[\s*\]|\])")
+# The separator as a weak model may write it: a bar with or without spaces, never the bar of a marker.
+_SEPARATOR = re.compile(r"\s*(?<!<)\|(?!>)\s*")
+_SPACE = re.compile(r"\s+")
 
 
 def control_prefix(kind: str, genre: str) -> str:
@@ -38,13 +60,21 @@ def split_control(text: str) -> tuple[str | None, str | None, str]:
 
     The prefix is the run of ``[...]`` tags before the description: the first
     ``[Movie]``/``[TV Show]`` is the type, the first other tag the genre. A weak
-    model sometimes repeats or reorders tags (``[Movie] [Movie] [Dramas]``); they
-    are all prefix, never description. Brackets later in the text stay, for
-    curate to judge.
+    model sometimes repeats or reorders tags (``[Movie] [Movie] [Dramas]``), or
+    writes an empty tag or a stray ``]`` where it expects one more (``[Dramas] []
+    The Secret``, ``[Dramas]] The Pip``); they are all prefix, never description
+    or title. Brackets later in the text stay, for curate to judge.
     """
     kind = genre = None
     position = 0
-    while (match := _BRACKET.match(text, position)) is not None:
+    while True:
+        match = _BRACKET.match(text, position)
+        if match is None:
+            noise = _TAG_NOISE.match(text, position) if position else None  # noise only after a tag
+            if noise is None:
+                break
+            position = noise.end()
+            continue
         tag = match.group(1).strip()
         if tag in KNOWN_TYPES:
             kind = kind or tag
@@ -60,8 +90,44 @@ def is_condition(condition: str) -> bool:
     return rest == "x" and bool(kind or genre)
 
 
-def training_line(description: str, kind: str = "", genre: str = "", conditional: bool = True) -> str:
-    """One line of training text: ``<|startoftext|> [<type>] [<genre>] <description><|endoftext|>``.
+def clean_title(title: str) -> str:
+    """A catalog title as training text writes it: no separator or brackets inside, one line.
+
+    ``|`` becomes ``:`` ("Black Holes | The Edge of All We Know" -> "Black Holes: The Edge of
+    All We Know"), so the first bar of a line is always the separator; square brackets become
+    round ones ("[REC]" -> "(REC)"), so a title never reads as a control tag.
+    """
+    title = _SEPARATOR.sub(": ", MARKERS.sub(" ", title)).translate(str.maketrans("[]", "()"))
+    return _SPACE.sub(" ", title).strip(" :")
+
+
+def titled_body(title: str, description: str) -> str:
+    """A line's body: ``<title> | <description>``, or the description alone without a title."""
+    return f"{title}{TITLE_SEPARATOR}{description}" if title else description
+
+
+def split_title(body: str) -> tuple[str, str]:
+    """(title, description) of a body; the title is "" when the body has no separator.
+
+    The body is cut at its first separator (``|`` with or without spaces); a second
+    one stays in the description, for curate to judge (``title-malformed``).
+    """
+    match = _SEPARATOR.search(body)
+    if match is None:
+        return "", body.strip()
+    return body[:match.start()].strip(), body[match.end():].strip()
+
+
+def has_title(body: str) -> bool:
+    """Does a line's body carry a title separator?"""
+    return _SEPARATOR.search(body) is not None
+
+
+def training_line(description: str, kind: str = "", genre: str = "", conditional: bool = True,
+                  title: str = "") -> str:
+    """One line of training text: ``<|startoftext|> [<type>] [<genre>] <title> | <description><|endoftext|>``.
+
+    ``title`` empty: the description alone (today's text for a catalog without titles).
 
     The space after the start marker is deliberate: GPT-2's pre-tokenizer glues
     runs of punctuation together, so ``|>[`` would become one BPE token in
@@ -70,7 +136,7 @@ def training_line(description: str, kind: str = "", genre: str = "", conditional
     space, ``|>`` is a token of its own in both places.
     """
     prefix = control_prefix(kind, genre) if conditional else ""
-    return f"{START_TOKEN}{' ' + prefix if prefix else ''}{description}{END_TOKEN}\n"
+    return f"{START_TOKEN}{' ' + prefix if prefix else ''}{titled_body(title, description)}{END_TOKEN}\n"
 
 
 def generation_prefix(condition: str = "") -> str:
@@ -83,14 +149,29 @@ def generation_prefix(condition: str = "") -> str:
 
 
 def parse_training_line(line: str) -> tuple[str | None, str | None, str] | None:
-    """(type, genre, description) of a training line, or None for a line that is not one."""
+    """(type, genre, body) of a training line, or None for a line that is not one.
+
+    The body is everything after the control prefix: ``<title> | <description>`` in titled
+    text (:func:`split_title` parts them), the description alone otherwise.
+    """
     if not line.startswith(START_TOKEN):
         return None
     return split_control(line[len(START_TOKEN):].replace(END_TOKEN, ""))
 
 
-def parse_sample(raw: str, prefix: str) -> dict:
-    """Turn raw decoded text (prefix + continuation) into a samples-JSONL record."""
+def titled_lines(lines) -> bool:
+    """Is this training text titled: does every training line's body carry a title separator?"""
+    bodies = [parsed[2] for parsed in map(parse_training_line, lines) if parsed is not None]
+    return bool(bodies) and all(map(has_title, bodies))
+
+
+def parse_sample(raw: str, prefix: str, titled: bool = False) -> dict:
+    """Turn raw decoded text (prefix + continuation) into a samples-JSONL record.
+
+    ``titled`` (a model trained on titled text): the record also has ``title``, the text
+    before the first separator ("" when the model wrote none: curate rejects it), and
+    ``text`` is what follows it. Untitled records have no ``title`` field.
+    """
     body = raw[len(prefix):] if raw.startswith(prefix) else raw
     end = body.find(END_TOKEN)
     terminated = end >= 0
@@ -103,7 +184,10 @@ def parse_sample(raw: str, prefix: str) -> dict:
         body, terminated = body[:restart], False
     condition = prefix[len(START_TOKEN):] if prefix.startswith(START_TOKEN) else ""
     kind, genre, text = split_control(condition + body)
-    return {"text": text, "terminated": terminated, "type": kind, "genre": genre}
+    if not titled:
+        return {"text": text, "terminated": terminated, "type": kind, "genre": genre}
+    title, text = split_title(text)
+    return {"text": text, "title": title, "terminated": terminated, "type": kind, "genre": genre}
 
 
 # --- the Llama family's rendering of the same text -------------------------------------------------

@@ -13,7 +13,8 @@ from s3server import make_bucket, s3_server, s3_test_client  # noqa: F401  (s3_s
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CATALOG = ROOT / "sample_data" / "catalog.csv"
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# Beside the repo; GALLERY_SHARED_DATA names the folder from a git worktree elsewhere (/work/wt/<name>).
+SHARED_DATA = Path(os.environ.get("GALLERY_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

@@ -413,3 +413,23 @@ def test_the_cache_keeps_the_most_recently_used_scores(tmp_path, monkeypatch):
     scorer.read.clear()
     Reader(settings(), tmp_path, scorer=scorer).read(texts)
     assert scorer.read == [texts[1]]  # the least recently used one was dropped
+
+
+def test_the_night_reads_titles_against_held_out_titles_and_rejects_one_that_reads_badly(tmp_path):
+    """With the reader on, curate judges the kept titles by SLOR against the catalog's held-out titles."""
+    from generator.curate.reader import title_reader
+
+    held_titles = sorted({e.title for e in ENTRIES if e.split == "val"})
+    reader = Reader(settings(), tmp_path / "cache", scorer=CatalogReader())
+    judge = title_reader(reader, ENTRIES, settings(), tmp_path / "cache")
+    assert judge is not None and f"{len(held_titles)} held-out titles" in judge.name
+    good, bad = judge.score(["The Silent Harbour", "Gradukome Vlesh Tromp"])
+    assert good >= judge.min_score > bad
+    samples = tmp_path / "titled.jsonl"
+    samples.write_text("".join(json.dumps({"text": text, "title": title, "terminated": True}) + "\n"
+                               for text, title in [(COMMON, "The Silent Harbour"), (RARE, "Gradukome Vlesh Tromp")]))
+    # Percentile 0 (at least the worst real text): the descriptions pass, so the titles decide.
+    manifest = curate(samples, ENTRIES, tmp_path / "kept.jsonl", settings(reader_percentile=0), reader=reader)
+    assert manifest["titles"]["reader"].get("dropped") == 1, manifest
+    rejected = [json.loads(line) for line in (tmp_path / "kept.rejected.jsonl").read_text().splitlines()]
+    assert [(r["title"], r["reason"]) for r in rejected] == [("Gradukome Vlesh Tromp", "title-reader")]

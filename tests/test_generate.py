@@ -64,3 +64,31 @@ def test_missing_checkpoint_and_bad_settings(tmp_path):
         GenerateSettings(conditions=["Movie"]).validate()
     assert_clean_error(run_cli("generate", "--checkpoint-dir", str(tmp_path), "--run-name", "nope",
                                "--samples", "2", "--out", str(tmp_path / "x.jsonl")), "no trained checkpoint")
+
+
+@pytest.mark.parametrize("backend", ["gpt2-simple", "fast"])
+def test_both_backends_parse_a_title_out_of_a_titled_run(trained_run, tmp_path, backend):
+    import shutil
+
+    from generator.checkpoints import GENERATION_INFO, read_generation_info
+    from generator.textformat import has_title
+
+    config, ingest_dir, root = trained_run
+    run_dir = root / config.train.run_name
+    assert " | " in (ingest_dir / "train.txt").read_text().splitlines()[0]  # the sample catalog trains titled
+    assert read_generation_info(run_dir)["titles"] is True
+    settings = GenerateSettings(samples=6, batch_size=3, seed=3, length=40, backend=backend)
+    generate(run_dir, tmp_path / "titled.jsonl", settings)
+    titled = read(tmp_path / "titled.jsonl")
+    assert len(titled) == 6 and all(isinstance(r["title"], str) for r in titled)
+    assert not any(has_title(r["title"]) or START_TOKEN in r["title"] for r in titled)  # cut at the first separator
+    # The same checkpoint recorded as untitled: records without a title, the text unparted.
+    untitled_run = tmp_path / "untitled" / config.train.run_name
+    shutil.copytree(run_dir, untitled_run)
+    info = json.loads((untitled_run / GENERATION_INFO).read_text())
+    (untitled_run / GENERATION_INFO).write_text(json.dumps({**info, "titles": False}))
+    generate(untitled_run, tmp_path / "untitled.jsonl", settings)
+    untitled = read(tmp_path / "untitled.jsonl")
+    assert all("title" not in r for r in untitled)
+    for plain, parted in zip(untitled, titled):  # same draws: the untitled text holds the title before it
+        assert parted["text"] in plain["text"] and plain["text"].startswith(parted["title"])

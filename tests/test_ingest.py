@@ -27,10 +27,10 @@ def test_wraps_each_description_with_markers_and_control_prefix(tmp_path):
     manifest = ingest(str(csv_path), tmp_path / "out", IngestSettings(validation_fraction=0.0))
     lines = (tmp_path / "out" / "train.txt").read_text().splitlines()
     assert lines == [
-        f"{START_TOKEN} [Movie] [Dramas] A chef moves to Paris and opens a tiny bakery.{END_TOKEN}",
-        f"{START_TOKEN} [TV Show] [TV Comedies] Two rivals share a flat.{END_TOKEN}",
+        f"{START_TOKEN} [Movie] [Dramas] Title 1 | A chef moves to Paris and opens a tiny bakery.{END_TOKEN}",
+        f"{START_TOKEN} [TV Show] [TV Comedies] Title 2 | Two rivals share a flat.{END_TOKEN}",
     ]
-    assert manifest["kept"] == 2 and manifest["max_words"] == 10
+    assert manifest["kept"] == 2 and manifest["max_words"] == 10 and manifest["titles"] is True
     assert (tmp_path / "out.manifest.json").is_file()
     assert (tmp_path / "out" / "source.csv").read_bytes() == csv_path.read_bytes()
 
@@ -38,7 +38,46 @@ def test_wraps_each_description_with_markers_and_control_prefix(tmp_path):
 def test_unconditional_text_has_no_prefix(tmp_path):
     csv_path = write(tmp_path, HEADER + row(1, "A chef moves to Paris."))
     ingest(str(csv_path), tmp_path / "out", IngestSettings(validation_fraction=0.0, conditional=False))
-    assert (tmp_path / "out" / "train.txt").read_text() == f"{START_TOKEN}A chef moves to Paris.{END_TOKEN}\n"
+    assert (tmp_path / "out" / "train.txt").read_text() == f"{START_TOKEN}Title 1 | A chef moves to Paris.{END_TOKEN}\n"
+    ingest(str(csv_path), tmp_path / "plain", IngestSettings(validation_fraction=0.0, conditional=False, titles=False))
+    assert (tmp_path / "plain" / "train.txt").read_text() == f"{START_TOKEN}A chef moves to Paris.{END_TOKEN}\n"
+
+
+def test_titles_off_keeps_the_description_only_text_and_its_hash(tmp_path):
+    csv_path = write(tmp_path, HEADER + row(1, "A chef moves to Paris.") + row(2, "Two rivals share a flat."))
+    untitled = ingest(str(csv_path), tmp_path / "plain", IngestSettings(validation_fraction=0.0, titles=False))
+    assert (tmp_path / "plain" / "train.txt").read_text() == (
+        f"{START_TOKEN} [Movie] [Dramas] A chef moves to Paris.{END_TOKEN}\n"
+        f"{START_TOKEN} [Movie] [Dramas] Two rivals share a flat.{END_TOKEN}\n")
+    # The hash of description-only text is what it was before titles existed: conditional=…, then the text.
+    from generator.artifacts import sha256_text
+    assert untitled["catalog_hash"] == sha256_text("conditional=True\n" + (tmp_path / "plain" / "train.txt").read_text())
+    titled = ingest(str(csv_path), tmp_path / "titled", IngestSettings(validation_fraction=0.0))
+    assert titled["catalog_hash"] != untitled["catalog_hash"] and untitled["titles"] is False
+
+
+def test_titles_are_cleaned_and_untitled_rows_stay_out_of_titled_text(tmp_path):
+    def titled_row(n, title, description):
+        return f's{n},Movie,"{title}",,,,,2020,,,Dramas,"{description}"\n'
+
+    text = HEADER + "".join([titled_row(1, "Black Holes | The Edge", "A physicist chases a shadow."),
+                             titled_row(2, "[REC]", "A reporter films a quarantine."),
+                             titled_row(3, "", "A dog walks home alone.")])
+    manifest = ingest(str(write(tmp_path, text)), tmp_path / "out", IngestSettings(validation_fraction=0.0))
+    assert (tmp_path / "out" / "train.txt").read_text().splitlines() == [
+        f"{START_TOKEN} [Movie] [Dramas] Black Holes: The Edge | A physicist chases a shadow.{END_TOKEN}",
+        f"{START_TOKEN} [Movie] [Dramas] (REC) | A reporter films a quarantine.{END_TOKEN}"]
+    assert manifest["untitled"] == 1 and manifest["kept"] == 3
+    records = [json.loads(line) for line in (tmp_path / "out" / "catalog.jsonl").read_text().splitlines()]
+    assert [r["title"] for r in records] == ["Black Holes | The Edge", "[REC]", ""]  # catalog.jsonl keeps them as read
+
+
+def test_a_catalog_mostly_without_titles_trains_on_descriptions(tmp_path, caplog):
+    text = "description,title\n" + "".join(f'"Description number {n} of a dull list.",\n' for n in range(3)) + \
+        '"A titled one for once.",Lone Title\n'
+    manifest = ingest(str(write(tmp_path, text)), tmp_path / "out", IngestSettings(validation_fraction=0.0))
+    assert manifest["titles"] is False and " | " not in (tmp_path / "out" / "train.txt").read_text()
+    assert "only 1 of 4 descriptions have a title" in caplog.text
 
 
 def test_tolerates_bom_and_spaced_header_and_drops_empty_and_duplicates(tmp_path):

@@ -192,3 +192,21 @@ def test_a_night_generates_in_rounds_until_its_budget_and_reports_why(tmp_path):
     panel = report["quality"]
     assert panel["samples"] == 20 and set(panel) >= {"invented_rate", "distinct_2", "novelty", "reader", "realism"}
     assert "Quality" in (work / "site" / "about" / "index.html").read_text()
+
+
+def test_history_carries_earlier_nights_titles_for_title_repeat(make_config, tmp_path):
+    """curate's history file holds each earlier night's kept texts with their titles (none for untitled nights)."""
+    from generator.artifacts import read_jsonl
+    from generator.pipeline import _write_history
+
+    config = make_config()
+    archive = config.paths.archive_root
+    for night, records in {"2026-11-18": [{"text": "An untitled night's text."}],
+                           "2026-11-19": [{"text": "A titled night's text.", "title": "Lantern Season"}],
+                           NIGHT: [{"text": "Tonight's own, archived by a re-run.", "title": "Not History"}]}.items():
+        (archive / night).mkdir(parents=True)
+        (archive / night / "kept.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert _write_history(config, NIGHT, tmp_path / "history.jsonl") == 2
+    assert list(read_jsonl(tmp_path / "history.jsonl")) == [
+        {"text": "An untitled night's text.", "night": "2026-11-18"},
+        {"text": "A titled night's text.", "night": "2026-11-19", "title": "Lantern Season"}]

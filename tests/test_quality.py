@@ -139,3 +139,34 @@ def test_panel_reads_curate_manifest_for_rule_rates(tmp_path, sample_records):
     assert panel["invented_rate"] == {"before": 0.5, "after": 0.0}
     assert panel["curation"]["kept_rate"] == 0.5 and panel["curation"]["rejected_share"]["unknown-words"] == 0.5
     assert panel["realism"]["accuracy"] is None and panel["published"] == 1
+
+
+def test_panel_counts_titles_distinct_share_copies_and_invented_words(tmp_path):
+    from generator.report import quality_line
+    from generator.render.model_card import quality_rows
+
+    ingest_dir = tmp_path / "ingest"
+    ingest(str(SAMPLE_CATALOG), ingest_dir, IngestSettings())
+    catalog = read_catalog(ingest_dir)
+    texts = ["A retired chef opens a tiny bakery by the harbour and feeds the whole town.",
+             "A night nurse on a rural island starts writing letters to a lighthouse keeper.",
+             "Two rival florists share one shop for a summer and slowly become friends.",
+             "An old tailor teaches his stubborn grandson to sew before the wedding season.",
+             "A shy radio host takes calls from a listener who knows what will happen tomorrow."]
+    titles = [catalog[0].title.upper(), "The Gradukome Shop", "Petal Wars", "Petal  wars!", "Night Calls"]
+    samples = write_jsonl(tmp_path / "s.jsonl", [{"text": t, "title": h} for t, h in zip(texts, titles)])
+    curate(samples, catalog, tmp_path / "kept.jsonl", CurateSettings())
+    panel = quality_panel(samples, ingest_dir, tmp_path / "kept.jsonl")
+    assert panel["titles"]["titled"] == panel["published"] == 2  # "Petal Wars", "Night Calls"
+    assert panel["titles"]["distinct_share"] == 1.0
+    assert panel["titles"]["copies_rejected"] == 1 and panel["titles"]["invented_rejected"] == 1
+    assert panel["titles"]["rejected"]["title-repeat"] == 1
+    # Before curation the repeat shows in the distinct share: 4 distinct of 5.
+    assert quality_panel(samples, ingest_dir)["titles"]["distinct_share"] == 0.8
+    rows = dict(quality_rows(panel))
+    assert rows["Titles: distinct share (case and punctuation ignored)"] == "100.0%"
+    assert rows["Titles copying a catalog title, rejected"] == "1" and rows["Titles with an invented word, rejected"] == "1"
+    assert "titles 100% distinct (rejected: 1 copying a catalog title, 1 with an invented word)" in quality_line(panel)
+    # An untitled batch has no titles figures.
+    untitled = write_jsonl(tmp_path / "u.jsonl", [{"text": t} for t in texts])
+    assert quality_panel(untitled, ingest_dir)["titles"] is None

@@ -387,3 +387,33 @@ def test_pages_satisfy_the_content_security_policy(tmp_path_factory, server, gal
         assert [e for e in console if "Content Security Policy" in e["message"]], console
     finally:
         driver.quit()
+
+
+def test_titles_show_on_cards_permalinks_and_in_search(driver, tmp_path_factory):
+    """A titled night from file://: the card's title links to its permalink, whose heading and tab title it is;
+    search finds a description by a word only its title has; a hostile title stays text."""
+    from selenium.webdriver.common.by import By
+
+    from generator.render import RenderSettings, render
+    from test_render_titles import TITLED
+
+    work = tmp_path_factory.mktemp("titled-gallery")
+    render(write_samples(work / "kept.jsonl", TITLED), work / "site", RenderSettings(), night="2026-12-01")
+    site = (work / "site").resolve()
+    drain_logs(driver)
+    driver.get(site.joinpath("index.html").as_uri())
+    assert texts(driver, ".grid .card-title") == [r["title"] for r in TITLED if r.get("title")]
+    assert texts(driver, ".grid .card-text") == [r["text"] for r in TITLED]
+    screenshot(driver, "titled-home-phone", PHONE)
+    assert click(driver, ".card .card-title a").endswith(f"/d/{TITLED[0]['id']}.html")
+    assert driver.find_element(By.TAG_NAME, "h1").text == TITLED[0]["title"]
+    assert driver.title.startswith(TITLED[0]["title"] + " · ")
+    assert texts(driver, "a.pn-next .pn-text") == [TITLED[1]["title"]]
+    screenshot(driver, "titled-permalink-phone", PHONE)
+    driver.get(site.joinpath(f"d/{TITLED[1]['id']}.html").as_uri())  # <script> in a title: an alert would fail here
+    assert driver.find_element(By.TAG_NAME, "h1").text == TITLED[1]["title"]
+    driver.get(site.joinpath("search/index.html").as_uri() + "?q=lanterns")
+    wait(driver, lambda d: "match" in d.find_element(By.ID, "search-status").text)
+    assert texts(driver, "#search-results .card-title") == ["Quiet Lanterns"]
+    assert click(driver, "#search-results .card-link").endswith(f"/d/{TITLED[3]['id']}.html")
+    assert_clean(driver, ("file://",))

@@ -35,12 +35,28 @@ sample fails is its ``reason`` (with a short ``detail``) in the rejected file:
 10. ``reader-budget`` not read: the reader's ``reader_seconds`` of reading were spent before its
                       turn (never published unread).
 
-Rules 1-7 judge each sample alone; 8 and 9 go through the survivors in input order, chunk by
-chunk (a near-duplicate of an already kept description is not read).
+The title rules (``titles.py``) judge a sample's ``title`` (from a model trained on titled
+text; a sample without the field skips them). A bad title rejects the whole sample:
+
+11. ``title-empty``   no title before the separator.
+12. ``title-too-long`` more than ``title_max_words`` words or ``title_max_chars`` characters.
+13. ``title-malformed`` a second separator, leftover markers or brackets, broken characters.
+14. ``title-degenerate`` a doubled function word ("The The"), a word loop, few distinct words.
+15. ``title-first-words`` the title is the description's own first words.
+16. ``title-invented-word`` more than ``max_unknown_words`` words in neither the lexicon nor
+                      the sample's description (a capital is no sign of a name in a title).
+17. ``title-copy``    a catalog title, training or held-out (case and punctuation ignored).
+18. ``title-repeat``  the title of a sample kept tonight or published on an earlier night.
+19. ``title-reader``  after the per-sample rules: a pretrained reader's score of the title
+                      under its cut (``titles.TitleReader``; the night passes the reader's).
+
+Rules 1-7 and 11-18 judge each sample alone; then 8 (and 18 again, against what is kept so far)
+and 9-10 go through the survivors in input order, chunk by chunk (a near-duplicate of an already
+kept description is not read); 19 reads the titles of what is left.
 
 The settings are ``CurateSettings`` (``settings.py``); the modules: (normalised words and ids are ``words.py``),
-``rules`` (per-sample checks), ``indexes`` (copy, near-duplicate, blocklist), ``reader`` (the reader, its score,
-cache and cut), ``stage`` (``curate()``), ``cli``. Kept samples stay in
+``rules`` (per-sample checks), ``indexes`` (copy, near-duplicate, blocklist), ``titles`` (the title rules),
+``reader`` (the reader, its score, cache and cut), ``stage`` (``curate()``), ``cli``. Kept samples stay in
 input order unless they carry the numeric field ``rank_by`` (default ``reader_score``,
 the reader's SLOR; ``logprob`` is generate's mean token log-probability): then they are
 ordered highest first and each records its ``rank``. Render keeps that order: the home
@@ -64,7 +80,9 @@ from .cli import add_cli
 from .indexes import CopyIndex, NearDuplicateIndex, jaccard, load_blocklist, shingles
 from .settings import RULES, CurateSettings
 from .stage import Curator, curate, rank
+from .titles import TITLE_RULES, TitleReader, title_key
 from .words import ngrams, normalised_words, sample_id
 
-__all__ = ["RULES", "CopyIndex", "CurateSettings", "Curator", "NearDuplicateIndex", "add_cli", "curate", "jaccard",
-           "load_blocklist", "ngrams", "normalised_words", "rank", "sample_id", "shingles"]
+__all__ = ["RULES", "TITLE_RULES", "CopyIndex", "CurateSettings", "Curator", "NearDuplicateIndex", "TitleReader",
+           "add_cli", "curate", "jaccard", "load_blocklist", "ngrams", "normalised_words", "rank", "sample_id",
+           "shingles", "title_key"]

@@ -27,7 +27,8 @@ def add_cli(subparsers) -> None:
     parser.add_argument("--out", required=True, metavar="OUT.jsonl", help="kept samples JSONL to write")
     parser.add_argument("--rejected", metavar="FILE", help="rejected samples JSONL (default OUT.rejected.jsonl)")
     parser.add_argument("--history", metavar="FILE",
-                        help="JSONL of descriptions published on earlier nights (near-duplicate check); "
+                        help="JSONL of descriptions published on earlier nights (near-duplicate and "
+                        "title-repeat checks: objects with text, optionally title and night); "
                         "a missing file means none")
     add_setting_flag(parser, "--blocklist", "curate.blocklist_file")
     add_setting_flag(parser, "--min-words", "curate.min_words")

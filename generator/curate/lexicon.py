@@ -168,8 +168,12 @@ class Lexicon:
         named = _NAMED_NUMBER.fullmatch(part)
         return bool(named) and self.is_known(named.group(1))
 
-    def unknown(self, text: str) -> list[str]:
-        """The invented words of ``text``, in order (as written, possessives dropped)."""
+    def unknown(self, text: str, allow_names: bool = True) -> list[str]:
+        """The invented words of ``text``, in order (as written, possessives dropped).
+
+        ``allow_names`` false: a capital is no sign of a name (a title capitalises every word),
+        so only ``allow_new_names``' sentence-initial judgement applies to every word.
+        """
         found = []
         for token, initial in tokens(text):
             if any(ch.isdigit() for ch in token):
@@ -183,7 +187,7 @@ class Lexicon:
                 found.append(without_possessive(token))
                 continue
             for part in parts:
-                if not self.is_known(part, part[:1].isupper() and not initial):
+                if not self.is_known(part, allow_names and part[:1].isupper() and not initial):
                     found.append(part)
         return found
 

@@ -211,8 +211,8 @@ class Reader:
     ``digest``); default, the configured model file, loaded on first need.
     """
 
-    def __init__(self, settings, cache_dir: str | os.PathLike, scorer=None):
-        self.settings, self.prefix = settings, settings.reader_prefix
+    def __init__(self, settings, cache_dir: str | os.PathLike, scorer=None, prefix: str | None = None):
+        self.settings, self.prefix = settings, settings.reader_prefix if prefix is None else prefix
         self._scorer = scorer
         if scorer is None:
             self.path = reader_model_path(settings.reader_model)
@@ -336,3 +336,30 @@ class ReaderRule:
                 "tokens_per_second": round(self.reader.fresh_tokens / self.reader.seconds, 1)
                 if self.reader.seconds else None,
                 "cache": str(self.reader.cache.path)}
+
+
+# --- titles ----------------------------------------------------------------------------------------
+TITLE_PREFIX = "Netflix title: "
+
+
+def title_reader(reader: Reader, catalog: list, settings, cache_dir: str | os.PathLike):
+    """The ``title-reader`` rule's judge: the night's reader (its loaded model) reading titles after
+    "Netflix title: ", cut at the ``reader_percentile``-th percentile of the catalog's held-out titles'
+    SLOR, the same calibration as descriptions'. None when the catalog has too few held-out titles."""
+    from .titles import TitleReader
+
+    titles = sorted({entry.title.strip() for entry in catalog if entry.split == "val" and entry.title.strip()})
+    if len(titles) < MIN_HELD_OUT:
+        return None
+    if len(titles) > settings.reader_held_out:
+        titles = sorted(random.Random(0).sample(titles, settings.reader_held_out))
+    titles_read = Reader(settings, cache_dir, scorer=reader.scorer, prefix=TITLE_PREFIX)
+    held_out = titles_read.read(titles)
+    cut = percentile([held_out[t].score for t in titles], settings.reader_percentile)
+
+    def score(texts: list[str]) -> list[float]:
+        readings = titles_read.read(texts)
+        return [readings[t].score for t in texts]
+
+    return TitleReader(score=score, min_score=cut, name=f"reader SLOR (cut: the {settings.reader_percentile:g}th "
+                       f"percentile of {len(titles)} held-out titles)")

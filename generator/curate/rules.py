@@ -43,8 +43,13 @@ _SUSPECT_ASCII = re.compile(r'[<|\[\](){}"\x00-\x1f\x7f]')
 
 
 def check_malformed(text: str, settings: CurateSettings) -> str | None:
+    return malformed_characters(text) or _check_terminal(text, settings)
+
+
+def malformed_characters(text: str) -> str | None:
+    """Leftover markers or brackets, broken UTF-8, invisible characters, unbalanced quotes or brackets."""
     if text.isascii() and not _SUSPECT_ASCII.search(text):
-        return _check_terminal(text, settings)
+        return None
     marker = _MARKER.search(text)
     if marker:
         return f"leftover marker {marker.group(0)!r}"
@@ -59,7 +64,7 @@ def check_malformed(text: str, settings: CurateSettings) -> str | None:
         return "unbalanced double quotes"
     if not _brackets_balanced(text):
         return "unbalanced brackets"
-    return _check_terminal(text, settings)
+    return None
 
 
 def _check_terminal(text: str, settings: CurateSettings) -> str | None:

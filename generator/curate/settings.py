@@ -7,8 +7,10 @@ import dataclasses
 from ..errors import UserError
 from ..settings import check_declared, setting
 
+# The title rules (titles.py) follow the description's: a title is judged once its description would be kept.
 RULES = ("unterminated", "length", "malformed", "degenerate", "unknown-words", "copy", "blocklist", "near-duplicate",
-         "reader", "reader-budget")
+         "title-empty", "title-too-long", "title-malformed", "title-degenerate", "title-first-words",
+         "title-invented-word", "title-copy", "title-repeat", "reader", "reader-budget", "title-reader")
 
 
 @dataclasses.dataclass
@@ -71,6 +73,13 @@ class CurateSettings:
     reader_batch_size: int = setting(16, "reader: texts per forward pass", at_least=1, at_most=512)
     reader_threads: int = setting(0, "reader: TensorFlow threads when it loads first in its process; 0 = its default",
                                   at_least=0)
+    title_max_words: int = setting(10, "title-too-long: most words a title may have (99 % of the 2021 catalog's "
+                                   "titles have at most 9)", at_least=1)
+    title_catalogs: list = setting([], "title-copy: more catalog CSVs (paths, http(s):// or s3:// URLs) whose "
+                                   "titles a title may not copy, besides the night's own catalog, e.g. the real "
+                                   "catalogs when the night trains on the bundled one")
+    title_max_chars: int = setting(60, "title-too-long: most characters a title may have (99 % of the 2021 "
+                                   "catalog's have at most 51)", at_least=1)
     min_kept: int = setting(1, "a night that keeps fewer descriptions fails loudly (exit 2, the DAG marks it "
                             "failed) and the last good site stays published; 0 = publish even an empty gallery",
                             at_least=0)

@@ -13,9 +13,11 @@ from typing import Iterable
 from ..artifacts import atomic_open, check_output_file, read_jsonl, write_jsonl, write_manifest
 from ..console import progress
 from ..errors import UserError
+from ..redact import public_label
 from .indexes import Blocklist, CopyIndex, NearDuplicateIndex, check_blocklist, check_copy, load_blocklist, shingles
 from .rules import check_degenerate, check_length, check_malformed, check_unknown_words, check_unterminated
 from .settings import RULES, CurateSettings
+from .titles import TitleJudge, TitleReader, apply_title_reader, load_known_titles
 from .words import normalised_words, sample_id
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,7 @@ def default_rejected_path(out_path: str | Path) -> Path:
 
 
 def read_history(history_path: str | Path | None) -> list[dict]:
-    """Descriptions published on earlier nights; a missing file means none yet (first night)."""
+    """Descriptions (and their titles) published on earlier nights; a missing file means none yet (first night)."""
     if not history_path or not Path(history_path).is_file():
         return []
     return list(read_jsonl(history_path))
@@ -38,7 +40,7 @@ class Curator:
     then, for those that passed, ``near_duplicate`` against what is kept so far and ``keep``."""
 
     def __init__(self, catalog: list, settings: CurateSettings, blocklist: Blocklist,
-                 history: Iterable[dict] = ()):
+                 history: Iterable[dict] = (), known_titles: Iterable[tuple[str, str]] = ()):
         """``catalog``: the ingested entries (title, description, split), as ``ingest.read_catalog`` gives them."""
         from .lexicon import Lexicon
 
@@ -50,6 +52,8 @@ class Curator:
                         if settings.max_unknown_words >= 0 else None)
         self.near = NearDuplicateIndex(settings)
         self.blocklist = blocklist
+        history = list(history)
+        self.titles = TitleJudge(catalog, settings, self.lexicon, history, known_titles)
         for record in history:
             words = normalised_words(record["text"])
             night = record.get("night")
@@ -82,7 +86,7 @@ class Curator:
         detail = check_blocklist(words, self.blocklist)
         if detail:
             return "blocklist", detail
-        return None
+        return self.titles.judge(record)
 
     def near_duplicate(self, record: dict) -> tuple[str, str] | None:
         """A near-duplicate of a description kept tonight or published before, or None."""
@@ -90,10 +94,14 @@ class Curator:
         if found:
             label, similarity = found
             return "near-duplicate", f"Jaccard {similarity:.2f} with {label}"
-        return None
+        # Two candidates may share a title that neither repeated when the per-sample rules judged them.
+        title = " ".join((record.get("title") or "").split())
+        detail = title and self.titles.check_repeat(title, record["text"])
+        return ("title-repeat", detail) if detail else None
 
     def keep(self, record: dict) -> None:
         self.near.add(f"kept sample {record['id']}", shingles(normalised_words(record["text"]), self.settings.shingle_words))
+        self.titles.add(record, record["id"])
 
 
 def rank(kept: list[dict], field: str) -> bool:
@@ -116,16 +124,18 @@ def rank(kept: list[dict], field: str) -> bool:
 
 def curate(samples_path: str | Path, catalog: list, out_path: str | Path, settings: CurateSettings,
            history_path: str | Path | None = None, rejected_path: str | Path | None = None,
-           catalog_label: str = "", reader_cache: str | Path | None = None, reader=None) -> dict:
+           catalog_label: str = "", reader_cache: str | Path | None = None, reader=None,
+           title_reader: TitleReader | None = None) -> dict:
     """Run the curate stage; returns its manifest (also written as ``<out stem>.manifest.json``).
 
     ``catalog`` is the full ingested catalog (``ingest.read_catalog`` of the night's
     ingest folder: training and validation descriptions alike); ``catalog_label``
     names it in the manifest. ``history_path`` is optional JSONL of descriptions
-    published on earlier nights (objects with ``text``, optionally ``night``).
+    published on earlier nights (objects with ``text``, optionally ``night`` and ``title``).
     ``reader_cache``: where the reader keeps its scores (default ``reader-cache/`` beside
     the kept file); ``reader``: a :class:`generator.curate.reader.Reader` to use instead
-    of the configured model (tests).
+    of the configured model (tests). ``title_reader``: a pretrained reader's verdict on the
+    night's titles (``titles.TitleReader``); None leaves the ``title-reader`` rule off.
     """
     from ..lock import exclusive
 
@@ -141,11 +151,11 @@ def curate(samples_path: str | Path, catalog: list, out_path: str | Path, settin
 
     with exclusive(out_path, "kept file"):
         return _curate(samples_path, catalog, out_path, settings, history_path, rejected_path, catalog_label,
-                       make_reader if settings.reader else None)
+                       make_reader if settings.reader else None, title_reader)
 
 
 def _curate(samples_path, catalog: list, out_path: Path, settings: CurateSettings, history_path, rejected_path: Path,
-            catalog_label: str, make_reader) -> dict:
+            catalog_label: str, make_reader, title_reader: TitleReader | None = None) -> dict:
     started = time.perf_counter()
     # Check the small inputs first; a bad samples line fails the stage mid-way, but
     # every write is atomic, so nothing is left behind.
@@ -153,11 +163,12 @@ def _curate(samples_path, catalog: list, out_path: Path, settings: CurateSetting
         raise UserError(f"samples file not found: {samples_path}", "pass the JSONL written by the generate stage")
     history = read_history(history_path)
     blocklist = load_blocklist(settings.blocklist_file)
+    known_titles = load_known_titles(settings.title_catalogs)
 
-    curator = Curator(catalog, settings, blocklist, history)
+    curator = Curator(catalog, settings, blocklist, history, known_titles)
     rule = None
     counts = dict.fromkeys(RULES, 0)
-    total = 0
+    total = titled = 0
     # Rejected samples stream straight to disk; those that pass the per-sample rules stay in memory
     # for the near-duplicate check and the reader, then only the kept ones (for ranking).
     with atomic_open(rejected_path, "w") as rejected_file, progress(None, "curate", unit="sample") as bar:
@@ -170,6 +181,7 @@ def _curate(samples_path, catalog: list, out_path: Path, settings: CurateSetting
         for record in read_jsonl(samples_path):
             bar.update(1)
             total += 1
+            titled += record.get("title") is not None
             record["id"] = sample_id(record["text"])
             for stale in ("rank", "reader_score", "reader_nll", "reader_cut"):  # recomputed, never kept stale
                 record.pop(stale, None)
@@ -183,6 +195,13 @@ def _curate(samples_path, catalog: list, out_path: Path, settings: CurateSetting
 
             rule = ReaderRule(make_reader(), catalog, settings)  # reads the held-out text: the night's cut
         kept = _near_duplicates_and_reader(candidates, curator, rule, reject)
+        if title_reader is None and rule is not None and any(r.get("title") for r in kept):
+            from .reader import title_reader as night_title_reader
+
+            title_reader = night_title_reader(rule.reader, catalog, settings, rule.reader.cache.path.parent)
+        kept, read_out, title_reading = apply_title_reader(kept, title_reader)
+        for record in read_out:
+            reject(record, (record.pop("reason"), record.pop("detail")))
         ranked = rank(kept, settings.rank_by)
         write_jsonl(out_path, kept)
     seconds = time.perf_counter() - started
@@ -199,8 +218,11 @@ def _curate(samples_path, catalog: list, out_path: Path, settings: CurateSetting
         catalog_descriptions=len(catalog),
         history=curator.history_count,
         reader=rule.summary() if rule else {"on": True, "candidates": 0} if make_reader else {"on": False},
+        titles={"known_titles": len(known_titles), "titled_samples": titled,
+                "kept_titled": sum(1 for r in kept if r.get("title")), "reader": title_reading},
         blocklist=blocklist.path,
-        settings=dataclasses.asdict(settings),
+        # Named by their public labels: a presigned URL's signature never reaches the manifest.
+        settings={**dataclasses.asdict(settings), "title_catalogs": [public_label(s) for s in settings.title_catalogs]},
         seconds=round(seconds, 2),
         outputs={"kept": str(out_path), "rejected": str(rejected_path)},
     )

@@ -143,13 +143,15 @@ def _log_marks(settings, resumed: int) -> set[int]:
 
 
 def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: int, prefixes: list[str],
-                  seen_tokens: list[int] | None = None, prompts: list[str] | None = None) -> dict:
+                  seen_tokens: list[int] | None = None, prompts: list[str] | None = None,
+                  titled: bool = False) -> dict:
     """Write ``settings.samples`` samples to ``out_path`` with the continuous-batching sampler.
 
     ``prefixes``: each sample's prefix, by index; ``seen_tokens``: the token ids the training
     text contained (the others are never sampled), or None to allow every token;
     ``prompts``: every prefix the caller's runs may use (the sampler is built for all of
-    them, so the next run reuses it), or None for this run's prefixes only.
+    them, so the next run reuses it), or None for this run's prefixes only; ``titled``: the
+    run was trained on titled text, so each record's ``title`` is parsed out (``textformat.parse_sample``).
     ``batch_size`` slots decode side by side, each taking the next sample as soon
     as its current one ends (:mod:`generator.generate.sampler`). Samples end out
     of order; they are written in index order, a whole batch of ``batch_size``
@@ -213,7 +215,7 @@ def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: i
                 while written in done:  # write in index order, fsync at each batch's end
                     row = done.pop(written)
                     prefix = prefixes[written]
-                    record = {**parse_sample(encoder.decode(contexts[prompt_of[prefix]] + row.tokens), prefix),
+                    record = {**parse_sample(encoder.decode(contexts[prompt_of[prefix]] + row.tokens), prefix, titled),
                               "index": written, "logprob": None if row.logprob is None else round(row.logprob, 4)}
                     handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
                     tokens += len(row.tokens)

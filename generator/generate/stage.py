@@ -4,7 +4,9 @@ Each sample is generated with the prefix ``<|startoftext|>`` (plus an optional
 control prefix such as ``[TV Show] [Comedies] ``), cut at ``<|endoftext|>``,
 and written without the prefix::
 
-    {"text": "...", "terminated": true, "type": "TV Show", "genre": "Comedies", "index": 0, ...}
+    {"text": "...", "title": "...", "terminated": true, "type": "TV Show", "genre": "Comedies", "index": 0, ...}
+
+(``title`` only from a run trained on titled text: ``generation.json``'s ``titles``.)
 
 ``terminated`` is false when the length cap came before the end marker; curate
 drops those. Two backends read the same gpt-2-simple checkpoint:
@@ -164,7 +166,7 @@ def _generate(run_dir: Path, out_path: Path, settings: GenerateSettings) -> dict
 
         seen = read_generation_info(run_dir).get("seen_tokens") if settings.mask_unseen_tokens else None
         stats = generate_fast(run_dir, out_path, settings, length, sample_prefixes(run_dir, settings), seen,
-                              prompts=possible_prefixes(run_dir, settings))
+                              prompts=possible_prefixes(run_dir, settings), titled=titled_run(run_dir))
     else:
         records = _generate_gpt2_simple(run_dir, settings, length)
         write_jsonl(out_path, records)
@@ -183,9 +185,17 @@ def _generate(run_dir: Path, out_path: Path, settings: GenerateSettings) -> dict
     )
 
 
+def titled_run(run_dir: str | Path) -> bool:
+    """Was the run trained on titled text (its samples then carry a ``title``)? A run recorded before
+    titles existed was not."""
+    return bool(read_generation_info(run_dir).get("titles"))
+
+
 def _generate_gpt2_simple(run_dir: Path, settings: GenerateSettings, length: int) -> list[dict]:
     """Reference backend: gpt2.generate, which always decodes ``length`` tokens per row."""
     from ..tf_runtime import import_gpt2, new_session
+
+    titled = titled_run(run_dir)
 
     gpt2 = import_gpt2()
     checkpoint_root, run_name = run_dir.parent, run_dir.name  # gpt-2-simple names a run by folder and name
@@ -211,7 +221,7 @@ def _generate_gpt2_simple(run_dir: Path, settings: GenerateSettings, length: int
                     include_prefix=True,
                 )
             for index, raw in zip(indices, texts[:count]):
-                records.append({**parse_sample(raw, prefix), "index": index})
+                records.append({**parse_sample(raw, prefix, titled), "index": index})
     finally:
         sess.close()
     return sorted(records, key=lambda record: record["index"])

@@ -44,7 +44,7 @@ def load_items(records: Iterable[dict], night: str, source: str) -> tuple[list[I
             continue
         seen.add(key)
         items.append(Item(key, text, _clean_label(record.get("type")), _clean_label(record.get("genre")),
-                          night, len(items) + 1))
+                          night, len(items) + 1, _clean_label(record.get("title"))))
     return items, duplicates
 
 

@@ -96,6 +96,10 @@ def quality_rows(panel: dict) -> list[tuple[str, str]]:
         ("Reader: AUC, real vs published (0.5 = indistinguishable)", ("reader", "auc"), "{:.2f}"),
         ("Realism: classifier accuracy, published vs real (0.5 = indistinguishable)", ("realism", "accuracy"),
          "{:.2f}"),
+        ("Titles, published", ("titles", "titled"), "{:,.0f}"),
+        ("Titles: distinct share (case and punctuation ignored)", ("titles", "distinct_share"), "{:.1%}"),
+        ("Titles copying a catalog title, rejected", ("titles", "copies_rejected"), "{:,.0f}"),
+        ("Titles with an invented word, rejected", ("titles", "invented_rejected"), "{:,.0f}"),
     ]:
         value = number(*path)
         if value is not None:

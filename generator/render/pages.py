@@ -104,8 +104,9 @@ class Site:
         index = {
             "types": [[label, view.type_href(label)] for label in types],
             "genres": [[label, view.genre_href(label)] for label in genres],
-            "items": [[i.id, i.text, type_index.get(i.type, -1), genre_index.get(i.genre, -1)]
-                      for i in self.current.items],
+            # A title, when there is one, goes last: rows of untitled nights stay as they were.
+            "items": [[i.id, i.text, type_index.get(i.type, -1), genre_index.get(i.genre, -1),
+                       *([i.title] if i.title else [])] for i in self.current.items],
         }
         self.add_asset("search-index.js", ("window.gallerySearch=" + _js_json(index) + ";\n").encode())
         # Every page points at the ids for client-side random picks, so that file keeps one path
@@ -251,15 +252,15 @@ class Site:
             prev_item = items[index - 1] if index > 0 else None
             next_item = items[index + 1] if index + 1 < len(items) else None
             type_href, genre_href = view.type_href(item.type), view.genre_href(item.genre)
-            self.page(f"d/{item.id}.html", "description.html", title=excerpt(item.text, 60),
+            self.page(f"d/{item.id}.html", "description.html", title=item.name(60),
                       description=excerpt(item.text, 200), item=item, night=night, og_type="article",
                       type_href=root + type_href if type_href else "",
                       genre_href=root + genre_href if genre_href else "",
                       night_href=root + view.all_base + "index.html",
                       prev_href=f"{prev_item.id}.html" if prev_item else "",
                       next_href=f"{next_item.id}.html" if next_item else "",
-                      prev_text=excerpt(prev_item.text, 70) if prev_item else "",
-                      next_text=excerpt(next_item.text, 70) if next_item else "")
+                      prev_text=prev_item.name(70) if prev_item else "",
+                      next_text=next_item.name(70) if next_item else "")
 
     def random_pages(self) -> None:
         """random/<k>.html: redirects to descriptions spread over the whole night, in an order seeded by
@@ -267,9 +268,10 @@ class Site:
         items = self.current.items
         order = random.Random(self.current.date).sample(range(len(items)), len(items))
         for k in range(self.settings.random_pages):
-            target = f"../d/{items[order[k % len(order)]].id}.html" if items else "../index.html"
+            item = items[order[k % len(order)]] if items else None
             self.page(f"random/{k}.html", "redirect.html", indexable=False, title="A random description",
-                      target=target)
+                      target=f"../d/{item.id}.html" if item else "../index.html",
+                      target_title=item.title if item else None)
 
     def home(self) -> None:
         view, items = self.root_view, self.current.items
@@ -312,7 +314,7 @@ class Site:
     def feed(self) -> None:
         items = self.current.items[: self.settings.feed_entries]
         updated = f"{self.current.date}T00:00:00Z" if self.current.date != "undated" else "1970-01-01T00:00:00Z"
-        entries = [{"item": i, "title": excerpt(i.text, 70), "href": f"d/{i.id}.html", "abs": self.absolute(f"d/{i.id}.html"),
+        entries = [{"item": i, "title": i.name(70), "href": f"d/{i.id}.html", "abs": self.absolute(f"d/{i.id}.html"),
                     "urn": uuid.uuid5(uuid.NAMESPACE_URL, f"netflixish:description:{i.id}").urn} for i in items]
         xml = self.env.get_template("feed.xml").render(
             site=self.settings, base_url=self.base_url, updated=updated, entries=entries,

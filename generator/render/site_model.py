@@ -102,6 +102,11 @@ class Item:
     genre: str | None
     night: str
     number: int  # 1-based position in its night (the curated rank order)
+    title: str | None = None  # the made-up title; None for records without one (an archived night's)
+
+    def name(self, limit: int) -> str:
+        """What names the description in a page title, a feed entry or a link: its title, else its first words."""
+        return self.title or excerpt(self.text, limit)
 
 
 @dataclasses.dataclass

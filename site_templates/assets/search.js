@@ -1,5 +1,6 @@
 /* Client-side search over the prebuilt index (window.gallerySearch, from search-index.<hash>.js):
-   every word of the query must appear in the text, type or genre; case and accents are ignored. */
+   every word of the query must appear in the title, text, type or genre; case and accents are ignored.
+   A row is [id, text, type, genre] or, with a title, [id, text, type, genre, title]. */
 (function () {
   "use strict";
   var LIMIT = 60;
@@ -23,9 +24,10 @@
   var items = data.items.map(function (row) {
     var type = row[2] >= 0 ? data.types[row[2]] : null;
     var genre = row[3] >= 0 ? data.genres[row[3]] : null;
+    var title = row[4] || "";
     return {
-      id: row[0], text: row[1], type: type, genre: genre,
-      hay: fold(row[1] + " " + (type ? type[0] : "") + " " + (genre ? genre[0] : ""))
+      id: row[0], text: row[1], type: type, genre: genre, title: title,
+      hay: fold(title + " " + row[1] + " " + (type ? type[0] : "") + " " + (genre ? genre[0] : ""))
     };
   });
 
@@ -47,9 +49,22 @@
     var link = document.createElement("a");
     link.className = "card-link";
     link.href = root + "d/" + item.id + ".html";
-    link.textContent = item.text;
-    text.appendChild(link);
-    article.appendChild(text);
+    if (item.title) {
+      var head = document.createElement("div");
+      var heading = document.createElement("h2");
+      heading.className = "card-title";
+      heading.dir = "auto";
+      link.textContent = item.title;
+      heading.appendChild(link);
+      text.textContent = item.text;
+      head.appendChild(heading);
+      head.appendChild(text);
+      article.appendChild(head);
+    } else {
+      link.textContent = item.text;
+      text.appendChild(link);
+      article.appendChild(text);
+    }
     if (item.type || item.genre) {
       var foot = document.createElement("div");
       foot.className = "card-foot";
