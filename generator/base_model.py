@@ -30,8 +30,13 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class ModelSettings:
-    name: str = setting("tiny", "base model: a pretrained GPT-2 (124M, 355M, ...) or a bootstrapped profile's name",
-                        pattern=NAME_PATTERN)
+    family: str = setting("gpt2", "model family: gpt2 (gpt-2-simple's GPT-2, pretrained or bootstrapped, under "
+                          "<models_dir>/<name>) or llama (a pretrained Llama GGUF, model.gguf_path, fine-tuned with "
+                          "train.adapter)", choices=("gpt2", "llama"))
+    gguf_path: str = setting("", "llama: the base model's GGUF file; empty = SmolLM2-135M-Instruct Q4_1 in the machine "
+                             "cache (~/.cache/netflix-gallery/models/), fetched by `python -m generator fetch-model`")
+    name: str = setting("tiny", "base model: a pretrained GPT-2 (124M, 355M, ...) or a bootstrapped profile's name "
+                        "(llama: the base model's name in manifests and the model card)", pattern=NAME_PATTERN)
     source: str = setting("bootstrap", "pretrained: <models_dir>/<name> in gpt-2-simple's layout, else "
                           "gpt2.download_gpt2; bootstrap: train a byte-level BPE on the catalog and initialise "
                           "a fresh GPT-2 (offline)", choices=("bootstrap", "pretrained"))
@@ -48,6 +53,8 @@ class ModelSettings:
 
     def validate(self) -> None:
         check_declared(self, "model")  # the loader checked a loaded config; this guards direct callers
+        if self.family not in ("gpt2", "llama"):
+            raise UserError(f"model.family must be 'gpt2' or 'llama', got {self.family!r}", "set model.family in your config")
         if self.source not in ("bootstrap", "pretrained"):
             raise UserError(f"model.source must be 'bootstrap' or 'pretrained', got {self.source!r}",
                             "set model.source in your config")
@@ -76,6 +83,8 @@ def ensure_base_model(models_root: str | Path, settings: ModelSettings, corpus_p
     An existing complete model is reused as is (a base model must not change
     under a checkpoint trained from it).
     """
+    if settings.family == "llama":
+        return llama_base(settings)
     models_root = Path(models_root)
     model_dir = model_path(models_root, settings.name)
     if is_complete(model_dir):
@@ -92,6 +101,15 @@ def ensure_base_model(models_root: str | Path, settings: ModelSettings, corpus_p
         if settings.source == "pretrained":
             return _download_pretrained(models_root, settings)
         return bootstrap(models_root, settings, corpus_path)
+
+
+def llama_base(settings: ModelSettings) -> dict:
+    """The Llama family's base: its GGUF file, checked by digest (nothing is bootstrapped or copied)."""
+    from .models.llama.model_file import base_file
+
+    path, digest = base_file(settings.gguf_path)
+    return {"stage": "base_model", "family": "llama", "name": settings.name, "source": "gguf", "path": str(path),
+            "sha256": digest, "created": False}
 
 
 def _download_pretrained(models_root: Path, settings: ModelSettings) -> dict:
