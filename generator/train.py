@@ -59,6 +59,10 @@ class TrainSettings:
     lora_alpha: float = setting(16.0, "llama, lora: the adapters' scale is lora_alpha / lora_rank", above=0)
     lora_targets: list = setting(list(LORA_TARGETS), "llama, lora: the projections that get adapters "
                                  f"(of {', '.join(LORA_TARGETS)})")
+    frozen_dtype: str = setting("bfloat16", "llama, lora: the frozen weights' type in training's matmuls: bfloat16 "
+                                "(several times float32's speed on CPUs with AMX or AVX512_BF16 and on recent GPUs; "
+                                "finer than the Q4_1 file's own rounding) or float32 (older hardware); held-out "
+                                "losses are float32 either way", choices=("bfloat16", "float32"))
     promotion_margin: float = setting(0.02, "promotion gate: a new checkpoint goes live only if its validation "
                                       "loss is at most (1 + margin) x the live checkpoint's on the same text",
                                       at_least=0)

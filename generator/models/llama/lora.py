@@ -28,9 +28,28 @@ class LoraProjection:
 
     def project(self, x):
         from ...tf_runtime import import_tf
+        from .forward import project
 
         tf = import_tf()
-        return tf.matmul(x, self.frozen) + self.scale * tf.matmul(tf.matmul(x, self.lora_a), self.lora_b)
+        # The scale multiplies the rank-wide intermediate, not the projection-wide output: same sum, 1/100 the work.
+        return project(x, self.frozen) + tf.matmul(self.scale * tf.matmul(x, self.lora_a), self.lora_b)
+
+
+class NarrowProjection:
+    """A frozen matrix kept in bfloat16: the input is rounded to it for the matmul, the product is float32.
+
+    On a CPU with bfloat16 matrix units (AMX, AVX512_BF16) such a matmul runs several times faster
+    than float32's; the rounding (8 bits of mantissa) is far finer than the Q4_1 file's 4-bit steps.
+    """
+
+    def __init__(self, weight):
+        self.weight = weight
+
+    def project(self, x):
+        from ...tf_runtime import import_tf
+
+        tf = import_tf()
+        return tf.cast(tf.matmul(tf.cast(x, self.weight.dtype), self.weight), x.dtype)
 
 
 def lora_names(n_layer: int, targets) -> list[str]:
@@ -57,29 +76,53 @@ def initial_arrays(model, adapter: dict, seed: int) -> dict[str, np.ndarray]:
     return {name: np.array(value, np.float32) for name, value in flat_names(model).items()}
 
 
-def network_weights(frozen: dict, trainable: dict, adapter: dict) -> dict:
-    """``forward``'s weights dict from frozen tensors and trainable variables (both by flat name).
+LAYERS = "layers/"  # a stacked name: every layer's blk<i>.<rest> as one (n_layer, ...) array
 
-    LoRA: each target projection becomes a :class:`LoraProjection` over its frozen matrix; full:
-    every array is the trainable one.
+
+def stacked(arrays: dict[str, np.ndarray], n_layer: int) -> dict[str, np.ndarray]:
+    """Flat names (``blk<i>.<rest>``) -> one ``layers/<rest>`` array per rest, layers stacked first; others kept.
+
+    Training runs the 30 identical blocks as one loop over stacked weights: a graph a thirtieth the
+    size traces and optimises in seconds instead of a minute.
     """
+    rests = sorted({name.split(".", 1)[1] for name in arrays if name.startswith("blk")})
+    out = {name: value for name, value in arrays.items() if not name.startswith("blk")}
+    for rest in rests:
+        out[LAYERS + rest] = np.stack([arrays[f"blk{i}.{rest}"] for i in range(n_layer)])
+    return out
+
+
+def unstacked(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The inverse of :func:`stacked`: the flat names :mod:`run` saves."""
+    out = {}
+    for name, value in arrays.items():
+        if name.startswith(LAYERS):
+            out.update({f"blk{i}.{name[len(LAYERS):]}": np.ascontiguousarray(part) for i, part in enumerate(value)})
+        else:
+            out[name] = value
+    return out
+
+
+def layer_weights(frozen: dict, trainable: dict, adapter: dict, index) -> dict:
+    """Block ``index``'s weights for ``forward.block``, sliced from stacked tensors (``layers/<key>``).
+
+    LoRA: each target projection is a :class:`LoraProjection` over its frozen matrix; full: every
+    array is the trainable one; none: the frozen ones.
+    """
+    from ...tf_runtime import import_tf
+
+    tf = import_tf()
     source = {**frozen, **(trainable if adapter["kind"] == "full" else {})}
-    n_layer = 1 + max(int(name[3:].split(".", 1)[0]) for name in source if name.startswith("blk"))
-    layers = [{} for _ in range(n_layer)]
-    for name, value in source.items():
-        if name.startswith("blk"):
-            index, key = name[3:].split(".", 1)
-            layers[int(index)][key] = value
+    layer = {name[len(LAYERS):]: tf.gather(value, index) for name, value in source.items() if name.startswith(LAYERS)}
+    for key in LORA_TARGETS:  # every projection (the norms stay float32)
+        if layer[key].dtype != tf.float32:
+            layer[key] = NarrowProjection(layer[key])
     if adapter["kind"] == "lora":
         scale = float(adapter["alpha"]) / float(adapter["rank"])
-        for index, layer in enumerate(layers):
-            for key in adapter["targets"]:
-                layer[key] = LoraProjection(layer[key], trainable[f"blk{index}.{key}.lora_a"],
-                                            trainable[f"blk{index}.{key}.lora_b"], scale)
-    weights = {"embed": source["embed"], "output_norm": source["output_norm"], "layers": layers}
-    if "output" in source:
-        weights["output"] = source["output"]
-    return weights
+        for key in adapter["targets"]:
+            layer[key] = LoraProjection(layer[key], tf.gather(trainable[f"{LAYERS}{key}.lora_a"], index),
+                                        tf.gather(trainable[f"{LAYERS}{key}.lora_b"], index), scale)
+    return layer
 
 
 def trainable_parameters(arrays: dict[str, np.ndarray]) -> int:

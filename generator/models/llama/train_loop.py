@@ -48,6 +48,7 @@ class LoopSettings:
     keep: int              # saves kept in the run folder
     seed: int              # batch order, and the fresh adapters' initial A
     threads: int = 0
+    frozen_dtype: str = "float32"  # the frozen weights' type in the matmuls (trainer.LlamaNetwork)
 
 
 def optimizer_path(run_dir: Path, step: int) -> Path:
@@ -113,7 +114,7 @@ def finetune(run_dir: str | Path, train_text: str | Path, current: int, settings
         raise UserError(f"{train_text} holds no training lines", "run ingest on a catalog with descriptions")
     arrays, adam = _starting_point(run_dir, model, family["adapter"], current, settings.seed, resume_optimizer)
     network = LlamaNetwork(model, family["adapter"], arrays, learning_rate=settings.learning_rate, adam=adam,
-                           threads=settings.threads)
+                           threads=settings.threads, frozen_dtype=settings.frozen_dtype)
     del model, arrays, adam  # the network holds its own copies
     pad = chat.pad_id_of(tokenizer)
     curve = read_curve(run_dir, current)
@@ -194,7 +195,7 @@ def run_steps(run_dir: Path, train_text: Path, settings, current: int, target: i
 
     loop = LoopSettings(steps_to=target, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
                         save_every=settings.save_every, keep=settings.max_checkpoints, seed=settings.seed,
-                        threads=settings.threads)
+                        threads=settings.threads, frozen_dtype=settings.frozen_dtype)
     bar = progress(target - current, "train", unit="step")
     every = max(1, min(100, (target - start_step) // 10))
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import forward
-from .lora import network_weights
-from .run import flat_names
+from .lora import layer_weights, stacked, unstacked
+from .run import LORA_TARGETS, flat_names
 
 BETA1, BETA2, EPSILON = 0.9, 0.999, 1e-8
 
@@ -36,16 +36,20 @@ class LlamaNetwork:
     """
 
     def __init__(self, model, adapter: dict | None, arrays: dict[str, np.ndarray], *,
-                 learning_rate: float | None = None, adam: dict[str, np.ndarray] | None = None, threads: int = 0):
+                 learning_rate: float | None = None, adam: dict[str, np.ndarray] | None = None, threads: int = 0,
+                 frozen_dtype: str = "float32"):
         from ...tf_runtime import import_tf
         from .score import set_threads
 
         set_threads(threads)
         tf = import_tf()
         self.hparams, self.adapter = model.hparams, adapter or {"kind": "none"}
-        base = flat_names(model)
-        frozen = {} if self.adapter["kind"] == "full" else base
+        n_layer = model.hparams.n_layer
+        frozen = {} if self.adapter["kind"] == "full" else stacked(flat_names(model), n_layer)
+        arrays = stacked(arrays, n_layer)
         self.training = learning_rate is not None
+        self.narrow = {name for name in frozen if name in ("embed", "output") or name.split("/")[-1] in LORA_TARGETS}
+        self.frozen_dtype = frozen_dtype
         if self.training:
             adam = fresh_adam(arrays) if adam is None else adam
         if tf.executing_eagerly():
@@ -60,46 +64,79 @@ class LlamaNetwork:
         else:
             self._graph_mode(tf, frozen, arrays, adam, learning_rate, threads)
 
-    def _build(self, tf, frozen, arrays, adam, learning_rate) -> None:
-        self.frozen = {name: tf.Variable(value, trainable=False, name=_tf_name(name)) for name, value in frozen.items()}
-        self.trainable = {name: tf.Variable(value, name=_tf_name(name)) for name, value in arrays.items()}
+    def _build(self, tf, frozen, arrays, adam, learning_rate, feed: dict | None = None) -> None:
+        """The variables, from their arrays; in a graph (``feed`` given) each starts from a placeholder fed once
+        at initialisation, so half a gigabyte of weights never becomes constants in the graph."""
+        def variable(value, name, trainable, dtype=None):
+            if feed is None:
+                initial = value
+            else:
+                initial = tf.compat.v1.placeholder(tf.as_dtype(value.dtype), value.shape, name=_tf_name(name) + "_value")
+                feed[initial] = value
+            if dtype is not None and dtype != "float32":
+                initial = tf.cast(initial, dtype)
+            return tf.Variable(initial, trainable=trainable, name=_tf_name(name))
+
+        self.frozen = {name: variable(value, name, False, self.frozen_dtype if name in self.narrow else None)
+                       for name, value in frozen.items()}
+        self.trainable = {name: variable(value, name, True) for name, value in arrays.items()}
         if self.training:
-            self.slots = {key: tf.Variable(value, trainable=False, name=_tf_name(key)) for key, value in adam.items()}
+            self.slots = {key: variable(value, key, False) for key, value in adam.items()}
             self.learning_rate = float(learning_rate)
 
     def _graph_mode(self, tf, frozen, arrays, adam, learning_rate, threads: int) -> None:
         """The same functions in a graph and session of their own (eager execution is off in this process)."""
-        graph = tf.Graph()
+        graph, initial = tf.Graph(), {}
         with graph.as_default():
-            self._build(tf, frozen, arrays, adam, learning_rate)
+            self._build(tf, frozen, arrays, adam, learning_rate, feed=initial)
             batch = [tf.compat.v1.placeholder(tf.int32, [None, None]) for _ in range(3)]
             total, count = self._nll(*batch)
             loss = self._train_step(*batch) if self.training else None
             config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=max(0, threads),
                                               inter_op_parallelism_threads=1 if threads > 0 else 0)
             session = tf.compat.v1.Session(graph=graph, config=config)
-            session.run(tf.compat.v1.global_variables_initializer())
+            session.run(tf.compat.v1.global_variables_initializer(), initial)
         graph.finalize()
+        del initial
         feed = lambda values: dict(zip(batch, values))  # noqa: E731
         self._step = lambda *values: float(session.run(loss, feed(values)))
         self._nll_sum = lambda *values: tuple(float(v) for v in session.run((total, count), feed(values)))
         self._read = lambda variables: session.run(dict(variables))
         self.session = session
 
-    def _weights(self) -> dict:
-        if self.adapter["kind"] == "none":
-            return network_weights(self.frozen, {}, {"kind": "full"})
-        return network_weights(self.frozen, self.trainable, self.adapter)
+    def _hidden_states(self, tf, frozen: dict, trainable: dict, tokens, mask):
+        """``forward.hidden_states`` with the blocks as one ``tf.while_loop`` over the stacked weights."""
+        hp = self.hparams
+        cos, sin = forward.rope_angles(forward.positions_of(mask), hp.head_dim, hp.rope_base)
+        bias = forward.attention_bias(mask)
+
+        def body(index, x):
+            layer = layer_weights(frozen, trainable, self.adapter, index)
+            return index + 1, forward.block(x, layer, hp, cos, sin, bias)
+
+        x = tf.cast(tf.gather(self._whole("embed", frozen, trainable), tokens), tf.float32)
+        _, x = tf.while_loop(lambda index, _: index < hp.n_layer, body, [tf.constant(0), x],
+                             parallel_iterations=1)
+        return forward.rms_norm(x, self._whole("output_norm", frozen, trainable), hp.rms_eps)
+
+    def _whole(self, name: str, frozen: dict, trainable: dict):
+        """A whole array (not per layer): the trainable one in a full fine-tune, else the frozen one."""
+        return trainable[name] if name in trainable else frozen.get(name)
 
     def _nll(self, tokens, mask, reply):
         """(sum of -ln p over the batch's reply tokens, their count): token t+1 read from position t."""
         from ...tf_runtime import import_tf
 
         tf = import_tf()
-        weights = self._weights()
-        hidden = forward.hidden_states(weights, self.hparams, tokens, mask)[:, :-1]
+        # Values read once, outside the loop: its body slices them, and the gradients reach the variables.
+        frozen = {name: tf.convert_to_tensor(value) for name, value in self.frozen.items()}
+        trainable = {name: tf.convert_to_tensor(value) for name, value in self.trainable.items()}
+        hidden = self._hidden_states(tf, frozen, trainable, tokens, mask)[:, :-1]
+        output = self._whole("output", frozen, trainable)
+        table = self._whole("embed", frozen, trainable) if output is None else output
         where = tf.where(reply[:, 1:] > 0)
-        logits = tf.matmul(tf.gather_nd(hidden, where), forward.output_matrix(weights), transpose_b=True)
+        logits = tf.cast(tf.matmul(tf.cast(tf.gather_nd(hidden, where), table.dtype), table, transpose_b=True),
+                         tf.float32)
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.gather_nd(tokens[:, 1:], where),
                                                                 logits=logits)
         return tf.reduce_sum(losses), tf.cast(tf.size(losses), tf.float32)
@@ -131,9 +168,11 @@ class LlamaNetwork:
         return self._nll_sum(*batch)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return self._read(self.trainable)
+        """The trainable arrays under :mod:`run`'s flat names (``blk<i>.<proj>.lora_a`` ...)."""
+        return unstacked(self._read(self.trainable))
 
     def adam_state(self) -> dict[str, np.ndarray]:
+        """Adam's slots by the stacked names they are kept under (``m/layers/wq.lora_a``, ``t``): training's own."""
         return self._read(self.slots)
 
     def close(self) -> None:
