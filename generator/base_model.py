@@ -7,7 +7,9 @@ models (124M, 355M, ...) come from a local folder or ``gpt2.download_gpt2``; off
 ``bootstrap`` trains a byte-level BPE on the catalog and initialises GPT-2 weights.
 What is the family's (the files, tokenizer, weights) sits in ``models/gpt2/``; this
 module is what any family's base model shares: its settings, when one is made, the
-lock and staging folder it is made in, and its manifest.
+lock and staging folder it is made in, and its manifest. The Llama family's base is a GGUF
+file (``model.gguf_path``, default the fetched SmolLM2-135M-Instruct): nothing is made, the
+file is checked by its digest (:func:`llama_base`).
 """
 
 from __future__ import annotations
@@ -161,18 +163,21 @@ def add_cli(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "base-model", parents=[subparsers.common],
-        help="fetch a pretrained GPT-2 or bootstrap a small one offline",
+        help="fetch a pretrained GPT-2 or bootstrap a small one offline (llama: check the GGUF's digest)",
         description="Make MODELS_DIR/NAME hold a base model in gpt-2-simple's layout: a pretrained GPT-2 "
         "(local or downloaded) or, with source=bootstrap, a BPE tokenizer trained on --corpus plus fresh weights.",
     )
     add_setting_flag(parser, "--models-dir", "paths.models_dir")
     add_setting_flag(parser, "--name", "model.name")
     add_setting_flag(parser, "--source", "model.source")
+    add_setting_flag(parser, "--family", "model.family")
+    add_setting_flag(parser, "--gguf-path", "model.gguf_path")
     parser.add_argument("--corpus", metavar="TRAIN.txt", help="training text to learn the tokenizer from (bootstrap)")
     parser.set_defaults(func=_cli)
 
 
 def _cli(args, config) -> int:
     manifest = ensure_base_model(config.paths.models_root, config.model, args.corpus)
-    print(f"base model {manifest['name']} ready at {manifest['path']}")
+    digest = f" (sha256 {manifest['sha256']})" if manifest.get("sha256") else ""
+    print(f"base model {manifest['name']} ready at {manifest['path']}{digest}")
     return 0

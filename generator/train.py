@@ -1,6 +1,8 @@
-"""Train: gpt-2-simple ``finetune`` of the base model on the ingested training text.
+"""Train: fine-tune the base model on the ingested training text.
 
-Checkpoints live in gpt-2-simple's layout at ``<checkpoint_dir>/<run_name>/``.
+GPT-2 (``model.family = "gpt2"``): gpt-2-simple's ``finetune``, checkpoints in its layout at
+``<checkpoint_dir>/<run_name>/``. Llama: LoRA adapters (or a full fine-tune) over the base GGUF,
+in :mod:`generator.models.llama.run`'s layout in the same folder (:mod:`generator.models.llama.train_loop`).
 A night trains ``steps`` more steps on top of what the run already has; a
 ``train_state.json`` written before training records the night's target step,
 so a training killed partway (SIGKILL, preempted GPU) resumes from its last
@@ -280,9 +282,9 @@ def add_cli(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "train", parents=[subparsers.common],
-        help="fine-tune the base model on ingested text (gpt-2-simple finetune)",
+        help="fine-tune the base model on ingested text (GPT-2: gpt-2-simple finetune; Llama: LoRA adapters)",
         description="Fine-tune STEPS more steps into CHECKPOINT_DIR/RUN_NAME (resuming a killed run), "
-        "bootstrapping the base model first if the profile asks for it.",
+        "bootstrapping the base model first if the profile asks for it (a Llama base file is checked by its digest).",
     )
     parser.add_argument("--ingest", required=True, metavar="DIR", help="ingest output directory")
     add_setting_flag(parser, "--checkpoint-dir", "paths.checkpoint_dir")

@@ -265,6 +265,11 @@ def test_a_night_on_unchanged_data_does_not_retrain_and_a_changed_one_resumes_fr
     decision, live = pipeline.promote_night(config, nights[2])
     assert decision["live_val_loss"] is not None and np.isfinite(decision["live_val_loss"])
     assert read_live(config.paths.checkpoint_root, "nightly").step == (6 if decision["promoted"] else 3)
+    from generator.report import build_report
+
+    model = build_report(config, nights[2])["model"]  # the model card's fields
+    assert model["family"] == "llama" and model["adapter"]["kind"] == "lora"
+    assert model["source"].startswith("tiny.gguf (sha256 ") and "LoRA rank 8, alpha 16, on 7 projections" in model["source"]
 
 
 def test_a_missing_base_file_names_the_fetch_command(tmp_path, monkeypatch):
