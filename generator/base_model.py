@@ -7,7 +7,9 @@ models (124M, 355M, ...) come from a local folder or ``gpt2.download_gpt2``; off
 ``bootstrap`` trains a byte-level BPE on the catalog and initialises GPT-2 weights.
 What is the family's (the files, tokenizer, weights) sits in ``models/gpt2/``; this
 module is what any family's base model shares: its settings, when one is made, the
-lock and staging folder it is made in, and its manifest.
+lock and staging folder it is made in, and its manifest. The Llama family's base is a GGUF
+file (``model.gguf_path``, default the fetched SmolLM2-135M-Instruct): nothing is made, the
+file is checked by its digest (:func:`llama_base`).
 """
 
 from __future__ import annotations
@@ -30,8 +32,13 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class ModelSettings:
-    name: str = setting("tiny", "base model: a pretrained GPT-2 (124M, 355M, ...) or a bootstrapped profile's name",
-                        pattern=NAME_PATTERN)
+    family: str = setting("gpt2", "model family: gpt2 (gpt-2-simple's GPT-2, pretrained or bootstrapped, under "
+                          "<models_dir>/<name>) or llama (a pretrained Llama GGUF, model.gguf_path, fine-tuned with "
+                          "train.adapter)", choices=("gpt2", "llama"))
+    gguf_path: str = setting("", "llama: the base model's GGUF file; empty = SmolLM2-135M-Instruct Q4_1 in the machine "
+                             "cache (~/.cache/netflix-gallery/models/), fetched by `python -m generator fetch-model`")
+    name: str = setting("tiny", "base model: a pretrained GPT-2 (124M, 355M, ...) or a bootstrapped profile's name "
+                        "(llama: the base model's name in manifests and the model card)", pattern=NAME_PATTERN)
     source: str = setting("bootstrap", "pretrained: <models_dir>/<name> in gpt-2-simple's layout, else "
                           "gpt2.download_gpt2; bootstrap: train a byte-level BPE on the catalog and initialise "
                           "a fresh GPT-2 (offline)", choices=("bootstrap", "pretrained"))
@@ -48,6 +55,8 @@ class ModelSettings:
 
     def validate(self) -> None:
         check_declared(self, "model")  # the loader checked a loaded config; this guards direct callers
+        if self.family not in ("gpt2", "llama"):
+            raise UserError(f"model.family must be 'gpt2' or 'llama', got {self.family!r}", "set model.family in your config")
         if self.source not in ("bootstrap", "pretrained"):
             raise UserError(f"model.source must be 'bootstrap' or 'pretrained', got {self.source!r}",
                             "set model.source in your config")
@@ -76,6 +85,8 @@ def ensure_base_model(models_root: str | Path, settings: ModelSettings, corpus_p
     An existing complete model is reused as is (a base model must not change
     under a checkpoint trained from it).
     """
+    if settings.family == "llama":
+        return llama_base(settings)
     models_root = Path(models_root)
     model_dir = model_path(models_root, settings.name)
     if is_complete(model_dir):
@@ -92,6 +103,15 @@ def ensure_base_model(models_root: str | Path, settings: ModelSettings, corpus_p
         if settings.source == "pretrained":
             return _download_pretrained(models_root, settings)
         return bootstrap(models_root, settings, corpus_path)
+
+
+def llama_base(settings: ModelSettings) -> dict:
+    """The Llama family's base: its GGUF file, checked by digest (nothing is bootstrapped or copied)."""
+    from .models.llama.model_file import base_file
+
+    path, digest = base_file(settings.gguf_path)
+    return {"stage": "base_model", "family": "llama", "name": settings.name, "source": "gguf", "path": str(path),
+            "sha256": digest, "created": False}
 
 
 def _download_pretrained(models_root: Path, settings: ModelSettings) -> dict:
@@ -143,18 +163,21 @@ def add_cli(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "base-model", parents=[subparsers.common],
-        help="fetch a pretrained GPT-2 or bootstrap a small one offline",
+        help="fetch a pretrained GPT-2 or bootstrap a small one offline (llama: check the GGUF's digest)",
         description="Make MODELS_DIR/NAME hold a base model in gpt-2-simple's layout: a pretrained GPT-2 "
         "(local or downloaded) or, with source=bootstrap, a BPE tokenizer trained on --corpus plus fresh weights.",
     )
     add_setting_flag(parser, "--models-dir", "paths.models_dir")
     add_setting_flag(parser, "--name", "model.name")
     add_setting_flag(parser, "--source", "model.source")
+    add_setting_flag(parser, "--family", "model.family")
+    add_setting_flag(parser, "--gguf-path", "model.gguf_path")
     parser.add_argument("--corpus", metavar="TRAIN.txt", help="training text to learn the tokenizer from (bootstrap)")
     parser.set_defaults(func=_cli)
 
 
 def _cli(args, config) -> int:
     manifest = ensure_base_model(config.paths.models_root, config.model, args.corpus)
-    print(f"base model {manifest['name']} ready at {manifest['path']}")
+    digest = f" (sha256 {manifest['sha256']})" if manifest.get("sha256") else ""
+    print(f"base model {manifest['name']} ready at {manifest['path']}{digest}")
     return 0

@@ -1,7 +1,7 @@
 """What a checkpoint run is: its files, step, hparams, loss, generation info, releases and the live pointer.
 
 Training works in ``<checkpoint_root>/<run_name>/`` (gpt-2-simple's own run
-folder, resumable). A checkpoint that passes the gate is copied, whole, into an
+folder, resumable; a Llama run's layout is :mod:`generator.models.llama.run`'s). A checkpoint that passes the gate is copied, whole, into an
 immutable release ``<checkpoint_root>/releases/<run_name>/step-<N>/`` and the
 live pointer ``<checkpoint_root>/<run_name>.live.json`` is rewritten atomically
 to name it. Generation reads only releases, so it never sees a checkpoint that
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .artifacts import atomic_write_json, atomic_write_text, read_json_object, replace_directory
 from .errors import UserError
+from .models.llama import run as llama_run
 from .settings import NAME_PATTERN
 from .textformat import START_TOKEN, control_prefix, parse_training_line, titled_lines
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 GENERATION_INFO = "generation.json"
 RUN_FILES = ("checkpoint", "hparams.json", "encoder.json", "vocab.bpe", "counter", GENERATION_INFO)
+LLAMA_RUN_FILES = (llama_run.FAMILY_FILE, llama_run.COUNTER_FILE, GENERATION_INFO)  # + the latest model-<N>.npz
+FEW_SHOT_EXAMPLES = 48
 KEEP_RELEASES = 3
 _STEP = re.compile(r"model-(\d+)$")
 
@@ -47,6 +50,8 @@ def checkpoint_step(run_dir: str | Path) -> int:
     weights and the night would report a step it never trained.
     """
     run_dir = Path(run_dir)
+    if llama_run.is_llama_run(run_dir):
+        return llama_run.latest_step(run_dir)
     state = run_dir / "checkpoint"
     if not state.is_file():
         return 0
@@ -73,6 +78,8 @@ def anchor_run_state(run_dir: str | Path) -> int:
     """
     run_dir = Path(run_dir)
     step = checkpoint_step(run_dir)
+    if llama_run.is_llama_run(run_dir):
+        return step  # its files are named relatively already
     relative = f'model_checkpoint_path: "model-{step}"\nall_model_checkpoint_paths: "model-{step}"\n'
     if step and (run_dir / "checkpoint").read_text(errors="replace") != relative:
         atomic_write_text(run_dir / "checkpoint", relative)
@@ -101,9 +108,14 @@ def run_encoder(run_dir: str | Path):
     return gpt2_encoder.get_encoder(str(run_dir))
 
 
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """Does ``run_dir`` hold a checkpoint of either family (a GPT-2 ``checkpoint`` file, a Llama ``family.json``)?"""
+    return (Path(run_dir) / "checkpoint").is_file() or llama_run.is_llama_run(run_dir)
+
+
 def resolve_run(checkpoint_root: str | Path, run_name: str) -> Path:
     run_dir = Path(checkpoint_root) / run_name
-    if not (run_dir / "checkpoint").is_file():
+    if not has_checkpoint(run_dir):
         raise UserError(f"no trained checkpoint at {run_dir}",
                         "run the train stage first, or pass the --checkpoint-dir/--run-name of a trained run")
     return run_dir
@@ -112,35 +124,61 @@ def resolve_run(checkpoint_root: str | Path, run_name: str) -> Path:
 def write_generation_info(run_dir: str | Path, train_text: str | Path) -> dict:
     """Record, in the run, what sampling needs to know about the training data.
 
-    ``max_tokens``: the longest training description in tokens (the default
-    length cap); ``conditions``: the control prefixes seen; ``condition_counts``:
-    how many descriptions had each complete ``[type] [genre]`` prefix (the mix
-    catalog conditioning draws from); ``seen_tokens``: the token ids the
-    training text contains (the others are never sampled); ``titles``: every
-    line carries a title (generation then parses one out of each sample). It lives in the run,
-    so it travels with the checkpoint and its promoted copies.
+    ``max_tokens``: the longest training description in the family's tokens (the default
+    length cap: GPT-2, the line after the start marker; Llama, the chat reply with its
+    ``<|im_end|>``); ``conditions``: the control prefixes seen; ``condition_counts``: how many
+    descriptions had each complete ``[type] [genre]`` prefix (the mix catalog conditioning
+    draws from); ``seen_tokens``: the token ids that may be sampled (GPT-2: those the training
+    text contains; Llama: the whole vocabulary but its control tokens, ``<|im_end|>`` kept);
+    ``examples``: :func:`few_shot_examples`, training lines for few-shot prompts; ``titles``: every
+    line carries a title (generation then parses one out of each sample). It lives in
+    the run, so it travels with the checkpoint and its promoted copies.
     """
     from collections import Counter
 
-    enc = run_encoder(run_dir)
-    longest, controls, pairs = 0, set(), Counter()
-    seen = set(enc.encode("\n"))  # gpt-2-simple encodes the file whole: lines are joined by newlines
     lines = Path(train_text).read_text(encoding="utf-8").splitlines()
+    controls, pairs = set(), Counter()
     for line in lines:
-        seen.update(enc.encode(line))
         parsed = parse_training_line(line)
         if parsed is None:
             continue
-        longest = max(longest, len(enc.encode(line[len(START_TOKEN):])))
         kind, genre, _ = parsed
         if kind or genre:
             controls.add(control_prefix(kind or "", genre or "").strip())
         if kind and genre:
             pairs[control_prefix(kind, genre).strip()] += 1
-    info = {"max_tokens": longest, "conditions": sorted(controls), "condition_counts": dict(sorted(pairs.items())),
-            "seen_tokens": sorted(seen), "titles": titled_lines(lines)}
+    if llama_run.is_llama_run(run_dir):
+        from .models.llama.examples import generation_figures, read_tokenizer
+
+        figures = generation_figures(lines, read_tokenizer(llama_run.read_family(run_dir)["base"]["path"]))
+    else:
+        figures = _gpt2_token_figures(run_encoder(run_dir), lines)
+    info = {**figures, "conditions": sorted(controls), "condition_counts": dict(sorted(pairs.items())),
+            "examples": few_shot_examples(lines), "titles": titled_lines(lines)}
     atomic_write_json(Path(run_dir) / GENERATION_INFO, info)
     return info
+
+
+def _gpt2_token_figures(enc, lines: list[str]) -> dict:
+    longest = 0
+    seen = set(enc.encode("\n"))  # gpt-2-simple encodes the file whole: lines are joined by newlines
+    for line in lines:
+        seen.update(enc.encode(line))
+        if parse_training_line(line) is not None:
+            longest = max(longest, len(enc.encode(line[len(START_TOKEN):])))
+    return {"max_tokens": longest, "seen_tokens": sorted(seen)}
+
+
+def few_shot_examples(lines: list[str], count: int = FEW_SHOT_EXAMPLES) -> list[str]:
+    """``count`` training lines for few-shot prompts: those with the smallest SHA-256, in that order.
+
+    Chosen by content, like the validation split, so the list stays the same across nights and a
+    catalog refresh changes it only where a new line's digest comes before a chosen one's.
+    """
+    import hashlib
+
+    found = {line.strip() for line in lines if parse_training_line(line.strip()) is not None}
+    return sorted(found, key=lambda line: hashlib.sha256(line.encode("utf-8")).hexdigest())[:count]
 
 
 def read_generation_info(run_dir: str | Path) -> dict:
@@ -157,7 +195,23 @@ def default_length(run_dir: Path) -> int:
 
 
 def read_loss_curve(run_dir: str | Path, max_points: int = 300) -> list[list[float]]:
-    """[[step, loss], ...] from the TensorBoard events gpt-2-simple writes into the run."""
+    """[[step, loss], ...]: a Llama run's ``loss_curve.json``, or the TensorBoard events gpt-2-simple writes."""
+    points: dict[int, float] = {}
+    curve_file = Path(run_dir) / "loss_curve.json"
+    if llama_run.is_llama_run(run_dir):
+        up_to = llama_run.latest_step(run_dir)  # points past the last save were trained again after a kill
+        entries = json.loads(curve_file.read_text()) if curve_file.is_file() else []
+        points = {int(step): float(loss) for step, loss in entries if step <= up_to}
+    else:
+        points = _gpt2_loss_events(run_dir)
+    curve = sorted(points.items())
+    if len(curve) > max_points:
+        stride = len(curve) / max_points
+        curve = [curve[int(i * stride)] for i in range(max_points)] + [curve[-1]]
+    return [[step, round(loss, 5)] for step, loss in curve]
+
+
+def _gpt2_loss_events(run_dir: str | Path) -> dict[int, float]:
     from .tf_runtime import import_tf
 
     tf = import_tf()
@@ -172,11 +226,7 @@ def read_loss_curve(run_dir: str | Path, max_points: int = 300) -> list[list[flo
                         points[int(event.step)] = float(loss)
         except Exception:  # a truncated events file from a killed run: keep what was read
             log.warning("skipping unreadable events file %s", events)
-    curve = sorted(points.items())
-    if len(curve) > max_points:
-        stride = len(curve) / max_points
-        curve = [curve[int(i * stride)] for i in range(max_points)] + [curve[-1]]
-    return [[step, round(loss, 5)] for step, loss in curve]
+    return points
 
 
 # --- releases and the live pointer --------------------------------------------------------------
@@ -228,7 +278,7 @@ def read_live(checkpoint_root: str | Path, run_name: str) -> Release | None:
     where = (Path(checkpoint_root) / release).resolve()
     if where.parent != releases or not RELEASE_NAME.fullmatch(where.name):
         raise UserError(f"the live pointer {path} names {release!r}, which is not a release of {releases}", fix)
-    if not (where / "checkpoint").is_file():
+    if not has_checkpoint(where):
         raise UserError(f"the live pointer {path} names {release!r}, which holds no checkpoint", fix)
     return Release(run_name, step, where, live)
 
@@ -242,9 +292,14 @@ def require_live(checkpoint_root: str | Path, run_name: str, fix: str = "run the
 
 
 def _copy_checkpoint(source: Path, destination: Path) -> None:
-    """Copy a run's latest checkpoint (plus its encoder/hparams) into ``destination``."""
+    """Copy a run's latest checkpoint (plus its encoder/hparams, or a Llama run's record) into ``destination``."""
     step = checkpoint_step(source)
     destination.mkdir(parents=True, exist_ok=True)
+    if llama_run.is_llama_run(source):  # the base stays where family.json names it (pinned by its digest)
+        for name in LLAMA_RUN_FILES + ((llama_run.weights_path(source, step).name,) if step else ()):
+            if (source / name).is_file():
+                shutil.copy2(source / name, destination / name)
+        return
     for name in RUN_FILES:
         if (source / name).is_file():
             shutil.copy2(source / name, destination / name)

@@ -110,7 +110,7 @@ DIVERGED_FIX = "lower train.learning_rate (GENERATOR_TRAIN__LEARNING_RATE, e.g. 
 def promote_night(config: Config, night: str, trained: bool = True):
     """The promotion gate; returns (the night's decision, the live release generation reads)."""
     from .checkpoints import gate, promote, read_live, require_live, reset_run
-    from .models.gpt2.loss import evaluate_loss
+    from .models.held_out import evaluate_loss
 
     paths = night_paths(config, night)
     root, run_name = config.paths.checkpoint_root, config.train.run_name

@@ -61,7 +61,7 @@ def build_report(config: Config, night: str) -> dict:
                     "catalog_hash": ingest_m.get("catalog_hash"),
                     "changed": None if previous is None else previous != ingest_m.get("catalog_hash"),
                     "train_count": ingest_m.get("train_count"), "val_count": ingest_m.get("val_count")},
-        "model": {"name": config.model.name, "source": config.model.source,
+        "model": {"name": config.model.name, "family": config.model.family, **model_source(config, live),
                   "live_release": live.get("release"), "live_step": live.get("step")},
         "train": {"skipped": not decision.get("trained", False), "reason": decision.get("reason"),
                   "promoted": decision.get("promoted"), "diverged": decision.get("diverged", False),
@@ -88,6 +88,32 @@ def build_report(config: Config, night: str) -> dict:
         "quality": _json(paths.quality),
         "seconds": seconds_spent(paths, rounds),
     }
+
+
+def model_source(config: Config, live: dict) -> dict:
+    """``source`` (the model card's line) and, for a Llama release, ``adapter`` and ``base_sha256``.
+
+    A Llama night's model is what its live release records (``family.json``): the base file by name
+    and digest, and the adapter that was trained on it.
+    """
+    from .models.llama import run
+
+    path = live.get("path")
+    if config.model.family != "llama" or not path or not run.is_llama_run(path):
+        return {"source": config.model.source}
+    try:
+        family = run.read_family(path)
+    except UserError:
+        return {"source": "gguf"}
+    adapter = family.get("adapter") or {}
+    if adapter.get("kind") == "lora":
+        trained = (f"LoRA rank {adapter['rank']}, alpha {adapter['alpha']:g}, on "
+                   f"{len(adapter['targets'])} projections ({', '.join(adapter['targets'])})")
+    else:
+        trained = "full fine-tune" if adapter.get("kind") == "full" else "untrained"
+    base = family["base"]
+    return {"source": f"{Path(base['path']).name} (sha256 {str(base.get('sha256'))[:12]}), {trained}",
+            "adapter": adapter or None, "base_sha256": base.get("sha256")}
 
 
 def seconds_spent(paths, rounds: dict) -> dict:

@@ -1,6 +1,8 @@
-"""Train: gpt-2-simple ``finetune`` of the base model on the ingested training text.
+"""Train: fine-tune the base model on the ingested training text.
 
-Checkpoints live in gpt-2-simple's layout at ``<checkpoint_dir>/<run_name>/``.
+GPT-2 (``model.family = "gpt2"``): gpt-2-simple's ``finetune``, checkpoints in its layout at
+``<checkpoint_dir>/<run_name>/``. Llama: LoRA adapters (or a full fine-tune) over the base GGUF,
+in :mod:`generator.models.llama.run`'s layout in the same folder (:mod:`generator.models.llama.train_loop`).
 A night trains ``steps`` more steps on top of what the run already has; a
 ``train_state.json`` written before training records the night's target step,
 so a training killed partway (SIGKILL, preempted GPU) resumes from its last
@@ -24,7 +26,9 @@ from .base_model import ModelSettings, ensure_base_model, model_path
 from .checkpoints import anchor_run_state, read_loss_curve, write_generation_info
 from .console import library_output, progress
 from .errors import UserError
-from .models.gpt2.loss import evaluate_loss
+from .models import held_out
+from .models.llama import train_loop as llama_train
+from .models.llama.run import LORA_TARGETS, is_llama_run
 from .settings import NAME_PATTERN, check_declared, setting
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,16 @@ class TrainSettings:
                                   "held-out tokens", at_least=1)
     threads: int = setting(0, "TensorFlow threads (0 = all cores)", at_least=0)
     seed: int = setting(1234, "seed of the training data sampler", at_least=0, below=2**32)
+    adapter: str = setting("lora", "llama: what trains: lora (low-rank adapters on train.lora_targets, the base "
+                           "frozen; CPU-sized) or full (every weight: a GPU worker's fine-tune)", choices=("lora", "full"))
+    lora_rank: int = setting(8, "llama, lora: the adapters' rank r", at_least=1, at_most=4096)
+    lora_alpha: float = setting(16.0, "llama, lora: the adapters' scale is lora_alpha / lora_rank", above=0)
+    lora_targets: list = setting(list(LORA_TARGETS), "llama, lora: the projections that get adapters "
+                                 f"(of {', '.join(LORA_TARGETS)})")
+    frozen_dtype: str = setting("bfloat16", "llama, lora: the frozen weights' type in training's matmuls: bfloat16 "
+                                "(several times float32's speed on CPUs with AMX or AVX512_BF16 and on recent GPUs; "
+                                "finer than the Q4_1 file's own rounding) or float32 (older hardware); held-out "
+                                "losses are float32 either way", choices=("bfloat16", "float32"))
     promotion_margin: float = setting(0.02, "promotion gate: a new checkpoint goes live only if its validation "
                                       "loss is at most (1 + margin) x the live checkpoint's on the same text",
                                       at_least=0)
@@ -59,6 +73,17 @@ class TrainSettings:
         check_declared(self, "train")  # the loader checked a loaded config; this guards direct callers
         if self.optimizer not in ("adam", "sgd"):
             raise UserError(f"train.optimizer must be 'adam' or 'sgd', got {self.optimizer!r}", "fix train.optimizer")
+        unknown = sorted(set(self.lora_targets) - set(LORA_TARGETS))
+        if unknown or not self.lora_targets:
+            raise UserError(f"train.lora_targets {self.lora_targets} must name some of {', '.join(LORA_TARGETS)}"
+                            + (f" (unknown: {', '.join(unknown)})" if unknown else ""), "fix train.lora_targets")
+
+    def adapter_record(self) -> dict:
+        """The Llama run's adapter as ``family.json`` records it."""
+        if self.adapter == "full":
+            return {"kind": "full"}
+        return {"kind": "lora", "rank": self.lora_rank, "alpha": float(self.lora_alpha),
+                "targets": [name for name in LORA_TARGETS if name in self.lora_targets]}
 
 
 def _repair_counter(run_dir: Path) -> int:
@@ -74,6 +99,9 @@ def _repair_counter(run_dir: Path) -> int:
 
 
 def _check_same_base(run_dir: Path, model_dir: Path) -> None:
+    if is_llama_run(run_dir):
+        raise UserError(f"checkpoint run {run_dir} is a Llama run, not a GPT-2 one",
+                        "use another --run-name for this profile, or remove that checkpoint folder")
     for name in ("hparams.json", "encoder.json"):
         ours, base = run_dir / name, model_dir / name
         if ours.is_file() and base.is_file() and ours.read_bytes() != base.read_bytes():
@@ -104,12 +132,15 @@ def _train(ingest_dir: str | Path, checkpoint_root: str | Path, models_root: str
     train_text = ingest_dir / "train.txt"
     val_text = ingest_dir / "val.txt"
     base = ensure_base_model(models_root, model_settings, corpus_path=train_text)
-    model_dir = model_path(models_root, model_settings.name)
+    llama = model_settings.family == "llama"
 
     run_dir = path_inside(checkpoint_root, settings.run_name, "train.run_name")
     run_dir.mkdir(parents=True, exist_ok=True)
-    _check_same_base(run_dir, model_dir)
-    current = _repair_counter(run_dir)
+    if llama:
+        current = llama_train.prepare_run(run_dir, base, settings.adapter_record())
+    else:
+        _check_same_base(run_dir, model_path(models_root, model_settings.name))
+        current = _repair_counter(run_dir)
 
     # The night's target survives a crash, so a restart finishes the same night's work.
     state_path = run_dir / "train_state.json"
@@ -128,11 +159,13 @@ def _train(ingest_dir: str | Path, checkpoint_root: str | Path, models_root: str
 
     remaining = target_step - current
     started = time.monotonic()
-    if remaining > 0:
+    if remaining > 0 and llama:
+        llama_train.run_steps(run_dir, train_text, settings, current, target_step, resuming, start_step)
+    elif remaining > 0:
         _finetune(train_text, model_settings, models_root, checkpoint_root, settings, remaining,
                   seed=settings.seed + current, start_step=current)
     elapsed = time.monotonic() - started
-    final_step = _repair_counter(run_dir)
+    final_step = llama_train.latest_step(run_dir) if llama else _repair_counter(run_dir)
     if final_step < target_step:
         raise RuntimeError(f"training stopped at step {final_step}, before its target {target_step}")
     atomic_write_json(state_path, {**state, "finished": True})
@@ -142,18 +175,26 @@ def _train(ingest_dir: str | Path, checkpoint_root: str | Path, models_root: str
     curve = read_loss_curve(run_dir)
     night_curve = [point for point in curve if point[0] > start_step]
     train_loss = round(sum(p[1] for p in night_curve[-20:]) / len(night_curve[-20:]), 5) if night_curve else None
-    val_loss = evaluate_loss(run_dir, val_text, settings.val_max_tokens, settings.threads)
+    val_loss = held_out.evaluate_loss(run_dir, val_text, settings.val_max_tokens, settings.threads)
     return write_manifest(
         run_dir, "train",
         run_dir=str(run_dir), run_name=settings.run_name, checkpoint_root=str(checkpoint_root),
-        base_model={"name": model_settings.name, "source": model_settings.source, "path": str(model_dir),
-                    "hparams": base.get("hparams")},
+        base_model=_base_record(base, model_settings, models_root, settings),
         catalog_hash=ingest_manifest["catalog_hash"], start_step=start_step, step=final_step,
         steps=final_step - start_step, resumed=resuming, seconds=round(elapsed, 2),
         steps_per_second=round(remaining / elapsed, 3) if remaining and elapsed else None,
         train_loss=train_loss, val_loss=val_loss, loss_curve=curve, max_tokens=generation_info["max_tokens"],
         settings=dataclasses.asdict(settings),
     )
+
+
+def _base_record(base: dict, model_settings: ModelSettings, models_root, settings: TrainSettings) -> dict:
+    """What the run was trained from, for the manifest and the model card."""
+    if model_settings.family == "llama":
+        return {"name": model_settings.name, "family": "llama", "source": "gguf", "path": base["path"],
+                "sha256": base["sha256"], "adapter": settings.adapter_record()}
+    return {"name": model_settings.name, "family": "gpt2", "source": model_settings.source,
+            "path": str(model_path(models_root, model_settings.name)), "hparams": base.get("hparams")}
 
 
 def _finetune(train_text: Path, model_settings: ModelSettings, models_root, checkpoint_root,
@@ -241,9 +282,9 @@ def add_cli(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "train", parents=[subparsers.common],
-        help="fine-tune the base model on ingested text (gpt-2-simple finetune)",
+        help="fine-tune the base model on ingested text (GPT-2: gpt-2-simple finetune; Llama: LoRA adapters)",
         description="Fine-tune STEPS more steps into CHECKPOINT_DIR/RUN_NAME (resuming a killed run), "
-        "bootstrapping the base model first if the profile asks for it.",
+        "bootstrapping the base model first if the profile asks for it (a Llama base file is checked by its digest).",
     )
     parser.add_argument("--ingest", required=True, metavar="DIR", help="ingest output directory")
     add_setting_flag(parser, "--checkpoint-dir", "paths.checkpoint_dir")

@@ -26,8 +26,13 @@ def rms_norm(x, weight, eps: float):
 
 
 def project(x, weight):
-    """x (..., in) @ weight (in, out): the one place a projection is applied (LoRA hooks in here)."""
-    return tf.matmul(x, weight)
+    """x (..., in) @ weight (in, out): the one place a projection is applied.
+
+    A weight may be a projection of its own, an object with ``project(x)`` (``lora.LoraProjection``:
+    the frozen matmul plus its low-rank path, so no gradient of the frozen matrix is ever formed).
+    """
+    own = getattr(weight, "project", None)
+    return tf.matmul(x, weight) if own is None else own(x)
 
 
 def positions_of(attention_mask):

@@ -54,6 +54,23 @@ def require_model() -> Path:
     return path
 
 
+def base_file(gguf_path: str | os.PathLike = "") -> tuple[Path, str]:
+    """The Llama family's base model file and its sha256 (``model.gguf_path``; empty: the fetched file).
+
+    The fetched file must have its published digest (a damaged or partial copy is fetched again);
+    another file is taken as it is, and its digest pins it to the runs trained from it.
+    """
+    path = Path(gguf_path).expanduser() if str(gguf_path) else model_path()
+    if not path.is_file():
+        fix = FETCH_COMMAND if not str(gguf_path) else f"point model.gguf_path at a Llama GGUF file, or leave it empty and run {FETCH_COMMAND}"
+        raise UserError(f"the Llama base model file {path} is missing", fix)
+    digest = file_sha256(path)
+    if not str(gguf_path) and digest != SHA256:
+        raise UserError(f"the base model file {path} has sha256 {digest[:12]}..., not the published {SHA256[:12]}...",
+                        f"delete it and run {FETCH_COMMAND}")
+    return path, digest
+
+
 def fetch(quiet: bool = False) -> Path:
     """Fetch the model file into the cache unless it is already there with the right digest."""
     target = model_path()
