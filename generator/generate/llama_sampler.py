@@ -155,12 +155,12 @@ class LlamaSampler:
 
         def body(step, logits, cache, out, made, active, terminated, logprob):
             token, token_logprob = self._draw(tf, logits, uniforms[:, step], allowed)
-            out = tf.where((tf.range(L)[None, :] == step) & active[:, None], token[:, None], out)
+            out = tf.where(tf.equal(tf.range(L)[None, :], step) & active[:, None], token[:, None], out)
             made = made + tf.cast(active, tf.int32)
             logprob = logprob + tf.where(active, token_logprob, 0.0)
-            stopped = tf.reduce_any(token[:, None] == stop_ids[None, :], axis=1)
+            stopped = tf.reduce_any(tf.equal(token[:, None], stop_ids[None, :]), axis=1)
             terminated = terminated | (active & stopped)
-            active = active & ~stopped & (token != self.restart_id) & (made < L)
+            active = active & ~stopped & tf.not_equal(token, self.restart_id) & (made < L)
             hidden, cache = decode.extend(w, hp, cache, token[:, None], tf.ones([B, 1], tf.int32), Wb + Wp + step,
                                           in_place=jit)
             return step + 1, tf.matmul(hidden[:, 0], output_t), cache, out, made, active, terminated, logprob
