@@ -23,6 +23,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Iterable
 
 from ..checkpoints import read_hparams, run_encoder
 from ..textformat import parse_sample
@@ -49,19 +50,29 @@ def partial_paths(out_path: str | Path) -> tuple[Path, Path]:
     return out_path.with_name(out_path.name + ".partial"), out_path.with_name(out_path.name + ".partial.json")
 
 
-def resume_fingerprint(run_dir: str | Path, settings, length: int) -> dict:
-    """What produced a partial output; only an identical fingerprint may be resumed."""
-    from ..tf_runtime import import_tf
+def resume_fingerprint(run_dir: str | Path, settings, length: int,
+                       checkpoint: tuple[str, str | None] | None = None) -> dict:
+    """What produced a partial output; only an identical fingerprint may be resumed.
 
+    ``checkpoint``: (name, sha256) of the weights sampled from; by default the run's latest
+    TensorFlow checkpoint and the digest of its index file (a GPT-2 run).
+    """
     run_dir = Path(run_dir)
-    checkpoint = import_tf().train.latest_checkpoint(str(run_dir)) or ""
-    index_file = Path(checkpoint + ".index")
+    name, digest = checkpoint or tensorflow_checkpoint(run_dir)
     fields = dataclasses.asdict(settings)
     for key in ("progress", "resume", "threads"):  # they do not change the samples
         fields.pop(key, None)
-    return {"run_dir": str(run_dir.resolve()), "checkpoint": Path(checkpoint).name,
-            "checkpoint_index_sha256": hashlib.sha256(index_file.read_bytes()).hexdigest() if index_file.is_file() else None,
+    return {"run_dir": str(run_dir.resolve()), "checkpoint": name, "checkpoint_index_sha256": digest,
             "length": length, "settings": fields}
+
+
+def tensorflow_checkpoint(run_dir: Path) -> tuple[str, str | None]:
+    """A GPT-2 run's latest checkpoint: its name and the sha256 of its index file."""
+    from ..tf_runtime import import_tf
+
+    checkpoint = import_tf().train.latest_checkpoint(str(run_dir)) or ""
+    index_file = Path(checkpoint + ".index")
+    return Path(checkpoint).name, hashlib.sha256(index_file.read_bytes()).hexdigest() if index_file.is_file() else None
 
 
 def _resumable_lines(partial: Path, boundaries: set[int]) -> list[str]:
@@ -153,45 +164,15 @@ def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: i
     them, so the next run reuses it), or None for this run's prefixes only; ``titled``: the
     run was trained on titled text, so each record's ``title`` is parsed out (``textformat.parse_sample``).
     ``batch_size`` slots decode side by side, each taking the next sample as soon
-    as its current one ends (:mod:`generator.generate.sampler`). Samples end out
-    of order; they are written in index order, a whole batch of ``batch_size``
-    indices at a time, appended and fsynced to ``<out>.partial``, renamed to
-    ``out_path`` once complete, so readers never see a half-written file. With
-    ``settings.resume``, a partial output left by an interrupted run with the same
-    checkpoint and settings (its fingerprint in ``<out>.partial.json``) is kept up
-    to its last whole batch and the run continues from there; the result is the
-    file an uninterrupted run writes. Returns extra fields for the manifest.
+    as its current one ends (:mod:`generator.generate.sampler`); :func:`write_samples`
+    writes them in index order and resumes an interrupted run. Returns extra fields for the manifest.
     """
-
-    from ..tf_runtime import import_tf
-
-    out_path = Path(out_path)
-    partial, meta = partial_paths(out_path)
-    batches = plan_batches(settings)
-    boundaries = {first for first, _ in batches} | {settings.samples}
-    started = time.monotonic()
-    import_tf()
-    startup = {"import_seconds": round(time.monotonic() - started, 2)}  # ~0 once TensorFlow is loaded
+    startup = import_tensorflow()
     fingerprint = resume_fingerprint(run_dir, settings, length)
 
-    kept: list[str] = []
-    if getattr(settings, "resume", True) and partial.is_file() and meta.is_file():
-        try:
-            same = json.loads(meta.read_text(encoding="utf-8")) == fingerprint
-        except (OSError, ValueError):
-            same = False
-        if same:
-            kept = _resumable_lines(partial, boundaries)
-    resumed = len(kept)
-    if resumed:
-        log.info("resuming %s at sample %d of %d", partial, resumed, settings.samples)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    meta.write_text(json.dumps(fingerprint, sort_keys=True), encoding="utf-8")
-
-    distinct = sorted(set(prompts or []) | set(prefixes[resumed:])) or [prefixes[0]]
-    prompt_of = {prefix: position for position, prefix in enumerate(distinct)}
-    sampler = None
-    try:
+    def start(resumed: int):
+        distinct = sorted(set(prompts or []) | set(prefixes[resumed:])) or [prefixes[0]]
+        prompt_of = {prefix: position for position, prefix in enumerate(distinct)}
         encoder = run_encoder(run_dir)
         contexts = [encoder.encode(prefix) for prefix in distinct]
         n_vocab = read_hparams(run_dir)["n_vocab"]
@@ -199,24 +180,81 @@ def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: i
         sampler = _sampler(sampler_key(fingerprint, contexts, allowed, settings.threads), lambda: ContinuousSampler(
             run_dir, contexts, length, batch_size=settings.batch_size, temperature=settings.temperature,
             top_k=settings.top_k, top_p=settings.top_p, threads=settings.threads, allowed=allowed), startup)
-        steps_before, sampling_started = sampler.steps, time.monotonic()
         jobs = ((index, prompt_of[prefixes[index]], sample_seed(settings.seed, index))
                 for index in range(resumed, settings.samples))
+
+        def record(index: int, row: Row) -> dict:
+            prefix = prefixes[index]
+            return parse_sample(encoder.decode(contexts[prompt_of[prefix]] + row.tokens), prefix, titled)
+
+        return sampler, sampler.generate(jobs), record
+
+    stats = write_samples(out_path, settings, fingerprint, start, startup)
+    return {**stats, "conditions_used": len(set(prefixes[stats["resumed_from"]:]))}
+
+
+def import_tensorflow() -> dict:
+    """Import TensorFlow (timed: ~0 once loaded); the start-up record a run's manifest carries."""
+    from ..tf_runtime import import_tf
+
+    started = time.monotonic()
+    import_tf()
+    return {"import_seconds": round(time.monotonic() - started, 2)}
+
+
+def _resumed_lines(partial: Path, meta: Path, fingerprint: dict, settings, boundaries: set[int]) -> list[str]:
+    """The whole batches of an interrupted run with the same fingerprint (none when resume is off)."""
+    if not (getattr(settings, "resume", True) and partial.is_file() and meta.is_file()):
+        return []
+    try:
+        same = json.loads(meta.read_text(encoding="utf-8")) == fingerprint
+    except (OSError, ValueError):
+        same = False
+    return _resumable_lines(partial, boundaries) if same else []
+
+
+def write_samples(out_path: str | Path, settings, fingerprint: dict,
+                  start: Callable[[int], tuple[object, Iterable[tuple[int, Row]], Callable[[int, Row], dict]]],
+                  startup: dict) -> dict:
+    """Stream a sampler's rows to ``out_path`` in index order, resumably; what every family's fast path shares.
+
+    ``start(resumed)`` is called once the partial output has been read: it returns the sampler
+    (its ``steps`` count decoding steps), its rows from sample ``resumed`` on as (index, Row) in
+    any order, and the record of a sample (index, Row) -> dict without ``index`` and ``logprob``.
+    Samples are written a whole batch of ``batch_size`` indices at a time, appended and fsynced
+    to ``<out>.partial``, renamed to ``out_path`` once complete, so readers never see a
+    half-written file. With ``settings.resume``, a partial output left by an interrupted run with
+    the same ``fingerprint`` (in ``<out>.partial.json``) is kept up to its last whole batch and the
+    run continues from there; the result is the file an uninterrupted run writes.
+    """
+    out_path = Path(out_path)
+    partial, meta = partial_paths(out_path)
+    batches = plan_batches(settings)
+    boundaries = {first for first, _ in batches} | {settings.samples}
+    kept = _resumed_lines(partial, meta, fingerprint, settings, boundaries)
+    resumed = len(kept)
+    if resumed:
+        log.info("resuming %s at sample %d of %d", partial, resumed, settings.samples)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps(fingerprint, sort_keys=True), encoding="utf-8")
+    sampler = None
+    try:
+        sampler, rows, record_of = start(resumed)
+        steps_before, sampling_started = sampler.steps, time.monotonic()
         ends, marks = {first + rows for first, rows in batches}, _log_marks(settings, resumed)
         done: dict[int, Row] = {}
         written = resumed
         tokens = batches_run = 0
         with partial.open("w", encoding="utf-8") as handle, _progress_bar(settings, settings.samples, resumed) as bar:
             handle.writelines(kept)  # the kept whole batches, rewritten without any torn tail
-            for index, row in sampler.generate(jobs):
+            for index, row in rows:
                 done[index] = row
                 bar.update(1)
                 startup.setdefault("first_sample_seconds", round(time.monotonic() - sampling_started, 2))
                 while written in done:  # write in index order, fsync at each batch's end
                     row = done.pop(written)
-                    prefix = prefixes[written]
-                    record = {**parse_sample(encoder.decode(contexts[prompt_of[prefix]] + row.tokens), prefix, titled),
-                              "index": written, "logprob": None if row.logprob is None else round(row.logprob, 4)}
+                    record = {**record_of(written, row), "index": written,
+                              "logprob": None if row.logprob is None else round(row.logprob, 4)}
                     handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
                     tokens += len(row.tokens)
                     written += 1
@@ -236,7 +274,7 @@ def generate_fast(run_dir: str | Path, out_path: str | Path, settings, length: i
     meta.unlink(missing_ok=True)
     return {"written": settings.samples, "resumed_from": resumed, "batches": batches_run, "decode_steps": steps,
             "sample_tokens": tokens, "sampling_seconds": round(time.monotonic() - sampling_started, 2),
-            "startup": startup, "conditions_used": len(set(prefixes[resumed:]))}
+            "startup": startup}
 
 
 def _log_progress(out_path: Path, written: int, resumed: int, total: int, started: float) -> None:

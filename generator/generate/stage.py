@@ -11,7 +11,9 @@ and written without the prefix::
 ``terminated`` is false when the length cap came before the end marker; curate
 drops those. Two backends read the same gpt-2-simple checkpoint:
 ``gpt2-simple`` (``gpt2.generate``, the reference) and ``fast`` (an early-stopping
-sampler over the same checkpoint, :mod:`generator.generate.driver`).
+sampler over the same checkpoint, :mod:`generator.generate.driver`). A Llama-family
+run (``family.json``, :mod:`generator.models.llama.run`) is sampled by
+:mod:`generator.generate.llama_sampler` (``fast`` only), its requests rendered as chat.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ class GenerateSettings:
                                 "list: generate.conditions split evenly; none: no prefix", choices=CONDITIONING)
     conditions: list = setting([], 'control-prefix mix such as "[TV Show] [Comedies]" or "[Movie]" for conditioning '
                                '"list" (given with "catalog", they are used as a list)')
+    few_shot: int = setting(0, "Llama family: catalog examples (the run's generation.json examples) shown as earlier "
+                            "chat exchanges before each request; one draw per batch, from (seed, the batch's first "
+                            "index), read once for the whole batch (0 = none)", at_least=0, at_most=32)
     mask_unseen_tokens: bool = setting(True, "fast backend: never sample a token the training text never contained "
                                        "(BPE merge intermediates)")
     threads: int = setting(0, "TensorFlow threads (0 = all cores)", at_least=0)
@@ -158,10 +163,22 @@ def generate(run_dir: str | Path, out_path: str | Path, settings: GenerateSettin
 
 def _generate(run_dir: Path, out_path: Path, settings: GenerateSettings) -> dict:
     path_inside(run_dir.parent, run_dir.name, "train.run_name")  # the run folder must be inside its root
-    run_dir = resolve_run(run_dir.parent, run_dir.name)
+    from ..models.llama.run import is_llama_run
+
+    llama = is_llama_run(run_dir)
+    if not llama:
+        run_dir = resolve_run(run_dir.parent, run_dir.name)
+    elif settings.backend != "fast":
+        raise UserError(f"generate.backend {settings.backend!r} reads GPT-2 runs only, and {run_dir} is a Llama run",
+                        'use generate.backend "fast"')
     length = settings.length or default_length(run_dir)
     started = time.monotonic()
-    if settings.backend == "fast":
+    if llama:
+        from .llama_sampler import generate_llama
+
+        stats = generate_llama(run_dir, out_path, settings, length, sample_prefixes(run_dir, settings),
+                               prompts=possible_prefixes(run_dir, settings), titled=titled_run(run_dir))
+    elif settings.backend == "fast":
         from .driver import generate_fast
 
         seen = read_generation_info(run_dir).get("seen_tokens") if settings.mask_unseen_tokens else None
@@ -249,6 +266,7 @@ def add_cli(subparsers) -> None:
     add_setting_flag(parser, "--backend", "generate.backend")
     add_setting_flag(parser, "--condition", "generate.conditions", metavar="PREFIX")
     add_setting_flag(parser, "--conditioning", "generate.conditioning")
+    add_setting_flag(parser, "--few-shot", "generate.few_shot")
     parser.set_defaults(func=_cli)
 
 

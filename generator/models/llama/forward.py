@@ -66,25 +66,39 @@ def attention_bias(attention_mask):
     return tf.where(allowed, 0.0, NEG_INF)[:, None, None, :, :]
 
 
-def attention(x, layer: dict, hp, cos, sin, bias):
-    """Grouped-query self-attention of x (batch, time, width): query head h reads key/value head h // group."""
+def query_key_value(x, layer: dict, hp, cos, sin):
+    """Rotated queries (batch, time, heads, dh); keys and values head-major, (batch, kv heads, time, dh)."""
     batch, time = tf.shape(x)[0], tf.shape(x)[1]
     dh, n_kv = hp.head_dim, hp.n_head_kv
-    group = hp.n_head // n_kv
     q = tf.reshape(project(x, layer["wq"]), [batch, time, hp.n_head, dh])
     k = tf.reshape(project(x, layer["wk"]), [batch, time, n_kv, dh])
     v = tf.reshape(project(x, layer["wv"]), [batch, time, n_kv, dh])
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    # (batch, kv head, group * time, dh): the group's query heads share their key/value head's matmul.
+    return q, tf.transpose(k, [0, 2, 1, 3]), tf.transpose(v, [0, 2, 1, 3])
+
+
+def mix(q, k, v, hp, bias):
+    """Grouped-query attention of queries (batch, time, heads, dh) over head-major keys and values (batch,
+    kv heads, keys, dh), with an additive ``bias`` (batch, 1, 1, time, keys): (batch, time, width) before ``wo``.
+
+    Query head h reads key/value head h // group, and a group's query heads share one matmul. Keys
+    stay head-major so a key/value cache (``decode``) is read where it lies, never transposed.
+    """
+    batch, time, keys = tf.shape(q)[0], tf.shape(q)[1], tf.shape(k)[2]
+    dh, n_kv = hp.head_dim, hp.n_head_kv
+    group = hp.n_head // n_kv
     q = tf.reshape(tf.transpose(q, [0, 2, 1, 3]), [batch, n_kv, group * time, dh])
-    k = tf.transpose(k, [0, 2, 1, 3])
-    v = tf.transpose(v, [0, 2, 1, 3])
     scores = tf.matmul(q, k, transpose_b=True) * (dh ** -0.5)
-    scores = tf.reshape(scores, [batch, n_kv, group, time, time]) + bias
-    weights = tf.reshape(tf.nn.softmax(scores, axis=-1), [batch, n_kv, group * time, time])
+    scores = tf.reshape(scores, [batch, n_kv, group, time, keys]) + bias
+    weights = tf.reshape(tf.nn.softmax(scores, axis=-1), [batch, n_kv, group * time, keys])
     mixed = tf.reshape(tf.matmul(weights, v), [batch, hp.n_head, time, dh])
-    mixed = tf.reshape(tf.transpose(mixed, [0, 2, 1, 3]), [batch, time, hp.n_head * dh])
-    return project(mixed, layer["wo"])
+    return tf.reshape(tf.transpose(mixed, [0, 2, 1, 3]), [batch, time, hp.n_head * dh])
+
+
+def attention(x, layer: dict, hp, cos, sin, bias):
+    """Grouped-query self-attention of x (batch, time, width)."""
+    q, k, v = query_key_value(x, layer, hp, cos, sin)
+    return project(mix(q, k, v, hp, bias), layer["wo"])
 
 
 def feed_forward(x, layer: dict):
