@@ -66,12 +66,12 @@ def configured_profiles(environ=os.environ) -> tuple[list[str], str]:
 
 
 def default_profile(environ, user: dict, shipped: dict) -> str:
-    """The profile a run without one gets: GENERATOR_PROFILE, the user's file, the shipped file, "tiny".
+    """The profile a run without one gets: GENERATOR_PROFILE, the user's file, the shipped file, "smollm2".
 
     ``generator.config.default_profile``'s rule, restated because the DAG must not import
     ``generator`` at parse time; tests/test_dag_ops.py checks that the two agree.
     """
-    return environ.get("GENERATOR_PROFILE") or user.get("profile") or shipped.get("profile") or "tiny"
+    return environ.get("GENERATOR_PROFILE") or user.get("profile") or shipped.get("profile") or "smollm2"
 
 
 def default_catalog(environ=os.environ) -> str:

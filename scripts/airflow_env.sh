@@ -16,7 +16,7 @@ export AIRFLOW__API__PORT="$GALLERY_UI_PORT"
 export AIRFLOW__API__BASE_URL="http://localhost:$GALLERY_UI_PORT"
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$GALLERY_UI_PORT/execution/"
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-10}"
-export GENERATOR_PROFILE="${GENERATOR_PROFILE:-tiny}"
+export GENERATOR_PROFILE="${GENERATOR_PROFILE:-smollm2}"
 export GENERATOR_PATHS__WORKDIR="${GENERATOR_PATHS__WORKDIR:-$root/var/gallery}"
 # The DAG's target param defaults to this: a scheduled or form-triggered night publishes here.
 export GALLERY_TARGET="${GALLERY_TARGET:-file://$root/var/public}"

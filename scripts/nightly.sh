@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: install everything, then run one night of the nightly DAG
-# through Airflow's scheduler (SQLite under ./airflow_home, LocalExecutor, the `tiny` profile, the
+# through Airflow's scheduler (SQLite under ./airflow_home, LocalExecutor, the `smollm2` profile, the
 # sample catalog, published to var/public), so the run is in the UI with its start times,
 # durations and task logs. Ends by printing where to open the site and the UI.
 #
 #   scripts/nightly.sh [CATALOG] [YYYY-MM-DD]
 #
-# Environment: GENERATOR_PROFILE (default tiny), GALLERY_TARGET (default file://$PWD/var/public),
+# Environment: GENERATOR_PROFILE (default smollm2), GALLERY_TARGET (default file://$PWD/var/public),
 # GALLERY_UI_PORT (8080), and any GENERATOR_<SECTION>__<KEY> setting (see generator/defaults.toml).
 # The Airflow components run only for the night (scripts/airflow_services.sh); scripts/airflow_ui.sh
 # brings them back to look at it.

@@ -155,7 +155,7 @@ def test_panel_counts_titles_distinct_share_copies_and_invented_words(tmp_path):
              "A shy radio host takes calls from a listener who knows what will happen tomorrow."]
     titles = [catalog[0].title.upper(), "The Gradukome Shop", "Petal Wars", "Petal  wars!", "Night Calls"]
     samples = write_jsonl(tmp_path / "s.jsonl", [{"text": t, "title": h} for t, h in zip(texts, titles)])
-    curate(samples, catalog, tmp_path / "kept.jsonl", CurateSettings())
+    curate(samples, catalog, tmp_path / "kept.jsonl", CurateSettings(reader=False))
     panel = quality_panel(samples, ingest_dir, tmp_path / "kept.jsonl")
     assert panel["titles"]["titled"] == panel["published"] == 2  # "Petal Wars", "Night Calls"
     assert panel["titles"]["distinct_share"] == 1.0

@@ -9,8 +9,8 @@ from ..settings import check_declared, setting
 
 # The title rules (titles.py) follow the description's: a title is judged once its description would be kept.
 RULES = ("unterminated", "length", "malformed", "degenerate", "unknown-words", "copy", "blocklist", "near-duplicate",
-         "title-empty", "title-too-long", "title-malformed", "title-degenerate", "title-first-words",
-         "title-invented-word", "title-copy", "title-repeat", "reader", "reader-budget", "title-reader")
+         "reader", "reader-budget", "title-empty", "title-too-long", "title-malformed", "title-degenerate",
+         "title-first-words", "title-invented-word", "title-copy", "title-repeat", "title-reader")
 
 
 @dataclasses.dataclass
