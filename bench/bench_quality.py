@@ -71,8 +71,12 @@ RECIPES = {
     "tiny-words-600": ("tiny", WORDS, {"steps": 600}, {}),
     "tiny-words-1200": ("tiny", WORDS, {"steps": 1200}, {}),
     "small-400": ("small", {}, {"steps": 400}, {}),
+    # SmolLM2-135M (Llama family) with LoRA: the default profile, cooler sampling, fewer steps.
+    "smollm2-60": ("smollm2", {}, {"steps": 60}, {}),
+    "smollm2-60-cool": ("smollm2", {}, {"steps": 60}, {"temperature": 0.8, "top_p": 0.9}),
+    "smollm2-30": ("smollm2", {}, {"steps": 30}, {}),
 }
-SWEEPS = {"default": ["tiny-600", "tiny-600-cool", "tiny-600-hot", "tiny-1200", "tiny-words-600", "tiny-900"],
+SWEEPS = {"smollm2": ["smollm2-60", "smollm2-60-cool", "smollm2-30"], "default": ["tiny-600", "tiny-600-cool", "tiny-600-hot", "tiny-1200", "tiny-words-600", "tiny-900"],
           "smoke": ["smoke", "smoke-hot"]}
 SWEEPS["full"] = SWEEPS["default"][:3] + ["tiny-600-warm", "tiny-600-hot-8k"] + SWEEPS["default"][3:5] + [
     "tiny-600-seed2", "tiny-600-hot-seed2"] + SWEEPS["default"][5:] + ["tiny-900-hot"]
