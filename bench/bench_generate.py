@@ -90,16 +90,16 @@ def finished_count(texts: list[str], prefix: str) -> int:
 # --- measurement -----------------------------------------------------------------------------------
 
 
-def matmul_peak(threads: int) -> float:
-    """FLOP/s of a 1024 x 1024 x 1024 float32 matmul in TensorFlow (best of 7)."""
+def matmul_peak(threads: int, dtype: str = "float32") -> float:
+    """FLOP/s of a 1024 x 1024 x 1024 matmul of ``dtype`` in TensorFlow (best of 7)."""
     from generator.tf_runtime import import_gpt2, import_tf
 
     tf, gpt2 = import_tf(), import_gpt2()
     graph = tf.Graph()
     with graph.as_default():
-        a = tf.Variable(tf.random.normal([1024, 1024]))
-        b = tf.Variable(tf.random.normal([1024, 1024]))
-        product = tf.reduce_sum(tf.matmul(a, b))
+        a = tf.Variable(tf.cast(tf.random.normal([1024, 1024]), dtype))
+        b = tf.Variable(tf.cast(tf.random.normal([1024, 1024]), dtype))
+        product = tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32))
         sess = gpt2.start_tf_sess(threads=threads if threads > 0 else -1)
         sess.run(tf.compat.v1.global_variables_initializer())
         sess.run(product)

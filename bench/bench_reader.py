@@ -36,10 +36,10 @@ def texts_of(count: int) -> list[str]:
     return random.Random(0).sample(texts, min(count, len(texts)))
 
 
-def run_ours(path, texts, threads, batch_size) -> tuple:
+def run_ours(path, texts, threads, batch_size, matmul_dtype="float32") -> tuple:
     from generator.models.llama.score import LlamaScorer
 
-    scorer = LlamaScorer(path, threads=threads, batch_size=batch_size)
+    scorer = LlamaScorer(path, threads=threads, batch_size=batch_size, matmul_dtype=matmul_dtype)
     scorer.token_logprobs(texts[:batch_size], PREFIX)  # trace once
     started = time.perf_counter()
     scored = scorer.token_logprobs(texts, PREFIX)
@@ -65,19 +65,21 @@ def main() -> int:
     parser.add_argument("--texts", type=int, default=96)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--matmul-dtype", default="bfloat16", choices=("bfloat16", "float32"),
+                        help="the blocks' projections, as curate.reader_matmul_dtype (the limit is this type's peak)")
     args = parser.parse_args()
     path = model_file.require_model()
     texts = texts_of(args.texts)
-    ours, tokens, hp, _ = run_ours(path, texts, args.threads, args.batch_size)
-    peak = matmul_peak(args.threads)  # last: gpt-2-simple's import leaves TensorFlow in graph mode
-    print(f"matmul peak: {peak / 1e9:.1f} GFLOP/s ({args.threads} threads, float32 1024^3)", flush=True)
+    ours, tokens, hp, _ = run_ours(path, texts, args.threads, args.batch_size, args.matmul_dtype)
+    peak = matmul_peak(args.threads, args.matmul_dtype)  # last: gpt-2-simple's import leaves TensorFlow in graph mode
+    print(f"matmul peak: {peak / 1e9:.1f} GFLOP/s ({args.threads} threads, {args.matmul_dtype} 1024^3)", flush=True)
     params = hp.n_vocab * hp.n_embd + hp.n_layer * (
         hp.n_embd * (hp.n_head + 2 * hp.n_head_kv) * hp.head_dim + hp.n_head * hp.head_dim * hp.n_embd
         + 3 * hp.n_embd * hp.n_ff)
     limit_tokens_s = peak / (2 * params)
     theirs = run_llama_cpp(path, texts, args.threads)
     print(f"{len(texts)} texts, {tokens} tokens (prefix included), {2 * params / 1e9:.3f} GFLOP/token")
-    print(f"ours (TensorFlow):  {len(texts) / ours:7.2f} texts/s {tokens / ours:8.1f} tokens/s")
+    print(f"ours (TensorFlow, {args.matmul_dtype}):  {len(texts) / ours:7.2f} texts/s {tokens / ours:8.1f} tokens/s")
     if theirs is not None:
         print(f"llama.cpp:          {len(texts) / theirs:7.2f} texts/s {tokens / theirs:8.1f} tokens/s")
     print(f"arithmetic limit:                 {limit_tokens_s:8.1f} tokens/s")

@@ -125,17 +125,17 @@ def model_digest(path: Path) -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def _loaded_scorer(path: str, digest: str, threads: int, batch_size: int, eager: bool):
+def _loaded_scorer(path: str, digest: str, threads: int, batch_size: int, eager: bool, matmul_dtype: str = "float32"):
     from ..models.llama.score import LlamaScorer
 
-    return LlamaScorer(path, threads=threads, batch_size=batch_size)
+    return LlamaScorer(path, threads=threads, batch_size=batch_size, matmul_dtype=matmul_dtype)
 
 
-def loaded_scorer(path: Path, digest: str, threads: int, batch_size: int):
+def loaded_scorer(path: Path, digest: str, threads: int, batch_size: int, matmul_dtype: str = "float32"):
     """One LlamaScorer per process and file (every round of a night reuses it), in the process's TF mode."""
     from ..tf_runtime import import_tf
 
-    return _loaded_scorer(str(path), digest, threads, batch_size, bool(import_tf().executing_eagerly()))
+    return _loaded_scorer(str(path), digest, threads, batch_size, bool(import_tf().executing_eagerly()), matmul_dtype)
 
 
 def reader_model_path(configured: str) -> Path:
@@ -155,7 +155,7 @@ class ScoreCache:
     (rows in the order they were last used, so a cap keeps the most recent)."""
 
     def __init__(self, cache_dir: Path, digest: str, prefix: str):
-        key = hashlib.sha256(prefix.encode()).hexdigest()[:8]
+        key = hashlib.sha256(f"{prefix}\n{digest}".encode()).hexdigest()[:8]  # digest: the file's, with its matmul type
         self.path = Path(cache_dir) / f"{digest[:16]}-{key}.json"
         self.digest, self.prefix = digest, prefix
         self.entries: dict[str, list] = self._load()
@@ -221,7 +221,10 @@ class Reader:
         else:
             self.path, self.digest = None, str(scorer.digest)
             self.label = getattr(scorer, "label", type(scorer).__name__)
-        self.cache = ScoreCache(Path(cache_dir), self.digest, self.prefix)
+        # Scores in bfloat16 differ from float32's in the third decimal: a cache per type.
+        dtype = getattr(settings, "reader_matmul_dtype", "float32") if scorer is None else "float32"
+        self.cache = ScoreCache(Path(cache_dir), self.digest if dtype == "float32" else f"{self.digest}-{dtype}",
+                                self.prefix)
         self.fresh = self.cached = self.fresh_tokens = 0
         self.seconds = 0.0
 
@@ -229,7 +232,7 @@ class Reader:
     def scorer(self):
         if self._scorer is None:
             self._scorer = loaded_scorer(self.path, self.digest, self.settings.reader_threads,
-                                         self.settings.reader_batch_size)
+                                         self.settings.reader_batch_size, self.settings.reader_matmul_dtype)
         return self._scorer
 
     def read(self, texts: Sequence[str], allowance: float | None = None) -> dict[str, Reading | None]:

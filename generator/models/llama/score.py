@@ -35,17 +35,31 @@ def set_threads(threads: int) -> None:
         pass  # TensorFlow already started in this process: it keeps the pools it has
 
 
-def as_tf_weights(model) -> dict:
-    """The GGUF's numpy arrays as frozen TensorFlow variables, in ``forward``'s layout."""
+PROJECTIONS = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
+
+
+def as_tf_weights(model, matmul_dtype: str = "float32") -> dict:
+    """The GGUF's numpy arrays as frozen TensorFlow variables, in ``forward``'s layout.
+
+    ``matmul_dtype = "bfloat16"`` keeps the blocks' projections in bfloat16 (``lora.NarrowProjection``:
+    float32 in and out), where a CPU with bfloat16 matrix units multiplies several times faster;
+    norms, the embedding and the output matrix stay float32.
+    """
     from ...tf_runtime import import_tf
+    from .lora import NarrowProjection
 
     tf = import_tf()
 
     def var(value, name):
         return tf.Variable(value, trainable=False, name=name)
 
+    def block_weight(key, value, name):
+        if matmul_dtype == "bfloat16" and key in PROJECTIONS:
+            return NarrowProjection(tf.Variable(tf.cast(value, tf.bfloat16), trainable=False, name=name))
+        return var(value, name)
+
     weights = {"embed": var(model.embed, "embed"), "output_norm": var(model.output_norm, "output_norm"),
-               "layers": [{key: var(value, f"blk{i}_{key}") for key, value in layer.items()}
+               "layers": [{key: block_weight(key, value, f"blk{i}_{key}") for key, value in layer.items()}
                           for i, layer in enumerate(model.layers)]}
     if model.output is not None:
         weights["output"] = var(model.output, "output")
@@ -53,7 +67,7 @@ def as_tf_weights(model) -> dict:
 
 
 class LlamaScorer:
-    def __init__(self, gguf_path, threads: int = 0, batch_size: int = 16):
+    def __init__(self, gguf_path, threads: int = 0, batch_size: int = 16, matmul_dtype: str = "float32"):
         from ...tf_runtime import import_tf
         from . import forward
         from .gguf_weights import load_llama_gguf
@@ -66,12 +80,13 @@ class LlamaScorer:
             raise UserError(f"model file {self.path} not found", "python -m generator fetch-model")
         self.digest = file_sha256(self.path)
         self.batch_size = max(1, int(batch_size))
+        self.matmul_dtype = matmul_dtype
         model = load_llama_gguf(self.path)
         self.hparams = model.hparams
         self.tokenizer = LlamaTokenizer(model.tokenizer_fields)
         self.pad_id = int(self.tokenizer.eos_id or 0)
         if tf.executing_eagerly():
-            self.weights = as_tf_weights(model)
+            self.weights = as_tf_weights(model, self.matmul_dtype)
             spec = tf.TensorSpec([None, None], tf.int32)
             compiled = tf.function(
                 lambda tokens, mask: forward.next_token_logprobs(self.weights, self.hparams, tokens, mask),
@@ -86,7 +101,7 @@ class LlamaScorer:
         the whole process when it is imported, and a night (or a test session) may have imported it first."""
         graph = tf.Graph()
         with graph.as_default():
-            self.weights = as_tf_weights(model)
+            self.weights = as_tf_weights(model, self.matmul_dtype)
             tokens = tf.compat.v1.placeholder(tf.int32, [None, None])
             mask = tf.compat.v1.placeholder(tf.int32, [None, None])
             output = forward.next_token_logprobs(self.weights, self.hparams, tokens, mask)
