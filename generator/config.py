@@ -233,8 +233,8 @@ def env_origin(key: str) -> str:
 
 
 def default_profile(environ: Mapping[str, str], user: dict, shipped: dict) -> str:
-    """The profile when none is named: GENERATOR_PROFILE, the user's file, the shipped file, else "tiny"."""
-    return environ.get(f"{ENV_PREFIX}PROFILE") or user.get("profile") or shipped.get("profile") or "tiny"
+    """The profile when none is named: GENERATOR_PROFILE, the user's file, the shipped file, else "smollm2"."""
+    return environ.get(f"{ENV_PREFIX}PROFILE") or user.get("profile") or shipped.get("profile") or "smollm2"
 
 
 def load_config(

@@ -17,6 +17,11 @@ scripts/setup_env.sh airflow
 source scripts/airflow_env.sh
 # Only the run triggered below: unpausing must not also start the schedule's latest interval.
 export AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False
+# Where the real Netflix snapshots sit beside the checkout, their titles are off-limits too (title-copy).
+if [ -z "${GENERATOR_CURATE__TITLE_CATALOGS:-}" ]; then
+  real_catalogs=$(ls ../shared/data/netflix_titles_20*.csv 2>/dev/null | paste -sd, - || true)
+  [ -n "$real_catalogs" ] && export GENERATOR_CURATE__TITLE_CATALOGS="$real_catalogs"
+fi
 export AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC=2
 
 conf="{}"

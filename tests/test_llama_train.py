@@ -218,7 +218,7 @@ def test_promote_releases_a_llama_run_that_generation_loads(trained, tmp_path):
             np.testing.assert_array_equal(layer[key], theirs.model.layers[index][key])
     info = checkpoints.read_generation_info(release.path)
     assert info["max_tokens"] == manifest["max_tokens"] > 0
-    assert set(info) == {"max_tokens", "conditions", "condition_counts", "seen_tokens", "examples"}
+    assert set(info) == {"max_tokens", "conditions", "condition_counts", "seen_tokens", "examples", "titles"}
     assert ours.model.tokenizer_fields["tokens"][2] == "<|im_end|>" and 2 in info["seen_tokens"]
     assert 1 not in info["seen_tokens"]  # <|im_start|>: a control token no reply holds
     assert 0 < len(info["examples"]) <= checkpoints.FEW_SHOT_EXAMPLES

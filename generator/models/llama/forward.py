@@ -103,7 +103,10 @@ def attention(x, layer: dict, hp, cos, sin, bias):
 
 def feed_forward(x, layer: dict):
     """SwiGLU: down(silu(gate(x)) * up(x))."""
-    return project(tf.nn.silu(project(x, layer["w_gate"])) * project(x, layer["w_up"]), layer["w_down"])
+    # x * sigmoid(x), not tf.nn.silu: silu's custom gradient registers a name per trace, which collides once
+    # gpt-2-simple's process has patched TensorFlow's uids (tf_runtime.stable_function_names).
+    gate = project(x, layer["w_gate"])
+    return project(gate * tf.sigmoid(gate) * project(x, layer["w_up"]), layer["w_down"])
 
 
 def block(x, layer: dict, hp, cos, sin, bias):
