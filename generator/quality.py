@@ -242,10 +242,12 @@ def generator_base_digest(config) -> str | None:
     from .errors import UserError
 
     if config.model.family == "llama":  # the base is a GGUF file: its digest, as the reader takes its own
-        from .models.llama.model_file import model_path as fetched_model
+        from .models.llama.model_file import base_file
 
-        path = Path(config.model.gguf_path).expanduser() if config.model.gguf_path else fetched_model()
-        return model_digest(path) if path.is_file() else None
+        try:
+            return base_file(config.model.gguf_path)[1]
+        except UserError:
+            return None
     try:
         manifest = read_manifest(model_path(config.paths.models_root, config.model.name))
     except (UserError, ValueError, OSError):

@@ -436,3 +436,22 @@ def test_the_night_reads_titles_against_held_out_titles_and_rejects_one_that_rea
     assert manifest["titles"]["reader"].get("dropped") == 1, manifest
     rejected = [json.loads(line) for line in (tmp_path / "kept.rejected.jsonl").read_text().splitlines()]
     assert [(r["title"], r["reason"]) for r in rejected] == [("Gradukome Vlesh Tromp", "title-reader")]
+
+
+def test_a_llama_generator_on_the_readers_file_shares_its_base_and_the_title_cache_keeps_the_scorers_type(
+        tmp_path, tiny_gguf):
+    from generator.config import load_config
+    from generator.curate.reader import TITLE_PREFIX, model_digest
+    from generator.quality import generator_base_digest
+
+    config = load_config(profile="smollm2", environ={}, overrides={"model": {"gguf_path": str(tiny_gguf)}})
+    assert shares_base(model_digest(tiny_gguf), generator_base_digest(config))
+    missing = load_config(profile="smollm2", environ={}, overrides={"model": {"gguf_path": str(tmp_path / "no.gguf")}})
+    assert generator_base_digest(missing) is None
+
+    class Bfloat16Scorer(CatalogReader):
+        matmul_dtype = "bfloat16"
+
+    shared = Reader(settings(), tmp_path, scorer=Bfloat16Scorer(), prefix=TITLE_PREFIX)
+    exact = Reader(settings(), tmp_path, scorer=CatalogReader(), prefix=TITLE_PREFIX)
+    assert shared.cache.path != exact.cache.path

@@ -221,8 +221,9 @@ class Reader:
         else:
             self.path, self.digest = None, str(scorer.digest)
             self.label = getattr(scorer, "label", type(scorer).__name__)
-        # Scores in bfloat16 differ from float32's in the third decimal: a cache per type.
-        dtype = getattr(settings, "reader_matmul_dtype", "float32") if scorer is None else "float32"
+        # Scores in bfloat16 differ from float32's in the third decimal: a cache per type, the scorer's own
+        # when one is given (the title reader shares the night's loaded model, and so its type).
+        dtype = settings.reader_matmul_dtype if scorer is None else getattr(scorer, "matmul_dtype", "float32")
         self.cache = ScoreCache(Path(cache_dir), self.digest if dtype == "float32" else f"{self.digest}-{dtype}",
                                 self.prefix)
         self.fresh = self.cached = self.fresh_tokens = 0
