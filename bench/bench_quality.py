@@ -75,8 +75,12 @@ RECIPES = {
     "smollm2-60": ("smollm2", {}, {"steps": 60}, {}),
     "smollm2-60-cool": ("smollm2", {}, {"steps": 60}, {"temperature": 0.8, "top_p": 0.9}),
     "smollm2-30": ("smollm2", {}, {"steps": 30}, {}),
+    # The untrained base prompted with four catalog examples per batch (generate.few_shot), no adapter.
+    "smollm2-prompted": ("smollm2", {}, {}, {"few_shot": 4}),
 }
-SWEEPS = {"smollm2": ["smollm2-60", "smollm2-60-cool", "smollm2-30"], "default": ["tiny-600", "tiny-600-cool", "tiny-600-hot", "tiny-1200", "tiny-words-600", "tiny-900"],
+PROMPTED = {"smollm2-prompted"}  # no training: generation reads a run of the base alone
+SWEEPS = {"smollm2": ["smollm2-prompted", "smollm2-60", "smollm2-60-cool", "smollm2-30"],
+          "catalog-2021": ["tiny-600", "smollm2-prompted", "smollm2-60"], "default": ["tiny-600", "tiny-600-cool", "tiny-600-hot", "tiny-1200", "tiny-words-600", "tiny-900"],
           "smoke": ["smoke", "smoke-hot"]}
 SWEEPS["full"] = SWEEPS["default"][:3] + ["tiny-600-warm", "tiny-600-hot-8k"] + SWEEPS["default"][3:5] + [
     "tiny-600-seed2", "tiny-600-hot-seed2"] + SWEEPS["default"][5:] + ["tiny-900-hot"]
@@ -95,9 +99,21 @@ def recipe_config(name: str, workdir: Path, target_kept: int | None, max_samples
         generate["target_kept"] = target_kept
     if max_samples is not None:  # the command line's budget, over the recipe's
         generate["max_samples"] = max_samples
+    train = {**train, "save_every": train["steps"]} if "steps" in train else train
     return load_config(profile=profile, environ={}, overrides={
-        "paths": {"workdir": str(workdir)}, "model": model,
-        "train": {**train, "save_every": train["steps"]}, "generate": generate})
+        "paths": {"workdir": str(workdir)}, "model": model, "train": train, "generate": generate})
+
+
+def prompted_release(config, night: str):
+    """A Llama run of the base itself (no adapter), with the night's generation info: the prompted row."""
+    from generator.checkpoints import Release, write_generation_info
+    from generator.models.llama import model_file, run
+
+    run_dir = config.paths.checkpoint_root / "prompted"
+    path, digest = model_file.base_file()
+    run.write_family(run_dir, path, digest, None)
+    write_generation_info(run_dir, night_paths(config, night).ingest / "train.txt")
+    return Release("prompted", 0, run_dir)
 
 
 def run_recipe(name: str, catalog: str, workdir: Path, night: str, target_kept: int | None,
@@ -105,16 +121,20 @@ def run_recipe(name: str, catalog: str, workdir: Path, night: str, target_kept: 
     config = recipe_config(name, workdir, target_kept, max_samples)
     started = time.process_time()
     step_ingest(config, night, catalog)
-    decision = step_should_train(config, night)
-    if decision["train"]:
-        step_train(config, night)
-    promoted = step_promote(config, night, trained=decision["train"])
+    if name in PROMPTED:
+        release = prompted_release(config, night)
+        decision, promoted = {"train": False, "reason": "prompted: no training"}, {"live_release": str(release.path)}
+    else:
+        decision, release = step_should_train(config, night), None
+        if decision["train"]:
+            step_train(config, night)
+        promoted = step_promote(config, night, trained=decision["train"])
     trained = time.process_time()
     error = None
-    step_generate(config, night)
+    step_generate(config, night, release=release)
     step_curate(config, night)
     try:
-        step_rounds(config, night)
+        step_rounds(config, night, release)
     except UserError as exc:  # too few kept: the night fails, its files (and panel) are written
         error = str(exc)
     done = time.process_time()
@@ -146,6 +166,8 @@ def _num(value, spec: str) -> str:
 def row(result: dict) -> str:
     cpu, realism, reader, novelty = result["cpu_minutes"], result["realism"], result["reader"], result["novelty"]
     train = f"{cpu['train']:.2f}" if result["trained"] else f"({cpu['train']:.2f})"
+    if result["train_reason"].startswith("prompted"):
+        train = f"[{cpu['train']:.2f}]"
     accuracy = "-" if realism.get("accuracy") is None else f"{realism['accuracy']:.2f}±{realism['std']:.2f}"
     return (f"{result['recipe']:<16} {train:>7} {cpu['generate']:>6.2f} {result['samples']:>5} "
             f"{result['published']:>4} {_pct((result['curation'] or {}).get('kept_rate')):>5} "
@@ -155,12 +177,13 @@ def row(result: dict) -> str:
             f"{_num(novelty['longest_shared_run_max'], 'g'):<3} "
             f"{_num(reader.get('published_median'), '.2f'):>5}/"
             f"{_num(reader.get('real_median'), '.2f'):<5} {_num(reader.get('auc'), '.2f'):>4} "
+            f"{_pct(reader.get('published_within_real_90')):>5} {_pct(novelty.get('share_with_8_word_run')):>5} "
             f"{accuracy:>10} {realism.get('per_class', '-'):>4}  {result['stop']}")
 
 
 HEADER = (f"{'recipe':<16} {'cpu_tr':>7} {'cpu_gc':>6} {'smpl':>5} {'pub':>4} {'kept':>5} {'inv_in':>6} "
           f"{'inv_out':>5} {'dist2':>6} {'d2@100':>6} {'run md/max':<8} {'slor pub/real':<11} {'auc':>4} "
-          f"{'realism':>10} "
+          f"{'in90':>5} {'8run':>5} {'realism':>10} "
           f"{'n':>4}  stop")
 
 
@@ -176,11 +199,12 @@ def curation_label(results: list[dict]) -> str:
 
 def print_table(results: list[dict], catalog: str) -> None:
     print(f"catalog {catalog}; cpu_tr = CPU minutes ingest+train+promote (in parentheses: training skipped, "
-          "model shared with an earlier recipe), cpu_gc = generate+curate+rounds; smpl = samples drawn; pub = "
+          "model shared with an earlier recipe; in brackets: no training, the base prompted with catalog examples), cpu_gc = generate+curate+rounds; smpl = samples drawn; pub = "
           "published; kept = kept rate; inv_in/out = samples with an invented word generated/published; "
           "d2@100 = distinct-2 of a seeded sample of 100 published; run md/max = longest run of words shared with "
           "the catalog; slor = the reader's median SLOR (published/real held-out), auc = the reader's AUC of "
-          "real against published (0.5 = indistinguishable); realism = classifier accuracy ± std over folds, published vs held-out "
+          "real against published (0.5 = indistinguishable; under 0.5: it prefers the published), in90 = share of "
+          "the published within real text's 90 %, 8run = share of the published sharing an 8-word run with a catalog; realism = classifier accuracy ± std over folds, published vs held-out "
           "(0.5 = indistinguishable), n per class")
     print(HEADER)
     for result in results:
