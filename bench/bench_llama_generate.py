@@ -5,6 +5,9 @@
 * samples: ``--samples`` descriptions from the prompted base (a run with no adapter: SmolLM2 itself),
   requests drawn from the bundled catalog's (type, genre) mix, through the generate stage:
   samples/s, how many ended at ``<|im_end|>``, the loop's utilisation (tokens kept over rows x steps);
+* whole process: the ``generate`` CLI on the same run, ``--batch-size`` samples, once with an
+  empty XLA compile cache and once with the cache the first run filled (``<workdir>/xla-cache``),
+  each run's start-up phases (import, graph, compile, first sample) from its manifest;
 * llama.cpp (llama-cpp-python, when installed): tokens/s decoding one sequence, and the same
   number of samples from the same chat requests;
 * the limit: 2 x parameters FLOPs per token (0.27 GFLOP for 135M; attention's few extra FLOPs not
@@ -91,6 +94,32 @@ def our_samples(run_dir: Path, out: Path, samples: int, batch: int, threads: int
     return manifest
 
 
+def whole_process(run_dir: Path, scratch: Path, samples: int, batch: int, threads: int) -> list[tuple[str, float, dict]]:
+    """The generate CLI on the prompted run as a whole process: a cold compile cache, then the same cache warm.
+
+    Returns [(label, wall seconds, manifest)]: the start-up phases (import, graph, compile, first
+    sample) are the manifest's, as the night's report records them.
+    """
+    import os
+    import subprocess
+
+    workdir = scratch / "whole-process"  # holds <workdir>/xla-cache: empty on the first run, filled after it
+    out = []
+    for label in ("cold cache", "warm cache"):
+        target = scratch / f"whole-{label.split()[0]}.jsonl"
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "GENERATOR_GENERATE__THREADS": str(threads),
+               "GENERATOR_GENERATE__PROGRESS": "false", "GENERATOR_GENERATE__RESUME": "false",
+               "GENERATOR_PATHS__WORKDIR": str(workdir)}
+        command = [sys.executable, "-m", "generator", "generate", "--checkpoint-dir", str(run_dir.parent),
+                   "--run-name", run_dir.name, "--samples", str(samples), "--batch-size", str(batch),
+                   "--seed", "11", "--out", str(target)]
+        started = time.perf_counter()
+        subprocess.run(command, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+        out.append((label, time.perf_counter() - started,
+                    json.loads(target.with_name(target.stem + ".manifest.json").read_text())))
+    return out
+
+
 def llama_cpp_side(path: Path, requests: list[str], length: int, steps: int, threads: int) -> dict | str:
     """llama.cpp's decode tokens/s (one sequence) and its samples from the same requests, or why it was skipped."""
     try:
@@ -137,6 +166,7 @@ def main() -> int:
         from generator.textformat import chat_prompt
 
         manifest = our_samples(run_dir, Path(tmp) / "samples.jsonl", args.samples, args.batch_size, args.threads)
+        whole = whole_process(run_dir, Path(tmp), args.batch_size, args.batch_size, args.threads)
         records = [json.loads(line) for line in (Path(tmp) / "samples.jsonl").read_text().splitlines()]
         close_samplers()
         requests = [chat_prompt(p) for p in sample_prefixes(run_dir, GenerateSettings(samples=args.samples, seed=11))]
@@ -167,6 +197,10 @@ def main() -> int:
           f"{manifest['sample_tokens'] / manifest['sampling_seconds']:.1f} tokens/s kept, "
           f"loop utilisation {manifest['sample_tokens'] / steps_rows:.0%} ({manifest['sample_tokens']} tokens "
           f"over {manifest['decode_steps']} steps x {args.batch_size} rows)")
+    from bench_generate import phases_line
+
+    for label, wall, whole_manifest in whole:
+        print(f"whole process, generate CLI, {args.batch_size} samples, {label}: {phases_line(wall, whole_manifest)}")
     if isinstance(theirs, str):
         print(f"llama.cpp: {theirs}")
     else:
@@ -179,6 +213,8 @@ def main() -> int:
             print(f"ratio ours / llama.cpp decode, batch {batch}: {rate / theirs['decode_tokens_s']:.2f}x")
         print(f"ratio ours / llama.cpp samples/s: "
               f"{manifest['samples'] / manifest['wall_seconds'] / theirs['samples_s']:.2f}x")
+    print(f"ratio warm / cold compile cache, whole process: {whole[1][1] / whole[0][1]:.2f} "
+          f"(compile {whole[0][2]['startup'].get('compile_seconds')} s -> {whole[1][2]['startup'].get('compile_seconds')} s)")
     return 0
 
 
