@@ -45,6 +45,7 @@ from typing import Sequence
 
 from ..artifacts import atomic_write_text
 from ..errors import UserError
+from ..models.llama.score import numerics_tag
 
 PREFIX = "Netflix description: "
 UNIGRAM_FLOOR = 1e-8  # the frequency of a word wordfreq does not list: the large list's own floor
@@ -224,8 +225,7 @@ class Reader:
         # Scores in bfloat16 differ from float32's in the third decimal: a cache per type, the scorer's own
         # when one is given (the title reader shares the night's loaded model, and so its type).
         dtype = settings.reader_matmul_dtype if scorer is None else getattr(scorer, "matmul_dtype", "float32")
-        self.cache = ScoreCache(Path(cache_dir), self.digest if dtype == "float32" else f"{self.digest}-{dtype}",
-                                self.prefix)
+        self.cache = ScoreCache(Path(cache_dir), self.digest + numerics_tag(dtype), self.prefix)
         self.fresh = self.cached = self.fresh_tokens = 0
         self.seconds = 0.0
 

@@ -38,12 +38,21 @@ def set_threads(threads: int) -> None:
 PROJECTIONS = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
 
 
+def numerics_tag(matmul_dtype: str) -> str:
+    """What a score cache keys on beside the model file: the path's rounding moves a score's third decimal.
+
+    ``-bfloat16-v2``: the projections and the vocabulary's matmul in bfloat16 (v1 kept the latter float32).
+    """
+    return "" if matmul_dtype == "float32" else f"-{matmul_dtype}-v2"
+
+
 def as_tf_weights(model, matmul_dtype: str = "float32") -> dict:
     """The GGUF's numpy arrays as frozen TensorFlow variables, in ``forward``'s layout.
 
     ``matmul_dtype = "bfloat16"`` keeps the blocks' projections in bfloat16 (``lora.NarrowProjection``:
     float32 in and out), where a CPU with bfloat16 matrix units multiplies several times faster;
-    norms, the embedding and the output matrix stay float32.
+    norms, the embedding and the output matrix stay float32, with a bfloat16 copy of the output matrix
+    for the log-normaliser (``output_narrow``).
     """
     from ...tf_runtime import import_tf
     from .lora import NarrowProjection
@@ -63,6 +72,10 @@ def as_tf_weights(model, matmul_dtype: str = "float32") -> dict:
                           for i, layer in enumerate(model.layers)]}
     if model.output is not None:
         weights["output"] = var(model.output, "output")
+    if matmul_dtype == "bfloat16":  # the log-normaliser's matmul (forward.next_token_logprobs)
+        table = model.embed if model.output is None else model.output
+        weights["output_narrow"] = NarrowProjection(tf.Variable(tf.cast(table.T, tf.bfloat16), trainable=False,
+                                                                name="output_narrow"))
     return weights
 
 
@@ -90,7 +103,7 @@ class LlamaScorer:
             spec = tf.TensorSpec([None, None], tf.int32)
             compiled = tf.function(
                 lambda tokens, mask: forward.next_token_logprobs(self.weights, self.hparams, tokens, mask),
-                input_signature=[spec, spec])
+                input_signature=[spec, spec], autograph=False)  # plain graph code, as _graph_mode builds it
             self._next_token_logprobs = lambda tokens, mask: compiled(tokens, mask).numpy()
         else:
             self._next_token_logprobs = self._graph_mode(tf, forward, model)
