@@ -654,3 +654,17 @@ def test_real_catalog_descriptions_render_with_intact_links(tmp_path):
     assert manifest["pages"] == len(tree_bytes(site))
     assert len(list(site.glob("all/*.html"))) == math.ceil(manifest["descriptions"] / 48)
     assert broken_links(site) == []
+
+
+def test_the_about_page_names_the_nights_base_model_and_the_copy_names_no_other(tmp_path):
+    """A Llama night's site says which model wrote it; the copy shared by every night names no model."""
+    from generator.render.model_card import model_card
+    from generator.render.site_model import Night, RenderSettings
+
+    card = model_card({"model": {"name": "SmolLM2-135M-Instruct", "family": "llama"}}, Night("2026-12-08", [], {}))
+    assert card["base_model"] == "SmolLM2-135M-Instruct"
+    assert model_card({}, Night("2026-12-08", [], {}))["base_model"] is None
+    templates = Path(__file__).resolve().parents[1] / "site_templates"
+    for name in ("_footer.html", "feed.xml", "about.html"):
+        assert "GPT-2" not in (templates / name).read_text(encoding="utf-8"), name
+    assert "GPT-2" not in RenderSettings().tagline

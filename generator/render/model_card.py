@@ -71,6 +71,7 @@ def model_card(report: dict, night: Night, nights: list[Night] = ()) -> dict:
         "loss_svg": loss_curve_svg(train.get("loss_curve")),
         "rejection_svg": rejection_chart_svg(rejected, kept) if rejected else None,
         "has_report": bool(report),
+        "base_model": model.get("name") if isinstance(model.get("name"), str) else None,
     }
 
 

@@ -39,8 +39,8 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
 class RenderSettings:
     site_title: str = setting("Netflix-ish: descriptions nobody wrote",
                               "Site name in headers, page titles and the feed.")
-    tagline: str = setting("Made-up film and series descriptions, written every night by GPT-2 fine-tuned on "
-                           "Netflix's catalog.",
+    tagline: str = setting("Made-up film and series descriptions, written every night by a language model "
+                           "fine-tuned on Netflix's catalog.",
                            "One line under the title on the home page; also the default meta/OpenGraph description.")
     page_size: int = setting(48, "Descriptions per listing page (all, per type, per genre, per archived night).",
                              at_least=1)
