@@ -61,9 +61,19 @@ def step_flops(hp, batch, lora_parameters: int) -> float:
     blocks = hp.n_layer * (hp.n_embd * (hp.n_head + 2 * hp.n_head_kv) * hp.head_dim
                            + hp.n_head * hp.head_dim * hp.n_embd + 3 * hp.n_embd * hp.n_ff)
     head = hp.n_vocab * hp.n_embd
+    return 4 * blocks * tokens + 4 * head * replies + 6 * lora_parameters * tokens + attention_flops(hp, mask)
+
+
+def full_step_flops(hp, batch, parameters: int) -> float:
+    """A full fine-tune's step on ``batch``: 6 x parameters per real token (forward and both gradients), plus attention."""
+    _, mask, _ = batch
+    return 6 * parameters * float(mask.sum()) + attention_flops(hp, mask)
+
+
+def attention_flops(hp, mask) -> float:
+    """Attention's own FLOPs in a training step (the score and mixing matmuls, forward and backward), real tokens only."""
     lengths = mask.sum(axis=1).astype(float)
-    attention = 12 * hp.n_layer * hp.n_head * hp.head_dim * float((lengths ** 2).sum())
-    return 4 * blocks * tokens + 4 * head * replies + 6 * lora_parameters * tokens + attention
+    return 12 * hp.n_layer * hp.n_head * hp.head_dim * float((lengths ** 2).sum())
 
 
 def speed(model, items, adapter, batch_sizes, timed_steps, threads, tf, frozen_dtype) -> list[dict]:

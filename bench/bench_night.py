@@ -69,7 +69,7 @@ def llama_step_cost(run_dir: Path, train_text: Path, config, steps: int) -> tupl
     import gguf
     import numpy as np
 
-    from bench_llama_train import step_flops
+    from bench_llama_train import full_step_flops, step_flops
     from generator.models.llama import examples as chat
     from generator.models.llama import run
     from generator.models.llama.gguf_weights import read_hparams
@@ -82,14 +82,8 @@ def llama_step_cost(run_dir: Path, train_text: Path, config, steps: int) -> tupl
     batches = [chat.pad_batch([items[i] for i in chat.step_items(len(items), config.train.batch_size,
                                                                   config.train.seed, step)], 0)
                for step in range(1, steps + 1)]
-    per_step = []
-    for batch in batches:
-        if lora:
-            per_step.append(step_flops(hp, batch, sum(a.size for a in trained.values())))
-        else:
-            lengths = batch[1].sum(axis=1).astype(float)
-            attention = 12 * hp.n_layer * hp.n_head * hp.head_dim * float((lengths ** 2).sum())
-            per_step.append(6 * sum(a.size for a in trained.values()) * float(batch[1].sum()) + attention)
+    parameters = sum(a.size for a in trained.values())  # the adapters' for LoRA, every weight's for a full fine-tune
+    per_step = [(step_flops if lora else full_step_flops)(hp, batch, parameters) for batch in batches]
     tokens = float(np.mean([batch[1].sum() for batch in batches]))
     return tokens, float(np.mean(per_step)), config.train.frozen_dtype if lora else "float32"
 
